@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// IOStreams are the standard streams of a command, injected so tests can
+// capture them and choose whether stdout is a terminal.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	// OutTTY is true when Out is a terminal: progress and colour are shown
+	// only then, so pipes get stable output.
+	OutTTY bool
+	// InTTY is true when In is a terminal, where a confirmation can be asked.
+	InTTY bool
+}
+
+// Env holds everything a command takes from the outside world. Tests build
+// one with fakes; DefaultEnv gives the real ones.
+type Env struct {
+	IO *IOStreams
+	// Getpid, Getppid and Getpgrp identify klp itself, so that kgr poke
+	// never stops its own process, parent shell or process group.
+	Getpid, Getppid, Getpgrp func() int
+	// Kill sends a signal to a process.
+	Kill func(pid int, sig syscall.Signal) error
+	// Sleep waits; tests make it return at once.
+	Sleep func(time.Duration)
+	// Packages answers package questions for patches -v and downgrade.
+	Packages PackageSource
+	// Geteuid tells whether klp runs as root.
+	Geteuid func() int
+}
+
+// DefaultEnv returns the environment of the running process.
+func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
+	return &Env{
+		IO: &IOStreams{
+			In: stdin, Out: stdout, ErrOut: stderr,
+			OutTTY: isTerminal(stdout), InTTY: isTerminal(stdin),
+		},
+		Getpid:   os.Getpid,
+		Getppid:  os.Getppid,
+		Getpgrp:  syscall.Getpgrp,
+		Kill:     syscall.Kill,
+		Sleep:    time.Sleep,
+		Packages: nil,
+		Geteuid:  os.Geteuid,
+	}
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/klp-project/klp/livepatch"
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X ...cli.version=...".
+var version = "0.1.0-dev"
+
+// rootOptions are the options every command shares. They come before or
+// after the command name: "klp -v patches" and "klp patches -v" are the same.
+type rootOptions struct {
+	prog           string // "klp" or "kgr"
+	verbose        int
+	nonInteractive bool
+	json           bool
+	sysRoot        string
+	procRoot       string
+	env            *Env
+}
+
+// fs opens the livepatch view of the configured roots.
+func (o *rootOptions) fs() (livepatch.FS, error) {
+	fs, err := livepatch.NewFS(o.sysRoot, o.procRoot)
+	if err != nil {
+		return fs, fmt.Errorf("%w (check --sysfs and --procfs)", err)
+	}
+	return fs, nil
+}
+
+func newRootCmd(prog string, env *Env) *cobra.Command {
+	opts := &rootOptions{prog: prog, env: env}
+	root := &cobra.Command{
+		Use:           prog + " [-hv] [--version] COMMAND",
+		Short:         shortDescription(prog),
+		Long:          longDescription(prog),
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Without a command, SUSE's klp prints its usage and fails.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(env.IO.ErrOut)
+			_ = cmd.Usage()
+			return &exitError{code: ExitError, msg: "no command given"}
+		},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &usageError{fmt.Errorf("unknown command %q", args[0])}
+			}
+			return nil
+		},
+	}
+	root.SetVersionTemplate(prog + " {{.Version}}\n")
+	root.CompletionOptions.HiddenDefaultCmd = prog == "kgr"
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{err}
+	})
+
+	pf := root.PersistentFlags()
+	pf.CountVarP(&opts.verbose, "verbose", "v", "more output; repeat (-vv) for even more")
+	pf.BoolVar(&opts.json, "json", false, "print one JSON document (see docs/json.md)")
+	pf.StringVar(&opts.sysRoot, "sysfs", livepatch.DefaultSysMountPoint, "sysfs root to read (a snapshot tree, for example)")
+	pf.StringVar(&opts.procRoot, "procfs", livepatch.DefaultProcMountPoint, "procfs root to read")
+	if prog == "klp" {
+		pf.BoolVarP(&opts.nonInteractive, "non-interactive", "n", false, "do not ask for confirmation (downgrade)")
+	}
+	_ = root.RegisterFlagCompletionFunc("sysfs", dirCompletion)
+	_ = root.RegisterFlagCompletionFunc("procfs", dirCompletion)
+
+	root.AddCommand(newStatusCmd(opts), newCheckCmd(opts), newPatchesCmd(opts))
+	if prog == "kgr" {
+		root.AddCommand(newBlockingCmd(opts, "blocking", kgrProcesses), newBlockingCmd(opts, "blocking_threads", kgrThreads), newPokeCmd(opts))
+	} else {
+		root.AddCommand(newBlockingCmd(opts, "blocking", klpThreads), newDowngradeCmd(opts))
+	}
+	for _, c := range root.Commands() {
+		c.Flags().SortFlags = false
+		c.SilenceErrors, c.SilenceUsage = true, true
+	}
+	return root
+}
+
+func dirCompletion(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return nil, cobra.ShellCompDirectiveFilterDirs
+}
+
+// patchNameCompletion completes the names of loaded patches from sysfs.
+func patchNameCompletion(opts *rootOptions) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		fs, err := opts.fs()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		patches, err := fs.Patches()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []string
+		for _, p := range patches {
+			names = append(names, p.Name)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func shortDescription(prog string) string {
+	if prog == "kgr" {
+		return "kGraft compatibility wrapper for klp"
+	}
+	return "administer kernel live patches"
+}
+
+func longDescription(prog string) string {
+	if prog == "kgr" {
+		return `kgr is the compatibility interface for scripts written for SLE 12's kGraft
+tools. It serves the same commands as klp, plus blocking_threads and poke.
+On kernels with the kGraft interface (/sys/kernel/kgraft) it reads that;
+elsewhere it reads the upstream /sys/kernel/livepatch.
+
+Exit status: 0 on success, 1 on error; check exits 0 when the system is
+ready and 1 when patching is in progress.`
+	}
+	return `klp reports the state of kernel live patching: whether a transition is in
+progress, which patches are loaded, and which tasks hold up a transition.
+It is a drop-in replacement for SUSE's klp, and reads the upstream
+/sys/kernel/livepatch interface of any distribution.
+
+Exit status: 0 on success, 1 on error; check exits 0 when the system is
+ready and 1 when patching is in progress.`
+}
+
+var errNoCommand = errors.New("no command given")

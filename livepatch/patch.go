@@ -1,0 +1,244 @@
+package livepatch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klp-project/klp/internal/sysfile"
+)
+
+// Patch is one live patch as /sys/kernel/livepatch/<Name> shows it.
+// See Documentation/ABI/testing/sysfs-kernel-livepatch.
+type Patch struct {
+	// Name is the patch module's name (KBUILD_MODNAME, with "_" where the
+	// .ko file name may have "-").
+	Name string
+	// Enabled is the target state: when a disable starts, the kernel clears
+	// it before the transition completes. /sys/kernel/livepatch/<Name>/enabled
+	Enabled bool
+	// Transition is true while this patch is the one in transition; nil on
+	// kernels before 4.12. /sys/kernel/livepatch/<Name>/transition
+	Transition *bool
+	// Replace is true for an atomic-replace (cumulative) patch; nil before
+	// 6.11. The kernel prints 0 or 1 today; any non-zero value counts as
+	// replace, because a proposed "replace set" would print a set number.
+	// /sys/kernel/livepatch/<Name>/replace
+	Replace *bool
+	// StackOrder is the 1-based position in the kernel's patch list; the
+	// highest wins for a function patched twice. nil before 6.14.
+	// /sys/kernel/livepatch/<Name>/stack_order
+	StackOrder *int
+	// HasForce reports whether the write-only force attribute exists (4.15+).
+	HasForce bool
+	// HasSignal reports whether the write-only signal attribute exists (4.15
+	// to 5.0). Newer kernels signal blocking tasks by themselves.
+	HasSignal bool
+	// Objects are the patched objects: "vmlinux" or a module name.
+	Objects []Object
+}
+
+// InTransition reports whether this patch is in transition.
+func (p Patch) InTransition() bool { return p.Transition != nil && *p.Transition }
+
+// Object is one patched object: /sys/kernel/livepatch/<patch>/<object>.
+type Object struct {
+	// Name is "vmlinux" or the target module's name.
+	Name string
+	// Patched is true when the object's functions are redirected; it is
+	// false while a target module is not loaded. nil before 6.1.
+	// /sys/kernel/livepatch/<patch>/<object>/patched
+	Patched *bool
+	// Functions are the functions this patch replaces in the object.
+	Functions []Function
+}
+
+// Function is one replaced function:
+// /sys/kernel/livepatch/<patch>/<object>/<function,sympos>.
+type Function struct {
+	// Name is the original function's name.
+	Name string
+	// Sympos is the position of the symbol among same-named symbols of the
+	// object (1-based; the kernel shows 1 for "unique"). 0 means the
+	// directory had no ",sympos" suffix (kernels before about 4.5).
+	Sympos int
+}
+
+// DirName returns the name of the function's sysfs directory.
+func (f Function) DirName() string {
+	if f.Sympos == 0 {
+		return f.Name
+	}
+	return f.Name + "," + strconv.Itoa(f.Sympos)
+}
+
+// Patches returns the loaded patches in name order. On a kernel without
+// live patching it returns [ErrNotSupported]. An empty list is not an error.
+func (fs FS) Patches() ([]Patch, error) {
+	dir := fs.LivepatchPath()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNotSupported, dir)
+		}
+		return nil, fmt.Errorf("list patches: %w", err)
+	}
+	patches := make([]Patch, 0, len(entries))
+	for _, e := range entries {
+		if !isDir(dir, e) {
+			continue
+		}
+		p, err := fs.readPatch(filepath.Join(dir, e.Name()), e.Name())
+		if err != nil {
+			// A patch removed while we read it (its directory goes away
+			// asynchronously after a disable) is simply gone.
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		patches = append(patches, p)
+	}
+	return patches, nil
+}
+
+// Patch returns the named patch, or [ErrNotFound].
+func (fs FS) Patch(name string) (Patch, error) {
+	dir, err := fs.PatchPath(name)
+	if err != nil {
+		return Patch{}, err
+	}
+	if !sysfile.Exists(fs.LivepatchPath()) {
+		return Patch{}, fmt.Errorf("%w: %s does not exist", ErrNotSupported, fs.LivepatchPath())
+	}
+	return fs.readPatch(dir, name)
+}
+
+// TransitionPatch returns the patch in transition, or nil when none is.
+// There is at most one: the kernel refuses to start a second transition.
+func (fs FS) TransitionPatch(patches []Patch) *Patch {
+	for i := range patches {
+		if patches[i].InTransition() {
+			return &patches[i]
+		}
+	}
+	return nil
+}
+
+func (fs FS) readPatch(dir, name string) (Patch, error) {
+	p := Patch{Name: name}
+	enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !sysfile.Exists(dir) {
+			return Patch{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
+	p.Enabled = enabled
+	if p.Transition, err = optionalBool(filepath.Join(dir, "transition")); err != nil {
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
+	replace, err := optionalInt(filepath.Join(dir, "replace"))
+	if err != nil {
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
+	if replace != nil {
+		r := *replace != 0
+		p.Replace = &r
+	}
+	if p.StackOrder, err = optionalInt(filepath.Join(dir, "stack_order")); err != nil {
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
+	p.HasForce = sysfile.Exists(filepath.Join(dir, "force"))
+	p.HasSignal = sysfile.Exists(filepath.Join(dir, "signal"))
+
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if !isDir(dir, e) {
+			continue
+		}
+		obj, err := readObject(filepath.Join(dir, e.Name()), e.Name())
+		if err != nil {
+			return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+		}
+		p.Objects = append(p.Objects, obj)
+	}
+	return p, nil
+}
+
+func readObject(dir, name string) (Object, error) {
+	obj := Object{Name: name}
+	var err error
+	if obj.Patched, err = optionalBool(filepath.Join(dir, "patched")); err != nil {
+		return Object{}, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Object{}, fmt.Errorf("read object %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if !isDir(dir, e) {
+			continue
+		}
+		f, err := parseFunctionDir(e.Name())
+		if err != nil {
+			return Object{}, fmt.Errorf("read object %s: %s: %w", name, filepath.Join(dir, e.Name()), err)
+		}
+		obj.Functions = append(obj.Functions, f)
+	}
+	return obj, nil
+}
+
+// parseFunctionDir splits "name,sympos". The kernel names the directory with
+// "%s,%lu", so the part after the last comma is always a number.
+func parseFunctionDir(s string) (Function, error) {
+	name, pos, found := strings.Cut(s, ",")
+	if !found {
+		return Function{Name: s}, nil
+	}
+	n, err := strconv.Atoi(pos)
+	if err != nil || n < 0 || name == "" {
+		return Function{}, fmt.Errorf("%w: function directory %q is not <name,sympos>", ErrParse, s)
+	}
+	return Function{Name: name, Sympos: n}, nil
+}
+
+func isDir(parent string, e os.DirEntry) bool {
+	if e.IsDir() {
+		return true
+	}
+	// A snapshot tree may hold symlinks where sysfs has directories.
+	if e.Type()&os.ModeSymlink != 0 {
+		fi, err := os.Stat(filepath.Join(parent, e.Name()))
+		return err == nil && fi.IsDir()
+	}
+	return false
+}
+
+func optionalBool(path string) (*bool, error) {
+	v, err := sysfile.ReadBool(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func optionalInt(path string) (*int, error) {
+	v, err := sysfile.ReadInt(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
