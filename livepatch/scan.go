@@ -105,26 +105,29 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	}
 	defer unix.Close(procfd)
 
-	batches := make(chan []int32, workers*2)
+	q := newWorkQueue(workers)
 	results := make([]ScanStats, workers)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(st *ScanStats) {
 			defer wg.Done()
-			s := newScanner(fs.proc, procfd, file, opts.Processes, visit, st)
-			for batch := range batches {
-				for _, pid := range batch {
-					s.scanPID(int(pid))
+			s := newScanner(fs.proc, procfd, file, opts.Processes, visit, st, q)
+			for {
+				item, ok := q.pop()
+				if !ok {
+					return
 				}
+				s.scan(item)
+				q.done()
 			}
 		}(&results[w])
 	}
 
-	walkErr := forEachNumericEntry(procfd, 64, func(batch []int32) {
-		batches <- append([]int32(nil), batch...)
+	walkErr := forEachNumericEntry(procfd, 32, func(batch []int32) {
+		q.push(workItem{pids: append([]int32(nil), batch...)})
 	})
-	close(batches)
+	q.close()
 	wg.Wait()
 
 	var total ScanStats
@@ -143,6 +146,76 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	return total, nil
 }
 
+// workItem is either a batch of processes or a chunk of one big process's
+// threads. Big processes are split so that a host whose threads mostly
+// belong to one process (a JVM, a database) still keeps every worker busy.
+type workItem struct {
+	pids []int32
+	pid  int32
+	tids []int32
+}
+
+// threadChunk is how many threads of one process a worker reads before it
+// hands the rest of the process to other workers.
+const threadChunk = 1024
+
+// workQueue is an unbounded queue: workers add chunks while others take,
+// so a bounded channel could deadlock with every worker blocked on send.
+type workQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []workItem
+	closed bool
+	busy   int
+}
+
+func newWorkQueue(workers int) *workQueue {
+	q := &workQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *workQueue) push(it workItem) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// pop waits for an item. It reports false once the producer has finished,
+// the queue is empty and no worker is busy (a busy worker may still add).
+func (q *workQueue) pop() (workItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 {
+		if q.closed && q.busy == 0 {
+			return workItem{}, false
+		}
+		q.cond.Wait()
+	}
+	it := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
+	q.busy++
+	return it, true
+}
+
+func (q *workQueue) done() {
+	q.mu.Lock()
+	q.busy--
+	finished := q.closed && q.busy == 0 && len(q.items) == 0
+	q.mu.Unlock()
+	if finished {
+		q.cond.Broadcast()
+	}
+}
+
+func (q *workQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
 // scanner holds one worker's reusable buffers.
 type scanner struct {
 	root      string
@@ -155,13 +228,36 @@ type scanner struct {
 	val       [32]byte
 	dirents   []byte
 	tids      []int32
+	batch     []int32
+	queue     *workQueue
 }
 
-func newScanner(root string, procfd int, file string, processes bool, visit func(TaskState), st *ScanStats) *scanner {
+func newScanner(root string, procfd int, file string, processes bool, visit func(TaskState), st *ScanStats, q *workQueue) *scanner {
 	return &scanner{
 		root: root, procfd: procfd, file: file, processes: processes, visit: visit, stats: st,
-		path: make([]byte, 0, 64), dirents: make([]byte, 16<<10),
+		// A large buffer matters for processes with many threads: each
+		// getdents64 call on /proc/<pid>/task walks the thread list from
+		// the start to find its position.
+		path: make([]byte, 0, 64), dirents: make([]byte, 64<<10), batch: make([]int32, 0, 64<<10/24), queue: q,
 	}
+}
+
+func (s *scanner) scan(it workItem) {
+	if it.tids == nil {
+		for _, pid := range it.pids {
+			s.scanPID(int(pid))
+		}
+		return
+	}
+	s.path = appendInt(s.path[:0], int(it.pid))
+	s.path = append(s.path, "/task"...)
+	taskfd, err := openat(s.procfd, s.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		s.fail(int(it.pid), 0, fmt.Sprintf("%d/task", it.pid), err)
+		return
+	}
+	s.scanTIDs(taskfd, int(it.pid), it.tids)
+	unix.Close(taskfd)
 }
 
 func (s *scanner) scanPID(pid int) {
@@ -181,14 +277,24 @@ func (s *scanner) scanPID(pid int) {
 	}
 	defer unix.Close(taskfd)
 	s.tids = s.tids[:0]
-	err = forEachNumericEntryBuf(taskfd, s.dirents, 0, func(batch []int32) {
+	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) {
 		s.tids = append(s.tids, batch...)
 	})
 	if err != nil {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)
 		return
 	}
-	for _, tid := range s.tids {
+	tids := s.tids
+	for len(tids) > threadChunk {
+		chunk := append([]int32(nil), tids[len(tids)-threadChunk:]...)
+		tids = tids[:len(tids)-threadChunk]
+		s.queue.push(workItem{pid: int32(pid), tids: chunk})
+	}
+	s.scanTIDs(taskfd, pid, tids)
+}
+
+func (s *scanner) scanTIDs(taskfd, pid int, tids []int32) {
+	for _, tid := range tids {
 		s.path = appendInt(s.path[:0], int(tid))
 		s.path = append(s.path, '/')
 		s.path = append(s.path, s.file...)
@@ -203,8 +309,8 @@ func (s *scanner) readTask(dirfd, pid, tid int) {
 		s.fail(pid, tid, s.relPath(pid, tid), err)
 		return
 	}
-	n, err := unix.Read(fd, s.val[:])
-	unix.Close(fd)
+	n, err := rawRead(fd, s.val[:])
+	rawClose(fd)
 	if err != nil {
 		s.fail(pid, tid, s.relPath(pid, tid), err)
 		return
@@ -273,13 +379,19 @@ func appendInt(b []byte, n int) []byte {
 	return append(b, tmp[i:]...)
 }
 
+// The per-task system calls are raw: opening, reading and closing a procfs
+// file never blocks for long, and the scheduler hooks of syscall.Syscall
+// cost more than the call itself here. Measured on 20,000 threads, the Go
+// runtime otherwise handed the processor off on most calls (one futex wake
+// per task) and the scan ran 1.5 times slower than the C scanner.
+
 // openat opens a path relative to dirfd. The path is passed as a
 // NUL-terminated byte slice so that opening 100,000 files allocates nothing;
 // unix.Openat would convert a string on every call.
 func openat(dirfd int, path []byte, flags int) (int, error) {
 	path = append(path, 0)
 	for {
-		fd, _, errno := syscall.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(flags), 0, 0, 0)
+		fd, _, errno := syscall.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(flags), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
@@ -290,16 +402,34 @@ func openat(dirfd int, path []byte, flags int) (int, error) {
 	}
 }
 
+func rawRead(fd int, b []byte) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+func rawClose(fd int) {
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
 // forEachNumericEntry streams the numeric entries of a directory (pids or
 // tids) in batches of up to batchSize.
 func forEachNumericEntry(dirfd, batchSize int, fn func([]int32)) error {
-	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), batchSize, fn)
+	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), make([]int32, 0, batchSize), batchSize, fn)
 }
 
-// forEachNumericEntryBuf is forEachNumericEntry with a caller's buffer; a
+// forEachNumericEntryBuf is forEachNumericEntry with the caller's buffers,
+// so that a worker reading 100,000 task directories allocates nothing; a
 // batchSize of 0 delivers each getdents64 buffer's worth at once.
-func forEachNumericEntryBuf(dirfd int, buf []byte, batchSize int, fn func([]int32)) error {
-	batch := make([]int32, 0, max(batchSize, 64))
+func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, fn func([]int32)) error {
+	batch = batch[:0]
 	for {
 		n, err := unix.Getdents(dirfd, buf)
 		if err == unix.EINTR {

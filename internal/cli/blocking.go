@@ -59,6 +59,13 @@ stack traces (which need root).
 Tasks whose state cannot be read (other users' tasks, when not root) are
 reported on stderr and make the exit status 1, because the list is then
 incomplete.`
+	if opts.prog == "kgr" {
+		long += `
+
+On SLE 12 kernels with the kGraft interface, blocking lists the processes
+whose /proc/<pid>/kgr_in_progress is set, and blocking_threads lists the
+PID and TID of each such thread. Elsewhere both list threads, as klp does.`
+	}
 	if name == "blocking_threads" {
 		short = "Obsolete command. Same as kgr blocking, listing PID and TID"
 	}
