@@ -84,11 +84,15 @@ install: build
 	install -m 0644 bin/kgr.bash $(BASHCOMPDIR)/kgr
 	install -m 0644 bin/_klp bin/_kgr $(ZSHCOMPDIR)/
 	install -m 0644 bin/klp.fish bin/kgr.fish $(FISHCOMPDIR)/
+	install -d $(SYSTEMDDIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/klp.service > $(SYSTEMDDIR)/klp.service
+	chmod 0644 $(SYSTEMDDIR)/klp.service
+	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot"
 
 uninstall:
 	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
 		$(BASHCOMPDIR)/klp $(BASHCOMPDIR)/kgr $(ZSHCOMPDIR)/_klp $(ZSHCOMPDIR)/_kgr \
-		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish
+		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service
 
 clean:
 	rm -rf bin

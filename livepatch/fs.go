@@ -22,8 +22,9 @@ const (
 // FS is a view of the kernel's live patching state under a sysfs root and a
 // procfs root. The zero value is not usable; build one with [NewFS].
 type FS struct {
-	sys  string
-	proc string
+	sys    string
+	proc   string
+	writer AttrWriter // nil: write the files
 }
 
 // NewFS returns an FS rooted at the given sysfs and procfs mount points. Both

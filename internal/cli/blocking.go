@@ -69,15 +69,33 @@ PID and TID of each such thread. Elsewhere both list threads, as klp does.`
 	if name == "blocking_threads" {
 		short = "Obsolete command. Same as kgr blocking, listing PID and TID"
 	}
-	return &cobra.Command{
+	var why bool
+	cmd := &cobra.Command{
 		Use:   name,
 		Short: short,
 		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if why {
+				fs, err := opts.fs()
+				if err != nil {
+					return err
+				}
+				return whyRun(opts, fs)
+			}
 			return blockingRun(opts, mode)
 		},
 	}
+	if opts.prog == "klp" {
+		cmd.Long += `
+
+With --why, klp explains the stall instead: for each blocking task, whether
+it is a user or kernel thread, its state, its stack with the frames that
+run code the transition changes (a patched function, or a live patch
+module's code), and what can be done about it.`
+		cmd.Flags().BoolVar(&why, "why", false, "explain why each task blocks (patched functions on its stack, advice)")
+	}
+	return cmd
 }
 
 // blockingReport gathers the blocking tasks with their details.

@@ -5,6 +5,10 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/klp-project/klp/internal/lifecycle"
+	"github.com/klp-project/klp/kmod"
+	"github.com/klp-project/klp/livepatch"
 )
 
 // IOStreams are the standard streams of a command, injected so tests can
@@ -35,6 +39,25 @@ type Env struct {
 	Packages PackageSource
 	// Geteuid tells whether klp runs as root.
 	Geteuid func() int
+	// ErrTTY is true when ErrOut is a terminal: transition progress is
+	// drawn there, and only then.
+	ErrTTY bool
+
+	// Kmod configures module loading; its ProcRoot and SysRoot are set
+	// from --procfs and --sysfs. Tests put a fake kernel's syscalls here.
+	Kmod kmod.Options
+	// Attr, when set, receives the livepatch attribute writes (tests: the
+	// fake kernel).
+	Attr livepatch.AttrWriter
+	// Audit records mutating actions (syslog by default).
+	Audit lifecycle.Auditor
+	// LockPath is the lock that serialises mutating commands.
+	LockPath string
+	// LockWait is how long a second klp waits for the lock.
+	LockWait time.Duration
+	// Store is where installed patches live (/var/lib/klp, and kpatch's
+	// /var/lib/kpatch read too).
+	Store lifecycle.Store
 }
 
 // DefaultEnv returns the environment of the running process.
@@ -49,7 +72,12 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Getpgrp:  syscall.Getpgrp,
 		Kill:     syscall.Kill,
 		Sleep:    time.Sleep,
-		Packages: nil,
+		Packages: defaultPackageSource(),
 		Geteuid:  os.Geteuid,
+		ErrTTY:   isTerminal(stderr),
+		Audit:    lifecycle.NewSyslogAuditor(),
+		LockPath: lifecycle.DefaultLockPath,
+		LockWait: 5 * time.Second,
+		Store:    lifecycle.Store{Dir: lifecycle.DefaultStore, Kpatch: lifecycle.DefaultKpatchStore},
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/klp-project/klp/livepatch"
 	"github.com/spf13/cobra"
@@ -21,6 +22,10 @@ type rootOptions struct {
 	sysRoot        string
 	procRoot       string
 	env            *Env
+
+	// load --all only.
+	totalTimeout time.Duration
+	retryCrashed bool
 }
 
 // fs opens the livepatch view of the configured roots.
@@ -75,7 +80,9 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 	if prog == "kgr" {
 		root.AddCommand(newBlockingCmd(opts, "blocking", kgrProcesses), newBlockingCmd(opts, "blocking_threads", kgrThreads), newPokeCmd(opts))
 	} else {
-		root.AddCommand(newBlockingCmd(opts, "blocking", klpThreads), newDowngradeCmd(opts))
+		root.AddCommand(newBlockingCmd(opts, "blocking", klpThreads), newDowngradeCmd(opts),
+			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
+			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts))
 	}
 	for _, c := range root.Commands() {
 		c.Flags().SortFlags = false

@@ -85,19 +85,22 @@ func ReadBool(path string) (bool, error) {
 	return false, &os.PathError{Op: "parse", Path: path, Err: fmt.Errorf("%w %d: want 0 or 1", ErrParse, n)}
 }
 
-// WriteString writes data to an attribute the way `echo data > path` does.
-// The kernel refuses a sysfs write in write(2), not in open(2), so the error
-// is wrapped at the write, with the data in it for debugging.
+// WriteString writes data to an attribute in one write(2), the way
+// `echo -n data > path` does; the file is never created. The kernel refuses
+// a bad value in write(2), not in open(2), with an errno (EINVAL, EBUSY),
+// which the returned *os.PathError keeps reachable through errors.Is.
+// O_TRUNC is harmless on sysfs and procfs.
 func WriteString(path, data string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q to %s: %w", data, path, errors.Unwrap(err))
+	_, werr := f.WriteString(data)
+	cerr := f.Close()
+	if werr != nil {
+		return werr
 	}
-	return f.Close()
+	return cerr
 }
 
 // Exists reports whether path exists. Errors other than "does not exist"

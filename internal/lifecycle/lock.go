@@ -1,0 +1,69 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultLockPath is where mutating klp commands take their lock.
+const DefaultLockPath = "/run/klp.lock"
+
+// ErrLocked reports that another klp holds the lock.
+var ErrLocked = errors.New("another klp is changing live patches")
+
+// Lock is an exclusive advisory lock on a file, so that two klp runs cannot
+// interleave a load and an unload. The kernel drops it when the process
+// exits, so a crashed klp never leaves a stale lock behind.
+type Lock struct{ f *os.File }
+
+// Acquire takes the lock at path, retrying for up to wait. The holder's
+// PID is written into the file so that the error can name it.
+func Acquire(path string, wait time.Duration) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("take lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("take lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			holder := "another process"
+			if b, rerr := os.ReadFile(path); rerr == nil {
+				if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+					holder = "PID " + strconv.Itoa(pid)
+				}
+			}
+			f.Close()
+			return nil, fmt.Errorf("%w (%s holds %s)", ErrLocked, holder, path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release drops the lock.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	_ = l.f.Truncate(0)
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

@@ -1,0 +1,190 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klp-project/klp/kmod"
+)
+
+// Default store locations. klp keeps the patches to load at boot in
+// /var/lib/klp/<kernel-release>/ and reads kpatch's store as well, so that
+// kpatch users can switch without reinstalling.
+const (
+	DefaultStore       = "/var/lib/klp"
+	DefaultKpatchStore = "/var/lib/kpatch"
+)
+
+// ErrNotInstalled reports a patch that is not in the store.
+var ErrNotInstalled = errors.New("patch not installed")
+
+// Store is the set of installed patch modules, per kernel release.
+type Store struct {
+	// Dir is klp's own store, which install and uninstall change.
+	Dir string
+	// Kpatch is kpatch's store, only read.
+	Kpatch string
+}
+
+// Installed is one installed patch module file.
+type Installed struct {
+	Name    string `json:"name"`    // module name (file name with "-" as "_", no extension)
+	Release string `json:"release"` // kernel release it is installed for
+	Path    string `json:"path"`
+	Source  string `json:"source"` // "klp" or "kpatch"
+}
+
+var moduleExts = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
+
+// moduleName returns the module name a file name stands for, or "".
+func moduleName(file string) string {
+	for _, ext := range moduleExts {
+		if strings.HasSuffix(file, ext) {
+			return kmod.NormalizeName(strings.TrimSuffix(file, ext))
+		}
+	}
+	return ""
+}
+
+// List returns the installed patches, for one release or (release "")
+// for every release, klp's before kpatch's, each sorted by release and name.
+func (s Store) List(release string) ([]Installed, error) {
+	var all []Installed
+	for _, src := range []struct{ dir, name string }{{s.Dir, "klp"}, {s.Kpatch, "kpatch"}} {
+		if src.dir == "" {
+			continue
+		}
+		releases := []string{release}
+		if release == "" {
+			entries, err := os.ReadDir(src.dir)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list installed patches: %w", err)
+			}
+			releases = releases[:0]
+			for _, e := range entries {
+				if e.IsDir() {
+					releases = append(releases, e.Name())
+				}
+			}
+		}
+		for _, rel := range releases {
+			entries, err := os.ReadDir(filepath.Join(src.dir, rel))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list installed patches: %w", err)
+			}
+			for _, e := range entries {
+				if name := moduleName(e.Name()); name != "" && e.Type().IsRegular() {
+					all = append(all, Installed{Name: name, Release: rel, Path: filepath.Join(src.dir, rel, e.Name()), Source: src.name})
+				}
+			}
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if a.Source != b.Source {
+			return a.Source == "klp"
+		}
+		if a.Release != b.Release {
+			return a.Release < b.Release
+		}
+		return a.Name < b.Name
+	})
+	return all, nil
+}
+
+// Find returns the installed file of the named patch for release; klp's
+// store wins over kpatch's.
+func (s Store) Find(name, release string) (Installed, error) {
+	name = kmod.NormalizeName(name)
+	list, err := s.List(release)
+	if err != nil {
+		return Installed{}, err
+	}
+	for _, in := range list {
+		if in.Name == name {
+			return in, nil
+		}
+	}
+	return Installed{}, fmt.Errorf("%w: %s for kernel %s (looked in %s and %s)", ErrNotInstalled, name, release, filepath.Join(s.Dir, release), filepath.Join(s.Kpatch, release))
+}
+
+// Install copies a module file into klp's store for release, under its
+// module name. The copy goes to a temporary file first and is renamed, so
+// that a crash never leaves half a module for the boot to load.
+func (s Store) Install(src, name, release string) (Installed, error) {
+	if strings.ContainsAny(release, "/\x00") || release == "" || release == "." || release == ".." {
+		return Installed{}, fmt.Errorf("install %s: invalid kernel release %q", name, release)
+	}
+	ext := ""
+	for _, e := range moduleExts {
+		if strings.HasSuffix(src, e) {
+			ext = e
+		}
+	}
+	if ext == "" {
+		return Installed{}, fmt.Errorf("install %s: %s is not a .ko, .ko.xz, .ko.zst or .ko.gz file", name, src)
+	}
+	if prev, err := s.Find(name, release); err == nil && prev.Source == "klp" {
+		return prev, fmt.Errorf("install %s: already installed for %s as %s (uninstall it first)", name, release, prev.Path)
+	}
+	dir := filepath.Join(s.Dir, release)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Installed{}, fmt.Errorf("install %s: %w", name, err)
+	}
+	dst := filepath.Join(dir, name+ext)
+	in, err := os.Open(src)
+	if err != nil {
+		return Installed{}, fmt.Errorf("install %s: %w", name, err)
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(dir, ".install-*")
+	if err != nil {
+		return Installed{}, fmt.Errorf("install %s: %w", name, err)
+	}
+	_, err = io.Copy(tmp, in)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return Installed{}, fmt.Errorf("install %s: %w", name, err)
+	}
+	return Installed{Name: name, Release: release, Path: dst, Source: "klp"}, nil
+}
+
+// Uninstall removes the named patch from klp's store for release, and the
+// release's directory when it becomes empty. kpatch's store is left alone.
+func (s Store) Uninstall(name, release string) (Installed, error) {
+	in, err := s.Find(name, release)
+	if err != nil {
+		return in, err
+	}
+	if in.Source != "klp" {
+		return in, fmt.Errorf("uninstall %s: installed by kpatch (%s); klp only reads kpatch's store: remove it with 'kpatch uninstall %s'", name, in.Path, name)
+	}
+	if err := os.Remove(in.Path); err != nil {
+		return in, fmt.Errorf("uninstall %s: %w", name, err)
+	}
+	_ = os.Remove(filepath.Dir(in.Path)) // only succeeds when empty
+	return in, nil
+}

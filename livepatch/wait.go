@@ -1,0 +1,126 @@
+package livepatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klp-project/klp/internal/poll"
+	"github.com/klp-project/klp/internal/sysfile"
+)
+
+// ErrStalled reports a transition that did not complete within the wait's
+// timeout. The transition goes on in the kernel; the caller decides whether
+// to wait more, reverse it or leave it.
+var ErrStalled = errors.New("transition stalled")
+
+// WaitOptions tune [FS.WaitTransition].
+type WaitOptions struct {
+	// Timeout bounds the wait; 0 waits until ctx is done.
+	Timeout time.Duration
+	// Progress, when set, is called about every ProgressInterval (default
+	// one second) while the transition runs. Callers that show progress
+	// count the tasks left themselves: a task scan costs too much to run on
+	// every poll.
+	Progress         func(elapsed time.Duration)
+	ProgressInterval time.Duration
+	// SignalAfter, when positive, writes the patch's signal attribute once
+	// the transition has run that long, on kernels that have one (4.15 to
+	// 5.0). Later kernels signal the remaining tasks every 15 seconds by
+	// themselves. OnSignal reports the attempt and its error.
+	SignalAfter time.Duration
+	OnSignal    func(err error)
+	// Poll tunes the polling back-off (default 1 ms growing to 10 ms: a
+	// completion is noticed within about 10 ms at negligible CPU cost).
+	Poll poll.Options
+}
+
+// WaitResult says how a wait ended.
+type WaitResult struct {
+	// Elapsed is the time waited.
+	Elapsed time.Duration
+	// Enabled is the patch's enabled value when the transition ended:
+	// true when it ended patched, false when unpatched (a disable, or a
+	// reversed load). A patch whose directory is gone ended unpatched
+	// (disabled and freed) or replaced.
+	Enabled bool
+	// Gone is true when the patch's directory disappeared.
+	Gone bool
+}
+
+// WaitTransition waits until the named patch is no longer in transition,
+// polling its transition attribute. It returns [ErrStalled] (with the
+// result so far) when opts.Timeout passes first, and ctx's error when ctx
+// is done. A patch that is not in transition returns at once.
+func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) (WaitResult, error) {
+	dir, err := fs.PatchPath(name)
+	if err != nil {
+		return WaitResult{}, err
+	}
+	start := time.Now()
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = time.Second
+	}
+	waitCtx := ctx
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	var res WaitResult
+	nextProgress := opts.ProgressInterval
+	signalled := false
+	err = poll.Until(waitCtx, func() (bool, error) {
+		elapsed := time.Since(start)
+		inTransition, err := sysfile.ReadBool(filepath.Join(dir, "transition"))
+		if errors.Is(err, os.ErrNotExist) {
+			// The directory goes away asynchronously after a disable
+			// or a replace completes.
+			if !sysfile.Exists(dir) {
+				res.Gone, res.Enabled = true, false
+				return true, nil
+			}
+			// Before 4.12 there was no transition: changes are
+			// immediate.
+			inTransition, err = false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("wait for %s: %w", name, err)
+		}
+		if !inTransition {
+			enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
+			if errors.Is(err, os.ErrNotExist) {
+				res.Gone = true
+				return true, nil
+			}
+			if err != nil {
+				return false, fmt.Errorf("wait for %s: %w", name, err)
+			}
+			res.Enabled = enabled
+			return true, nil
+		}
+		if opts.SignalAfter > 0 && !signalled && elapsed >= opts.SignalAfter && sysfile.Exists(filepath.Join(dir, "signal")) {
+			signalled = true
+			err := fs.Signal(name)
+			if opts.OnSignal != nil {
+				opts.OnSignal(err)
+			}
+		}
+		if opts.Progress != nil && elapsed >= nextProgress {
+			nextProgress = elapsed + opts.ProgressInterval
+			opts.Progress(elapsed)
+		}
+		return false, nil
+	}, opts.Poll)
+	res.Elapsed = time.Since(start)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return res, fmt.Errorf("wait for %s: %w after %s", name, ErrStalled, res.Elapsed.Round(time.Millisecond))
+	}
+	return res, err
+}
