@@ -1,0 +1,199 @@
+package modcompress
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// The modules built in modinfo/testdata (see its README) are the real
+// inputs: the same module plain and compressed as kbuild does it.
+const modDir = "../../modinfo/testdata"
+
+func read(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReadFile(t *testing.T) {
+	t.Parallel()
+	plain := read(t, filepath.Join(modDir, "klp_vmlinux.ko"))
+	for _, tc := range []struct {
+		path string
+		kind Kind
+		want []byte
+	}{
+		{filepath.Join(modDir, "klp_vmlinux.ko"), None, plain},
+		{filepath.Join(modDir, "klp_vmlinux.ko.xz"), XZ, plain},
+		{filepath.Join(modDir, "klp_vmlinux.ko.zst"), Zstd, plain},
+		{filepath.Join(modDir, "klp_vmlinux.ko.gz"), Gzip, plain},
+		// xz variants the framing walk must get through: several blocks and a
+		// CRC64 check, SHA-256, no check, two streams with padding between.
+		{"testdata/multiblock.xz", XZ, plain},
+		{"testdata/sha256.xz", XZ, plain},
+		{"testdata/nocheck.xz", XZ, plain},
+		{"testdata/multistream.xz", XZ, append(bytes.Clone(plain), plain...)},
+	} {
+		got, err := ReadFile(tc.path, 0)
+		if err != nil {
+			t.Errorf("ReadFile(%s): %v", tc.path, err)
+			continue
+		}
+		if !bytes.Equal(got, tc.want) {
+			t.Errorf("ReadFile(%s): %d bytes, want %d", tc.path, len(got), len(tc.want))
+		}
+		if k := Compressed(read(t, tc.path)); k != tc.kind {
+			t.Errorf("Compressed(%s) = %v, want %v", tc.path, k, tc.kind)
+		}
+		// The streaming reader gives the same bytes.
+		f, err := os.Open(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, kind, err := NewReader(f, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = io.ReadAll(rc)
+		rc.Close()
+		f.Close()
+		if err != nil || kind != tc.kind || !bytes.Equal(got, tc.want) {
+			t.Errorf("NewReader(%s): kind %v, %d bytes, %v", tc.path, kind, len(got), err)
+		}
+	}
+	if _, err := ReadFile("testdata/missing", 0); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadFile(missing) = %v", err)
+	}
+}
+
+func compress(t testing.TB, kind Kind, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	switch kind {
+	case Gzip:
+		w = gzip.NewWriter(&buf)
+	case XZ:
+		w, err = xz.WriterConfig{DictCap: 1 << 20}.NewWriter(&buf)
+	case Zstd:
+		w, err = zstd.NewWriter(&buf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A small file that expands past the limit fails with ErrTooLarge, for every
+// format, and an image of exactly the limit is fine.
+func TestBomb(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	zeros := make([]byte, 4<<20)
+	for _, kind := range []Kind{Gzip, XZ, Zstd} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			bomb := compress(t, kind, zeros)
+			_, _, err := Decompress(bomb, limit)
+			if !errors.Is(err, ErrTooLarge) {
+				t.Errorf("Decompress(%d-byte bomb) = %v, want ErrTooLarge", len(bomb), err)
+			}
+			exact := compress(t, kind, zeros[:limit])
+			got, _, err := Decompress(exact, limit)
+			if err != nil || len(got) != limit {
+				t.Errorf("Decompress(exactly the limit) = %d bytes, %v", len(got), err)
+			}
+		})
+	}
+	if _, _, err := Decompress(zeros, limit); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Decompress(plain over the limit) = %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "big.ko")
+	if err := os.WriteFile(p, zeros, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(p, limit); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), p) {
+		t.Errorf("ReadFile(big) = %v, want ErrTooLarge naming the file", err)
+	}
+}
+
+// An xz block header asking for a huge dictionary is refused before the
+// decoder allocates it.
+func TestXZHugeDictionary(t *testing.T) {
+	t.Parallel()
+	b := bytes.Clone(read(t, filepath.Join(modDir, "klp_vmlinux.ko.xz")))
+	// Stream header (12 bytes), then the block header: size, flags, filter
+	// id 0x21 (LZMA2), properties size 1, the dictionary byte.
+	if b[12+2] != 0x21 || b[12+3] != 1 {
+		t.Fatalf("unexpected block header % x", b[12:20])
+	}
+	b[12+4] = 40 // 4 GiB - 1
+	_, _, err := Decompress(b, 0)
+	if err == nil || !strings.Contains(err.Error(), "dictionary") {
+		t.Errorf("Decompress = %v, want a dictionary size error", err)
+	}
+	if got := lzma2Dict(40); got != 1<<32-1 {
+		t.Errorf("lzma2Dict(40) = %d", got)
+	}
+	if got := lzma2Dict(16); got != 1<<20 { // kbuild's --lzma2=dict=1MiB
+		t.Errorf("lzma2Dict(16) = %d", got)
+	}
+}
+
+func TestCorrupt(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"klp_vmlinux.ko.xz", "klp_vmlinux.ko.zst", "klp_vmlinux.ko.gz"} {
+		b := read(t, filepath.Join(modDir, name))
+		for _, cut := range []int{len(b) / 2, len(b) - 1, 7} {
+			if got, _, err := Decompress(b[:cut], 0); err == nil {
+				t.Errorf("Decompress(%s cut at %d) = %d bytes, want an error", name, cut, len(got))
+			}
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	t.Parallel()
+	for k, want := range map[Kind]string{None: "none", Gzip: "gzip", XZ: "xz", Zstd: "zstd", 9: "Kind(9)"} {
+		if got := k.String(); got != want {
+			t.Errorf("%d.String() = %q", k, got)
+		}
+		if b, _ := k.MarshalText(); string(b) != want {
+			t.Errorf("%d.MarshalText() = %q", k, b)
+		}
+	}
+}
+
+func FuzzDecompress(f *testing.F) {
+	for _, p := range []string{"klp_vmlinux.ko.xz", "klp_vmlinux.ko.zst", "klp_vmlinux.ko.gz"} {
+		f.Add(read(f, filepath.Join(modDir, p)))
+	}
+	for _, p := range []string{"testdata/multiblock.xz", "testdata/multistream.xz"} {
+		f.Add(read(f, p))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, _, err := Decompress(b, 1<<20)
+		if err == nil && len(out) > 1<<20 {
+			t.Fatalf("%d bytes past the limit", len(out))
+		}
+	})
+}

@@ -1,0 +1,205 @@
+package modinfo
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// synthPatch builds a two-object livepatch (vmlinux and ext4) in one of the
+// layouts klp understands: "klp" (hand-written klp_func/klp_object/klp_patch
+// with 5.5+ layout), "klpbuild" (klp-build's .init.klp_funcs/objects) or
+// "kpatch" (kpatch-build's .kpatch.funcs).
+func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32, layout string, symtab bool) []byte {
+	t.Helper()
+	b := newELF(bo, m)
+	this := b.modBase("synth", "livepatch=Y", "license=GPL", "name=synth", "vermagic=6.1.0 SMP mod_unload ")
+	text := b.section(".text", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_EXECINSTR, make([]byte, 32))
+	strData, so := strs("cmdline_proc_show", "ext4_foo", "ext4", "vmlinux")
+	rodata := b.section(".rodata.str1.1", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_MERGE|elf.SHF_STRINGS, strData)
+	textSym, strSym := b.sectionSym(text), b.sectionSym(rodata)
+	thisSym := b.symbol("__this_module", elf.STB_GLOBAL, elf.STT_OBJECT, uint16(this), 0, 0x380)
+	abs := func(off uint64, sym uint32, add int64) trel { return trel{off, sym, reltype, add} }
+
+	switch layout {
+	case "klp":
+		const fsz, osz = 0x98, 0x60 // config-dependent sizes; klp must not need them
+		data := make([]byte, 0x40+3*osz+4*fsz)
+		ds := b.section(".data", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, data)
+		dataSym := b.sectionSym(ds)
+		objs, f1, f2 := uint64(0x40), uint64(0x40+3*osz), uint64(0x40+3*osz+2*fsz)
+		data[0x18] = 1 // replace = true
+		bo.PutUint64(data[f2+16:], 3)
+		b.symbol("objs", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), objs, 3*osz)
+		b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
+		b.symbol("f2", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f2, 2*fsz)
+		b.rela(".rela.data", ds, 0,
+			abs(0, thisSym, 0), abs(8, dataSym, int64(objs)),
+			abs(objs+8, dataSym, int64(f1)),
+			abs(objs+osz, strSym, int64(so[2])), abs(objs+osz+8, dataSym, int64(f2)),
+			abs(objs+osz+16, textSym, 16), // a callback
+			abs(f1, strSym, int64(so[0])), abs(f1+8, textSym, 0),
+			abs(f2, strSym, int64(so[1])), abs(f2+8, textSym, 16),
+		)
+	case "klpbuild":
+		fd := make([]byte, 2*24)
+		bo.PutUint64(fd[24+16:], 3)
+		fs := b.section(".init.klp_funcs", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, fd)
+		os := b.section(".init.klp_objects", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, make([]byte, 2*64))
+		fsym := b.sectionSym(fs)
+		b.rela(".rela.init.klp_funcs", fs, 0,
+			abs(0, strSym, int64(so[0])), abs(8, textSym, 0),
+			abs(24, strSym, int64(so[1])), abs(32, textSym, 16))
+		b.rela(".rela.init.klp_objects", os, 0,
+			abs(0, strSym, int64(so[3])), abs(8, fsym, 0),
+			abs(64, strSym, int64(so[2])), abs(72, fsym, 24))
+	case "kpatch":
+		kstr, ko := strs("cmdline_proc_show", "vmlinux", "ext4_foo", "ext4")
+		ks := b.section(".kpatch.strings", elf.SHT_PROGBITS, elf.SHF_ALLOC, kstr)
+		kd := make([]byte, 2*56)
+		bo.PutUint64(kd[56+32:], 3)
+		kf := b.section(".kpatch.funcs", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, kd)
+		ksym := b.sectionSym(ks)
+		b.rela(".rela.kpatch.funcs", kf, 0,
+			abs(0, textSym, 0), abs(40, ksym, int64(ko[0])), abs(48, ksym, int64(ko[1])),
+			abs(56, textSym, 16), abs(56+40, ksym, int64(ko[2])), abs(56+48, ksym, int64(ko[3])))
+	default:
+		t.Fatalf("unknown layout %q", layout)
+	}
+	return b.bytes(symtab)
+}
+
+func TestSyntheticTargets(t *testing.T) {
+	t.Parallel()
+	yes := true
+	funcs := func(src Source) []Target {
+		return []Target{
+			{Object: "vmlinux", Function: "cmdline_proc_show", Sympos: 0, Source: src},
+			{Object: "ext4", Function: "ext4_foo", Sympos: 3, Source: src},
+		}
+	}
+	objs := func(src Source) []TargetObject {
+		return []TargetObject{{Name: "vmlinux", Sources: []Source{src}}, {Name: "ext4", Sources: []Source{src}}}
+	}
+	le, be := binary.LittleEndian, binary.BigEndian
+	for _, tc := range []struct {
+		name    string
+		bo      binary.ByteOrder
+		m       elf.Machine
+		reltype uint32
+		layout  string
+		machine string
+		want    Targets
+	}{
+		{"x86_64", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+		{"s390x big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klp", "s390x",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+		{"ppc64le", le, elf.EM_PPC64, uint32(elf.R_PPC64_ADDR64), "klp", "ppc64le",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+		{"aarch64", le, elf.EM_AARCH64, uint32(elf.R_AARCH64_ABS64), "klp", "aarch64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+		{"klp-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc),
+				Notes: []string{"no static struct klp_patch found; replace is unknown"}}},
+		{"kpatch-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "kpatch", "x86_64",
+			Targets{Objects: objs(SourceKpatch), Functions: funcs(SourceKpatch)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := ParseBytes(synthPatch(t, tc.bo, tc.m, tc.reltype, tc.layout, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Machine != tc.machine || m.Name != "synth" || !m.Livepatch {
+				t.Errorf("machine %q name %q livepatch %v", m.Machine, m.Name, m.Livepatch)
+			}
+			tc.want.Symbols, tc.want.Relocations = []KlpSymbol{}, []KlpRelocation{}
+			if diff := cmp.Diff(&tc.want, m.Targets); diff != "" {
+				t.Errorf("unexpected diff (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestUndeterminedTargets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		img  []byte
+		want string
+	}{
+		{"no symtab", synthPatch(t, binary.LittleEndian, elf.EM_X86_64, 1, "klp", false), "no .symtab"},
+		{"unknown machine", synthPatch(t, binary.BigEndian, elf.EM_MIPS, 2, "klp", true), "pointer relocation type of EM_MIPS"},
+		{"wrong relocation type", synthPatch(t, binary.LittleEndian, elf.EM_AARCH64, 1, "klp", true), "no klp_func array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := ParseBytes(tc.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Targets == nil || len(m.Targets.Functions) != 0 || !strings.Contains(m.Targets.Undetermined, tc.want) {
+				t.Errorf("Targets = %+v, want no functions and Undetermined containing %q", m.Targets, tc.want)
+			}
+		})
+	}
+}
+
+// A module with livepatch ELF structures but no livepatch tag is reported,
+// with a note, instead of being taken for an ordinary module.
+func TestKlpSectionsWithoutTag(t *testing.T) {
+	t.Parallel()
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("untagged", "license=GPL")
+	text := b.section(".text", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_EXECINSTR, make([]byte, 16))
+	sym := b.symbol(".klp.sym.btrfs.btrfs_helper,0", elf.STB_GLOBAL, elf.STT_NOTYPE, uint16(shnLivepatch), 0, 0)
+	b.symbol(".klp.sym.bad", elf.STB_GLOBAL, elf.STT_NOTYPE, 0, 0, 0)
+	b.rela(".klp.rela.btrfs..text", text, elf.SHF_ALLOC|shfRelaLivepatch, trel{1, sym, uint32(elf.R_X86_64_PLT32), -4})
+	m, err := ParseBytes(b.bytes(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Targets{
+		Objects:     []TargetObject{{Name: "btrfs", Sources: []Source{SourceKlpRela, SourceKlpSym}}},
+		Functions:   []Target{},
+		Symbols:     []KlpSymbol{{Object: "btrfs", Name: "btrfs_helper", Sympos: 0}},
+		Relocations: []KlpRelocation{{Section: ".klp.rela.btrfs..text", Object: "btrfs", Applies: ".text", Count: 1}},
+		Notes: []string{
+			`symbol ".klp.sym.bad" is not .klp.sym.<object>.<name>,<sympos>`,
+			"livepatch ELF sections or symbols without the livepatch modinfo tag: the kernel refuses such a module",
+		},
+	}
+	if m.Targets == nil {
+		t.Fatal("Targets = nil")
+	}
+	got := *m.Targets
+	got.Undetermined = "" // covered elsewhere
+	if diff := cmp.Diff(want, &got); diff != "" {
+		t.Errorf("unexpected diff (-want +got):\n%s", diff)
+	}
+	if m.Livepatch {
+		t.Error("Livepatch = true")
+	}
+}
+
+func TestKernelBefore(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		vermagic string
+		want     bool
+	}{
+		{"5.4.0-100-generic SMP mod_unload ", true},
+		{"5.5.0 SMP", false},
+		{"6.1.0-56-cloud-amd64 SMP preempt mod_unload modversions ", false},
+		{"4.12.14-122.37-default SMP mod_unload modversions ", true},
+		{"", false},
+		{"garbage", false},
+	} {
+		if got := kernelBefore(tc.vermagic, 5, 5); got != tc.want {
+			t.Errorf("kernelBefore(%q, 5, 5) = %v, want %v", tc.vermagic, got, tc.want)
+		}
+	}
+}
