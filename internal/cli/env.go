@@ -9,6 +9,7 @@ import (
 	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
+	"github.com/klp-project/klp/modinfo"
 )
 
 // IOStreams are the standard streams of a command, injected so tests can
@@ -55,6 +56,9 @@ type Env struct {
 	LockPath string
 	// LockWait is how long a second klp waits for the lock.
 	LockWait time.Duration
+	// Inspect reads module files (nil: modinfo.Open); tests describe the
+	// fake kernel's module files here.
+	Inspect func(path string) (*modinfo.Module, error)
 	// Store is where installed patches live (/var/lib/klp, and kpatch's
 	// /var/lib/kpatch read too).
 	Store lifecycle.Store

@@ -100,7 +100,11 @@ This does not load the patch: use 'klp load'.`,
 
 func installRun(opts *rootOptions, file, kver string) error {
 	fail := func(err error) error { return &exitError{code: classify(err), msg: err.Error()} }
-	mod, err := modinfo.Open(file)
+	inspect := opts.env.Inspect
+	if inspect == nil {
+		inspect = modinfo.Open
+	}
+	mod, err := inspect(file)
 	if err != nil {
 		return fail(err)
 	}

@@ -88,7 +88,7 @@ func (o *rootOptions) manager() (*lifecycle.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &lifecycle.Manager{LP: fs, Mod: mod}
+	m := &lifecycle.Manager{LP: fs, Mod: mod, Inspect: o.env.Inspect}
 	if !o.json {
 		m.Events = func(msg string) { fmt.Fprintf(o.env.IO.ErrOut, "%s: %s\n", o.prog, msg) }
 	}

@@ -136,10 +136,10 @@ func patchesRun(opts *rootOptions) error {
 	}
 
 	// Package questions run external programs: only when asked for.
-	if opts.verbose > 0 && opts.env.Packages != nil {
+	if src := opts.packages(); opts.verbose > 0 && src != nil {
 		seen := map[string]bool{}
 		for i := range doc.Patches {
-			pkg, notes, err := opts.env.Packages.Describe(doc.Patches[i].Name, opts.verbose)
+			pkg, notes, err := src.Describe(doc.Patches[i].Name, opts.verbose)
 			if err != nil {
 				fmt.Fprintf(opts.env.IO.ErrOut, "%s: %s: %v\n", opts.prog, doc.Patches[i].Name, err)
 			}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -139,5 +138,3 @@ It is a drop-in replacement for SUSE's klp, and reads the upstream
 Exit status: 0 on success, 1 on error; check exits 0 when the system is
 ready and 1 when patching is in progress.`
 }
-
-var errNoCommand = errors.New("no command given")
