@@ -214,8 +214,12 @@ func (m *Manager) Load(ctx context.Context, path, params string, opts WaitOption
 		}
 	}
 	res, err := m.Mod.Load(path, params)
-	if res != nil {
+	var lerr *kmod.LoadError
+	switch {
+	case res != nil:
 		o.KernelLog = kmod.Messages(res.Log)
+	case errors.As(err, &lerr):
+		o.KernelLog = kmod.Messages(lerr.Log)
 	}
 	if err != nil {
 		return o, fmt.Errorf("load %s: %w", mod.Name, err)

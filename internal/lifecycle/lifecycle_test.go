@@ -1,0 +1,472 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/kmod"
+	"github.com/klp-project/klp/livepatch"
+	"github.com/klp-project/klp/modinfo"
+)
+
+const release = "6.12.0-fake"
+
+// env is a fake kernel with a Manager on it. Module files are described to
+// the Manager through Inspect, since the fake kernel's files are not ELF.
+type env struct {
+	k     *fakekernel.Kernel
+	m     *Manager
+	specs map[string]*modinfo.Module
+}
+
+func newEnv(t *testing.T, opts fakekernel.Options) *env {
+	t.Helper()
+	if opts.AutoTick == 0 {
+		opts.AutoTick = 2 * time.Millisecond
+	}
+	k := fakekernel.New(t, opts)
+	write(t, filepath.Join(k.ProcRoot(), "sys", "kernel", "osrelease"), release+"\n")
+	lp, err := livepatch.NewFS(k.SysRoot(), k.ProcRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{k: k, specs: map[string]*modinfo.Module{}}
+	e.m = &Manager{
+		LP:  lp.WithWriter(k),
+		Mod: k.FS(t),
+		Inspect: func(path string) (*modinfo.Module, error) {
+			if m, ok := e.specs[path]; ok {
+				return m, nil
+			}
+			return nil, os.ErrNotExist
+		},
+	}
+	return e
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// patchModule adds a livepatch module changing the given vmlinux functions.
+func (e *env) patchModule(t *testing.T, name string, replace bool, funcs ...string) string {
+	t.Helper()
+	var fs []fakekernel.Func
+	for _, f := range funcs {
+		fs = append(fs, fakekernel.Func{Name: f})
+	}
+	path := e.k.AddModule(t, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{
+		Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: fs}}, Replace: replace,
+	}})
+	e.specs[path] = &modinfo.Module{Name: name, Livepatch: true, Vermagic: release + " SMP preempt mod_unload modversions "}
+	for _, f := range funcs {
+		e.k.SetSymbol("vmlinux", f, 1)
+	}
+	return path
+}
+
+func TestLoadAndUnload(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_cmdline", false, "cmdline_proc_show")
+	ctx := context.Background()
+
+	o, err := e.m.Load(ctx, path, "", WaitOptions{Timeout: 5 * time.Second, OnStall: StallRollback})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if o.Result != "patched" || o.Patch != "lp_cmdline" {
+		t.Errorf("Load outcome = %+v, want patched lp_cmdline", o)
+	}
+	p, err := e.m.LP.Patch("lp_cmdline")
+	if err != nil || !p.Enabled || p.InTransition() {
+		t.Fatalf("after load: patch %+v, %v; want enabled, not in transition", p, err)
+	}
+
+	// Loading again is not an error: boot services re-run.
+	o, err = e.m.Load(ctx, path, "", WaitOptions{Timeout: time.Second})
+	if err != nil || o.Result != "already loaded" {
+		t.Errorf("second Load = %+v, %v; want already loaded", o, err)
+	}
+
+	o, err = e.m.Unload(ctx, "lp_cmdline", WaitOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Unload: %v", err)
+	}
+	if o.Result != "removed" || e.k.Loaded("lp_cmdline") {
+		t.Errorf("Unload outcome %+v, module loaded: %v", o, e.k.Loaded("lp_cmdline"))
+	}
+	if _, err := e.m.LP.Patch("lp_cmdline"); !errors.Is(err, livepatch.ErrNotFound) {
+		t.Errorf("after unload: Patch error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestLoadRefusesBadModules(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	plain := e.k.AddModule(t, fakekernel.Module{Name: "plain"})
+	e.specs[plain] = &modinfo.Module{Name: "plain", Vermagic: release + " SMP"}
+	other := e.patchModule(t, "lp_other", false, "meminfo_proc_show")
+	e.specs[other].Vermagic = "6.1.0-42-cloud-amd64 SMP"
+
+	for _, tc := range []struct {
+		path string
+		want error
+	}{
+		{plain, ErrNotLivepatch},
+		{other, ErrWrongKernel},
+		{"/nonexistent.ko", os.ErrNotExist},
+	} {
+		_, err := e.m.Load(context.Background(), tc.path, "", WaitOptions{Timeout: time.Second})
+		if !errors.Is(err, tc.want) {
+			t.Errorf("Load(%s) error = %v, want %v", tc.path, err, tc.want)
+		}
+	}
+	if e.k.Loaded("plain") || e.k.Loaded("lp_other") {
+		t.Error("a refused module was loaded")
+	}
+}
+
+func TestLoadMissingSymbolShowsKernelLog(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_broken", false, "no_such_function")
+	e.k.SetSymbol("vmlinux", "no_such_function", 0)
+	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: time.Second})
+	if !errors.Is(err, kmod.ErrInvalid) {
+		t.Fatalf("Load error = %v, want kmod.ErrInvalid", err)
+	}
+	if !strings.Contains(strings.Join(o.KernelLog, "\n"), "no_such_function") {
+		t.Errorf("kernel log %q does not name the missing symbol", o.KernelLog)
+	}
+	if !strings.Contains(err.Error(), "no_such_function") {
+		t.Errorf("error %q does not name the missing symbol", err)
+	}
+}
+
+func TestLoadStallRollsBack(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_stall", false, "busy_func")
+	e.k.BlockTask(15, "busy_func") // the kworker sleeps in the function
+	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatalf("Load error = %v, want ErrStalled", err)
+	}
+	if o.Result != "rolled back" {
+		t.Errorf("result %q, want rolled back", o.Result)
+	}
+	if o.Stall == nil || len(o.Stall.Tasks) != 1 || o.Stall.Tasks[0].TID != 15 {
+		t.Fatalf("stall report %+v, want the kworker 15", o.Stall)
+	}
+	if got := o.Stall.Tasks[0].Culprits; len(got) == 0 || livepatch.StackFunction(got[0]) != "busy_func" {
+		t.Errorf("culprit frames %q, want busy_func", got)
+	}
+	if e.k.Loaded("lp_stall") {
+		t.Error("module still loaded after the rollback")
+	}
+}
+
+func TestLoadStallLeave(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_stall", false, "busy_func")
+	e.k.BlockTask(100)
+	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 50 * time.Millisecond, OnStall: StallLeave})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != "left in transition" {
+		t.Fatalf("Load = %q, %v; want left in transition, ErrStalled", o.Result, err)
+	}
+	if got := e.k.TransitionPatch(); got != "lp_stall" {
+		t.Errorf("transition patch %q, want lp_stall still patching", got)
+	}
+	// Another load now meets the transition in progress.
+	other := e.patchModule(t, "lp_next", false, "other_func")
+	if _, err := e.m.Load(context.Background(), other, "", WaitOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, livepatch.ErrTransitionInProgress) {
+		t.Errorf("load during a transition: %v, want ErrTransitionInProgress", err)
+	}
+	// Releasing the task lets klp wait finish it.
+	e.k.UnblockTask(100)
+	o, err = e.m.Wait(context.Background(), "", WaitOptions{Timeout: 5 * time.Second})
+	if err != nil || o.Result != "patched" {
+		t.Errorf("Wait = %+v, %v; want patched", o, err)
+	}
+}
+
+func TestInterruptedWaitSaysWhereThingsStand(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_slow", false, "f")
+	e.k.BlockTask(100)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	o, err := e.m.Load(ctx, path, "", WaitOptions{Timeout: time.Minute, OnStall: StallRollback})
+	if !errors.Is(err, context.DeadlineExceeded) || o.Result != "interrupted" {
+		t.Fatalf("Load = %q, %v; want interrupted", o.Result, err)
+	}
+	if !strings.Contains(err.Error(), "still patching") || !strings.Contains(err.Error(), "klp disable lp_slow") {
+		t.Errorf("error %q does not state the patch's state and the way out", err)
+	}
+}
+
+func TestReplaceThenUnloadOld(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: 2 * time.Second}
+	old := e.patchModule(t, "lp_v1", false, "cmdline_proc_show")
+	if _, err := e.m.Load(ctx, old, "", w); err != nil {
+		t.Fatal(err)
+	}
+	cumulative := e.patchModule(t, "lp_v2", true, "cmdline_proc_show", "meminfo_proc_show")
+	if _, err := e.m.Load(ctx, cumulative, "", w); err != nil {
+		t.Fatal(err)
+	}
+	e.k.Flush()
+	if _, err := e.m.LP.Patch("lp_v1"); !errors.Is(err, livepatch.ErrNotFound) {
+		t.Fatalf("replaced patch still visible: %v", err)
+	}
+	names, err := e.m.LivepatchModules()
+	if err != nil || strings.Join(names, " ") != "lp_v2 lp_v1" {
+		t.Fatalf("LivepatchModules = %q, %v; want lp_v2 then the superseded lp_v1", names, err)
+	}
+	o, err := e.m.Unload(ctx, "lp_v1", w)
+	if err != nil || o.Result != "removed" || e.k.Loaded("lp_v1") {
+		t.Fatalf("Unload superseded = %+v, %v", o, err)
+	}
+	// Loading the old one again after it is gone works; while it was still
+	// loaded, Load would have removed the stale module first.
+	if !e.k.Loaded("lp_v2") {
+		t.Error("the replace patch was unloaded too")
+	}
+}
+
+func TestLoadRemovesStaleSupersededModule(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second}
+	old := e.patchModule(t, "lp_v1", false, "cmdline_proc_show")
+	if _, err := e.m.Load(ctx, old, "", w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Load(ctx, e.patchModule(t, "lp_v2", true, "cmdline_proc_show"), "", w); err != nil {
+		t.Fatal(err)
+	}
+	e.k.Flush()
+	// lp_v1 is loaded without a live patch: loading it again must first
+	// remove it (the kernel would say EEXIST).
+	var events []string
+	e.m.Events = func(s string) { events = append(events, s) }
+	o, err := e.m.Load(ctx, old, "", w)
+	if err != nil || o.Result != "patched" {
+		t.Fatalf("reload superseded = %+v, %v", o, err)
+	}
+	if !strings.Contains(strings.Join(events, "\n"), "removing module lp_v1") {
+		t.Errorf("events %q do not mention the removal", events)
+	}
+}
+
+func TestUnloadAllPre51StackingOrder(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: 2 * time.Second}
+	// Loaded a then b: on these kernels only b (the last enabled) can be
+	// disabled first, whatever order unload --all tries.
+	for _, n := range []string{"lp_b", "lp_a"} {
+		if _, err := e.m.Load(ctx, e.patchModule(t, n, false, "f_"+n), "", w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs, err := e.m.UnloadAll(ctx, w)
+	if err != nil {
+		t.Fatalf("UnloadAll: %v (outcomes %+v)", err, outs)
+	}
+	if e.k.Loaded("lp_a") || e.k.Loaded("lp_b") {
+		t.Error("patches left loaded")
+	}
+}
+
+func TestReenablePre51(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second}
+	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.m.Disable(ctx, "lp", w); err != nil || o.Result != "unpatched" {
+		t.Fatalf("Disable = %+v, %v", o, err)
+	}
+	if o, err := e.m.Enable(ctx, "lp", w); err != nil || o.Result != "patched" {
+		t.Fatalf("Enable = %+v, %v", o, err)
+	}
+}
+
+func TestEnableOnNewKernelExplains(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second}
+	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Disable(ctx, "lp", w); err != nil {
+		t.Fatal(err)
+	}
+	e.k.Flush()
+	_, err := e.m.Enable(ctx, "lp", w)
+	if !errors.Is(err, livepatch.ErrNotFound) || !strings.Contains(err.Error(), "load its module again") {
+		t.Errorf("Enable after a 5.1+ disable: %v", err)
+	}
+}
+
+func TestForcedPatchCannotBeRemoved(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: 300 * time.Millisecond}
+	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+		t.Fatal(err)
+	}
+	e.k.BlockTask(100)
+	if err := e.m.LP.Disable("lp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.LP.Force("lp"); err != nil {
+		t.Fatalf("Force: %v", err)
+	}
+	_, err := e.m.Unload(ctx, "lp", w)
+	if !errors.Is(err, ErrForced) {
+		t.Fatalf("Unload of a forced patch: %v, want ErrForced", err)
+	}
+	if !e.k.Loaded("lp") {
+		t.Error("forced module was removed")
+	}
+}
+
+func TestLoadAllGoesOnPastFailures(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	store := Store{Dir: filepath.Join(t.TempDir(), "klp"), Kpatch: filepath.Join(t.TempDir(), "kpatch")}
+	install := func(src, name string) {
+		t.Helper()
+		in, err := store.Install(src, name, release)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.specs[in.Path] = e.specs[src]
+		e.k.AddModuleFile(t, in.Path, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "f_" + name}}}}}})
+	}
+	good1 := e.patchModule(t, "lp_a", false, "f_lp_a")
+	bad := e.patchModule(t, "lp_b", false, "f_lp_b")
+	good2 := e.patchModule(t, "lp_c", false, "f_lp_c")
+	install(good1, "lp_a")
+	install(bad, "lp_b")
+	install(good2, "lp_c")
+	e.k.SetSymbol("vmlinux", "f_lp_b", 0) // lp_b's target is missing
+
+	r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}})
+	if !errors.Is(err, ErrSomeFailed) {
+		t.Fatalf("LoadAll error = %v, want ErrSomeFailed", err)
+	}
+	if len(r.Failed) != 1 || r.Failed[0].Name != "lp_b" {
+		t.Errorf("failed = %+v, want lp_b", r.Failed)
+	}
+	if !e.k.Loaded("lp_a") || !e.k.Loaded("lp_c") {
+		t.Error("the good patches around the bad one were not loaded")
+	}
+}
+
+func TestLoadAllCrashProtection(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	store := Store{Dir: filepath.Join(t.TempDir(), "klp")}
+	src := e.patchModule(t, "lp_a", false, "f_a")
+	in, err := store.Install(src, "lp_a", release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.specs[in.Path] = e.specs[src]
+	e.k.AddModuleFile(t, in.Path, fakekernel.Module{Name: "lp_a", Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "f_a"}}}}}})
+	// The machine went down while lp_a was loading.
+	write(t, filepath.Join(store.Dir, release, markerFile), "lp_a\n")
+	for boot := 0; boot < 2; boot++ {
+		r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: time.Second}})
+		if !errors.Is(err, ErrSomeFailed) || len(r.Skipped) != 1 || e.k.Loaded("lp_a") {
+			t.Fatalf("boot %d: %+v, %v; want lp_a skipped", boot, r, err)
+		}
+	}
+	r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}, RetryCrashed: true})
+	if err != nil || !e.k.Loaded("lp_a") {
+		t.Fatalf("retry: %+v, %v", r, err)
+	}
+	write(t, filepath.Join(e.k.ProcRoot(), "cmdline"), "root=/dev/vda klp.enable=0 quiet\n")
+	if r, err := e.m.LoadAll(context.Background(), store, BootOptions{}); err != nil || r.Disabled == "" {
+		t.Errorf("klp.enable=0: %+v, %v", r, err)
+	}
+}
+
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	s := Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")}
+	src := filepath.Join(dir, "livepatch-fix.ko")
+	write(t, src, "module")
+	write(t, filepath.Join(s.Kpatch, release, "kpatch-old.ko"), "old")
+	write(t, filepath.Join(s.Kpatch, "5.14.0", "kpatch-other.ko"), "other")
+
+	in, err := s.Install(src, "livepatch_fix", release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Path != filepath.Join(s.Dir, release, "livepatch_fix.ko") {
+		t.Errorf("installed at %s", in.Path)
+	}
+	if _, err := s.Install(src, "livepatch_fix", release); err == nil {
+		t.Error("second install did not fail")
+	}
+	if _, err := s.Install(src, "x", "../etc"); err == nil {
+		t.Error("a release with a slash was accepted")
+	}
+	all, err := s.List("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, i := range all {
+		got = append(got, i.Source+":"+i.Release+":"+i.Name)
+	}
+	want := "klp:" + release + ":livepatch_fix kpatch:5.14.0:kpatch_other kpatch:" + release + ":kpatch_old"
+	if strings.Join(got, " ") != want {
+		t.Errorf("List = %q, want %q", got, want)
+	}
+	if f, err := s.Find("kpatch-old", release); err != nil || f.Source != "kpatch" {
+		t.Errorf("Find kpatch-old = %+v, %v", f, err)
+	}
+	if _, err := s.Uninstall("kpatch_old", release); err == nil || !strings.Contains(err.Error(), "kpatch uninstall") {
+		t.Errorf("uninstall of kpatch's patch: %v", err)
+	}
+	if _, err := s.Uninstall("livepatch_fix", release); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Find("livepatch_fix", release); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("Find after uninstall: %v", err)
+	}
+}
+
+func TestLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "klp.lock")
+	l, err := Acquire(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Acquire(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "PID") {
+		t.Errorf("second Acquire = %v, want ErrLocked naming the holder", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Acquire(path, 0)
+	if err != nil {
+		t.Fatalf("Acquire after release: %v", err)
+	}
+	l2.Release()
+}

@@ -1,0 +1,93 @@
+package poll
+
+import (
+	"context"
+	"time"
+)
+
+// Default back-off parameters. A poll loop over a sysfs attribute costs a
+// few microseconds per check, so checking every 10 ms costs well under 1%
+// of a CPU while noticing a change within about 10 ms, which is what a
+// user waiting on a transition perceives as immediate. (A loop polling
+// once a second noticed completion up to a second late; real-kernel-facts.md.)
+const (
+	DefaultInitial = 1 * time.Millisecond
+	DefaultMax     = 10 * time.Millisecond
+	DefaultFactor  = 2.0
+)
+
+// Options tune the back-off of [Until]. The zero value gives the defaults.
+type Options struct {
+	// Initial is the sleep after the first unsuccessful check (default 1 ms).
+	Initial time.Duration
+	// Max caps the sleep between checks (default 10 ms). It bounds the
+	// latency with which a change is noticed, plus timer slack.
+	Max time.Duration
+	// Factor multiplies the sleep after each unsuccessful check (default 2;
+	// values below 1 are treated as 1, i.e. a fixed interval).
+	Factor float64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Initial <= 0 {
+		o.Initial = DefaultInitial
+	}
+	if o.Max <= 0 {
+		o.Max = DefaultMax
+	}
+	if o.Max < o.Initial {
+		o.Max = o.Initial
+	}
+	if o.Factor == 0 {
+		o.Factor = DefaultFactor
+	}
+	if o.Factor < 1 {
+		o.Factor = 1
+	}
+	return o
+}
+
+// Until calls cond until it reports true or fails, sleeping between calls
+// with an exponential back-off from opts.Initial up to opts.Max. It checks
+// once immediately. It returns nil when cond reported true, cond's error
+// if it failed, or ctx.Err() once ctx is done (after one last check, so a
+// condition that became true just before the deadline is not reported as
+// a timeout).
+//
+// The back-off starts small because many waits (a transition with no
+// blocking task, a refcount drop after an async free) end within a few
+// milliseconds, and it is capped because the wait may also last minutes,
+// during which the sleeping goroutine costs nothing.
+func Until(ctx context.Context, cond func() (bool, error), opts Options) error {
+	opts = opts.withDefaults()
+	if ok, err := cond(); ok || err != nil {
+		return err
+	}
+	delay := opts.Initial
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if ok, err := cond(); ok || err != nil {
+				return err
+			}
+			return ctx.Err()
+		case <-timer.C:
+		}
+		if ok, err := cond(); ok || err != nil {
+			return err
+		}
+		delay = next(delay, opts)
+		timer.Reset(delay)
+	}
+}
+
+// next returns the sleep following d.
+func next(d time.Duration, o Options) time.Duration {
+	n := time.Duration(float64(d) * o.Factor)
+	if n > o.Max || n < d { // n < d: overflow
+		return o.Max
+	}
+	return n
+}

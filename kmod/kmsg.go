@@ -1,0 +1,253 @@
+package kmod
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// KmsgRecord is one record of the kernel log as /dev/kmsg presents it:
+//
+//	prio,seq,usec,flags[,caller=...];message
+//	 KEY=value            (optional dictionary lines, start with a space)
+//
+// See Documentation/ABI/testing/dev-kmsg.
+type KmsgRecord struct {
+	Facility int           // prio >> 3; 0 is the kernel
+	Level    int           // prio & 7; 0 emerg, 3 err, 4 warning, 5 notice, 6 info, 7 debug
+	Seq      uint64        // 64-bit record sequence number; gaps mean lost records
+	Time     time.Duration // monotonic time since boot (the usec field)
+	Flags    string        // "-", or "c" for the start of a continued line
+	Caller   string        // "T123"/"C1" when CONFIG_PRINTK_CALLER adds ",caller=..."
+	Message  string        // the text, with the kernel's \xNN escapes undone
+}
+
+// Messages returns the message texts of recs.
+func Messages(recs []KmsgRecord) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Message
+	}
+	return out
+}
+
+// ParseKmsg parses records in /dev/kmsg's text format: what successive
+// read(2)s of /dev/kmsg return, concatenated, one record per line. The
+// continuation lines of a record, which start with a space and carry the
+// dictionary (SUBSYSTEM=..., DEVICE=...), are skipped, as are empty lines.
+// A malformed line does not stop parsing: ParseKmsg returns every record
+// it could parse, and an error wrapping [ErrParse] for the first bad line.
+func ParseKmsg(r io.Reader) ([]KmsgRecord, error) {
+	sc := bufio.NewScanner(r)
+	// A record is at most CONSOLE_EXT_LOG_MAX (8 KiB) but be generous.
+	sc.Buffer(make([]byte, 0, 16<<10), 1<<20)
+	var (
+		recs     []KmsgRecord
+		firstErr error
+		lineNo   int
+	)
+	for sc.Scan() {
+		lineNo++
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] == ' ' {
+			continue
+		}
+		rec, err := ParseKmsgRecord(line)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("kmsg line %d: %w", lineNo, err)
+			}
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	if err := sc.Err(); err != nil && firstErr == nil {
+		firstErr = fmt.Errorf("read kmsg: %w", err)
+	}
+	return recs, firstErr
+}
+
+// ParseKmsgRecord parses one record; anything after the first newline
+// (the dictionary) is ignored.
+func ParseKmsgRecord(b []byte) (KmsgRecord, error) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	semi := bytes.IndexByte(b, ';')
+	if semi < 0 {
+		return KmsgRecord{}, fmt.Errorf("%w: kmsg record %q: no ';'", ErrParse, b)
+	}
+	fields := strings.Split(string(b[:semi]), ",")
+	if len(fields) < 4 {
+		return KmsgRecord{}, fmt.Errorf("%w: kmsg record %q: want prio,seq,usec,flags", ErrParse, b[:semi])
+	}
+	prio, err1 := strconv.ParseUint(fields[0], 10, 32)
+	seq, err2 := strconv.ParseUint(fields[1], 10, 64)
+	usec, err3 := strconv.ParseUint(fields[2], 10, 63)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return KmsgRecord{}, fmt.Errorf("%w: kmsg record %q: %w", ErrParse, b[:semi], err)
+	}
+	rec := KmsgRecord{
+		Facility: int(prio >> 3),
+		Level:    int(prio & 7),
+		Seq:      seq,
+		Time:     time.Duration(usec) * time.Microsecond,
+		Flags:    fields[3],
+		Message:  unescapeKmsg(b[semi+1:]),
+	}
+	for _, f := range fields[4:] {
+		if v, ok := strings.CutPrefix(f, "caller="); ok {
+			rec.Caller = v
+		}
+	}
+	return rec, nil
+}
+
+// unescapeKmsg undoes the kernel's escaping: every byte < ' ', >= 127 and
+// '\' itself is written as \xNN (msg_add_ext_text in printk.c).
+func unescapeKmsg(b []byte) string {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' && i+3 < len(b) && b[i+1] == 'x' {
+			if v, err := strconv.ParseUint(string(b[i+2:i+4]), 16, 8); err == nil {
+				out = append(out, byte(v))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return string(out)
+}
+
+// KmsgSource opens the kernel log positioned after its newest record, so
+// that reading returns only what the kernel logs afterwards. [FS.Load]
+// opens it before the syscall and reads it after, to explain failures.
+//
+// Reads return records in /dev/kmsg's text format (see [ParseKmsg]) and
+// io.EOF once no further record is available; they never block.
+type KmsgSource interface {
+	OpenKmsg() (io.ReadCloser, error)
+}
+
+// DevKmsg is the real [KmsgSource]: the character device /dev/kmsg, or
+// anything with the same layout at Path. Reading /dev/kmsg usually needs
+// CAP_SYSLOG (kernel.dmesg_restrict=1) or root.
+//
+// A record becomes readable once the ring buffer finalises it: a line
+// that ends in a newline (every pr_err/pr_notice the module loader and
+// livepatch print) at once, a partial pr_cont line only when the next
+// record arrives. SEEK_END likewise points at the oldest unfinalised record.
+//
+// It also works on a regular file of records (what internal/fakekernel
+// writes): SEEK_END then sequential reads to EOF give the same result.
+type DevKmsg struct {
+	Path string
+}
+
+var _ KmsgSource = DevKmsg{}
+
+// OpenKmsg opens Path non-blocking and seeks to its end.
+//
+// The descriptor is used with raw read(2)s rather than an *os.File: Go
+// registers a pollable character device with its netpoller, and a read
+// that returns EAGAIN would then park the goroutine until the next record
+// arrives, i.e. block, which is exactly what must not happen here.
+func (d DevKmsg) OpenKmsg() (io.ReadCloser, error) {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, &os.PathError{Op: "open", Path: d.Path, Err: err})
+	}
+	// On /dev/kmsg, SEEK_END moves to the position after the last record
+	// (devkmsg_llseek); on a regular file, to its size.
+	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, &os.PathError{Op: "seek", Path: d.Path, Err: err})
+	}
+	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
+}
+
+// kmsgReader adapts /dev/kmsg's one-record-per-read(2) semantics to an
+// io.Reader: each read(2) needs a buffer large enough for a whole record
+// (else EINVAL), so it reads into its own buffer and hands out the bytes.
+type kmsgReader struct {
+	fd      int
+	path    string
+	buf     []byte
+	pending []byte
+}
+
+func (r *kmsgReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	if r.fd < 0 {
+		return 0, os.ErrClosed
+	}
+	for tries := 0; ; tries++ {
+		n, err := unix.Read(r.fd, r.buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EPIPE) && tries < 16:
+			// Records were overwritten since the last read (the ring
+			// buffer wrapped); the kernel moved us to the oldest
+			// record still available. Just read on.
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, io.EOF
+		case err != nil:
+			return 0, &os.PathError{Op: "read", Path: r.path, Err: err}
+		case n == 0:
+			return 0, io.EOF
+		}
+		c := copy(p, r.buf[:n])
+		r.pending = r.buf[c:n]
+		return c, nil
+	}
+}
+
+func (r *kmsgReader) Close() error {
+	if r.fd < 0 {
+		return os.ErrClosed
+	}
+	err := unix.Close(r.fd)
+	r.fd = -1
+	if err != nil {
+		return &os.PathError{Op: "close", Path: r.path, Err: err}
+	}
+	return nil
+}
+
+// maxKmsgRead caps how much of the log one load may collect.
+const maxKmsgRead = 1 << 20
+
+// readKmsg reads everything rc offers, parses it and closes rc.
+func readKmsg(rc io.ReadCloser) ([]KmsgRecord, error) {
+	data, rerr := io.ReadAll(io.LimitReader(rc, maxKmsgRead))
+	cerr := rc.Close()
+	recs, perr := ParseKmsg(bytes.NewReader(data))
+	if rerr != nil {
+		return recs, fmt.Errorf("%w: %w", ErrKmsgUnavailable, rerr)
+	}
+	if perr != nil {
+		return recs, perr
+	}
+	if cerr != nil {
+		return recs, fmt.Errorf("%w: %w", ErrKmsgUnavailable, cerr)
+	}
+	return recs, nil
+}
