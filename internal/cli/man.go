@@ -54,12 +54,24 @@ func ManPage(prog string) []byte {
 kernel live patching and 1 when patching is in progress. For other commands
 the exit status is 0 upon successful completion and 1 upon error, including
 an unknown command or option, and an incomplete answer (for example
-blocking tasks whose state could not be read without root). The JSON
+blocking tasks whose state could not be read without root).`, ".PP")
+	if prog == "klp" {
+		writeParagraphs(&b, `The commands that change live patches (load, unload, disable, enable,
+wait, signal, force, install, uninstall) also use: 3 when the transition
+did not complete within the timeout, 4 when the kernel has no live patching
+support, and 5 when permission was refused (not root, lockdown, module
+signature enforcement). Usage errors exit 1, as SUSE's klp does. The JSON
 documents and exit codes are described in docs/json.md.`, ".PP")
+	}
 	b.WriteString(".SH FILES\n")
 	b.WriteString(".TP\n.I /sys/kernel/livepatch/<patch>/\nUpstream live patch state: enabled, transition, force, signal, replace, stack_order, and per object patched.\n")
 	b.WriteString(".TP\n.I /proc/<pid>/task/<tid>/patch_state\nPer-thread patch state: \\-1 idle, 0 unpatched, 1 patched.\n")
 	b.WriteString(".TP\n.I /sys/kernel/kgraft/\nSLE 12 kGraft state, with\n.I /proc/<pid>/kgr_in_progress .\n")
+	if prog == "klp" {
+		b.WriteString(".TP\n.I /var/lib/klp/<kernel-release>/\nPatches installed with klp install, loaded at boot by klp load \\-\\-all (klp.service).\n")
+		b.WriteString(".TP\n.I /var/lib/kpatch/<kernel-release>/\nPatches installed by kpatch, read too.\n")
+		b.WriteString(".TP\n.I /run/klp.lock\nHeld while a command changes live patches.\n")
+	}
 	b.WriteString(".SH SEE ALSO\n")
 	if prog == "klp" {
 		b.WriteString(".BR kgr (8),\n.BR modinfo (8),\n.BR insmod (8)\n")

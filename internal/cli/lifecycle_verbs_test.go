@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/lifecycle"
+	"github.com/klp-project/klp/modinfo"
+)
+
+const fakeRelease = "6.12.0-fake"
+
+// verbEnv runs klp commands against a fake kernel.
+type verbEnv struct {
+	t      *testing.T
+	k      *fakekernel.Kernel
+	env    *Env
+	specs  map[string]*modinfo.Module
+	audit  *auditLog
+	out    *bytes.Buffer
+	errOut *bytes.Buffer
+}
+
+type auditLog struct {
+	mu      sync.Mutex
+	records []string
+}
+
+func (a *auditLog) Record(action, target, result string, elapsed time.Duration, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records = append(a.records, action+" "+target+" "+result)
+}
+
+func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
+	t.Helper()
+	if opts.AutoTick == 0 {
+		opts.AutoTick = 2 * time.Millisecond
+	}
+	k := fakekernel.New(t, opts)
+	if err := os.WriteFile(filepath.Join(k.ProcRoot(), "sys", "kernel", "osrelease"), []byte(fakeRelease+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := &verbEnv{t: t, k: k, specs: map[string]*modinfo.Module{}, audit: &auditLog{}, out: &bytes.Buffer{}, errOut: &bytes.Buffer{}}
+	dir := t.TempDir()
+	v.env = &Env{
+		IO:       &IOStreams{In: strings.NewReader(""), Out: v.out, ErrOut: v.errOut},
+		Getpid:   os.Getpid, Getppid: os.Getppid, Getpgrp: func() int { return -1 },
+		Sleep:    func(time.Duration) {},
+		Geteuid:  func() int { return 0 },
+		Kmod:     k.KmodOptions(),
+		Attr:     k,
+		Audit:    v.audit,
+		LockPath: filepath.Join(dir, "klp.lock"),
+		Store:    lifecycle.Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")},
+		Inspect: func(path string) (*modinfo.Module, error) {
+			if m, ok := v.specs[path]; ok {
+				return m, nil
+			}
+			return modinfo.Open(path)
+		},
+	}
+	return v
+}
+
+func (v *verbEnv) module(name string, funcs ...string) string {
+	v.t.Helper()
+	var fs []fakekernel.Func
+	for _, f := range funcs {
+		fs = append(fs, fakekernel.Func{Name: f})
+		v.k.SetSymbol("vmlinux", f, 1)
+	}
+	path := v.k.AddModule(v.t, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: fs}}}})
+	v.specs[path] = &modinfo.Module{Name: name, Livepatch: true, Vermagic: fakeRelease + " SMP preempt mod_unload "}
+	return path
+}
+
+// run runs klp with the fake kernel's roots and returns the exit code.
+func (v *verbEnv) run(args ...string) ExitCode {
+	v.t.Helper()
+	v.out.Reset()
+	v.errOut.Reset()
+	full := append([]string{"klp", "--sysfs", v.k.SysRoot(), "--procfs", v.k.ProcRoot()}, args...)
+	return Run(full, v.env)
+}
+
+func TestLoadVerb(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	path := v.module("lp_cmdline", "cmdline_proc_show")
+	if code := v.run("load", path); code != ExitOK {
+		t.Fatalf("load: exit %d, stderr %q", code, v.errOut)
+	}
+	if !strings.HasPrefix(v.out.String(), "lp_cmdline: patched (") {
+		t.Errorf("load output %q", v.out)
+	}
+	if code := v.run("load", path); code != ExitOK || !strings.Contains(v.errOut.String(), "already loaded") {
+		t.Errorf("second load: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("--json", "unload", "lp_cmdline"); code != ExitOK {
+		t.Fatalf("unload: exit %d, stderr %q", code, v.errOut)
+	}
+	var doc jsonOutcome
+	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
+		t.Fatalf("unload --json: %v\n%s", err, v.out)
+	}
+	if doc.SchemaVersion != 1 || doc.Action != "unload" || doc.Result != "removed" || doc.Error != nil || doc.ExitCode != 0 {
+		t.Errorf("unload --json = %+v", doc)
+	}
+	want := []string{"load " + path + " patched", "load " + path + " already loaded", "unload lp_cmdline removed"}
+	if strings.Join(v.audit.records, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit records %q, want %q", v.audit.records, want)
+	}
+}
+
+func TestLoadVerbStallReportAndExitCode(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	path := v.module("lp_busy", "busy_work")
+	v.k.BlockTask(15, "busy_work")
+	code := v.run("load", "--timeout", "100ms", path)
+	if code != ExitStalled {
+		t.Fatalf("stalled load: exit %d, want %d; stderr %q", code, ExitStalled, v.errOut)
+	}
+	out := v.out.String()
+	for _, want := range []string{
+		"Transition of lp_busy (patching) is blocked by 1 task(s).",
+		"15/15 kworker/0:1 (kernel thread",
+		"=> ", "on its stack (=>): busy_work",
+		"advice: a kernel thread sleeping in code the patch changes",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stall report lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(v.errOut.String(), "transition stalled") || !strings.Contains(v.errOut.String(), "rolling back") {
+		t.Errorf("stderr %q", v.errOut)
+	}
+	if v.k.Loaded("lp_busy") {
+		t.Error("stalled load was not rolled back")
+	}
+}
+
+func TestBlockingWhy(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	path := v.module("lp_busy", "busy_work")
+	v.k.BlockTask(200, "busy_work")
+	if code := v.run("load", "--timeout", "50ms", "--on-stall", "leave", path); code != ExitStalled {
+		t.Fatalf("exit %d; %s", code, v.errOut)
+	}
+	if code := v.run("blocking", "--why"); code != ExitOK {
+		t.Fatalf("blocking --why: exit %d %s", code, v.errOut)
+	}
+	if !strings.Contains(v.out.String(), "advice: sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke)") {
+		t.Errorf("blocking --why:\n%s", v.out)
+	}
+	if code := v.run("--json", "blocking", "--why"); code != ExitOK {
+		t.Fatal(code)
+	}
+	var doc struct {
+		SchemaVersion int        `json:"schema_version"`
+		Stall         *jsonStall `json:"stall"`
+	}
+	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil || doc.Stall == nil {
+		t.Fatalf("blocking --why --json: %v\n%s", err, v.out)
+	}
+	if len(doc.Stall.Tasks) != 1 || doc.Stall.Tasks[0].TID != 200 || len(doc.Stall.Tasks[0].Culprits) != 1 {
+		t.Errorf("stall JSON %+v", doc.Stall)
+	}
+	// Another load meets the transition and is refused before the kernel.
+	if code := v.run("load", v.module("lp_next", "other")); code != ExitError || !strings.Contains(v.errOut.String(), "lp_busy is patching") {
+		t.Errorf("load during a transition: exit %d, %q", code, v.errOut)
+	}
+	v.k.UnblockTask(200)
+	if code := v.run("wait", "--timeout", "5s"); code != ExitOK {
+		t.Errorf("wait: exit %d %s", code, v.errOut)
+	}
+}
+
+func TestLoadVerbErrors(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	broken := v.module("lp_broken", "gone_function")
+	v.k.SetSymbol("vmlinux", "gone_function", 0)
+	if code := v.run("load", broken); code != ExitError || !strings.Contains(v.errOut.String(), "gone_function") {
+		t.Errorf("broken load: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("load", "/no/such/file.ko"); code != ExitError || !strings.Contains(v.errOut.String(), "/no/such/file.ko") {
+		t.Errorf("missing file: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("load", "not-installed"); code != ExitError || !strings.Contains(v.errOut.String(), "not installed") {
+		t.Errorf("unknown name: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("unload", "../etc"); code != ExitError || !strings.Contains(v.errOut.String(), "invalid name") {
+		t.Errorf("bad name: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("unload"); code != ExitError || !strings.Contains(v.errOut.String(), "--help") {
+		t.Errorf("unload without a name: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("load", "--on-stall", "pray", broken); code != ExitError || !strings.Contains(v.errOut.String(), "invalid stall policy") {
+		t.Errorf("bad --on-stall: exit %d, stderr %q", code, v.errOut)
+	}
+	if code := v.run("disable", "lp_none"); code != ExitError || !strings.Contains(v.errOut.String(), "no such patch") {
+		t.Errorf("disable unknown: exit %d, stderr %q", code, v.errOut)
+	}
+}
+
+func TestVerbsWithoutLivepatch(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{NoLivepatch: true})
+	if code := v.run("load", v.module("lp", "f")); code != ExitUnsupported {
+		t.Errorf("load without livepatch: exit %d, want %d; %s", code, ExitUnsupported, v.errOut)
+	}
+}
+
+func TestSignalForceVerbs(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	v.k.BlockTask(100)
+	if code := v.run("load", "--timeout", "30ms", "--on-stall", "leave", v.module("lp", "f")); code != ExitStalled {
+		t.Fatalf("exit %d", code)
+	}
+	if code := v.run("signal"); code != ExitOK || !strings.Contains(v.errOut.String(), "every 15 seconds") {
+		t.Errorf("signal on 6.12: exit %d, %q", code, v.errOut)
+	}
+	if code := v.run("force", "lp"); code != ExitError || !strings.Contains(v.errOut.String(), "--yes") {
+		t.Errorf("force without confirmation: exit %d, %q", code, v.errOut)
+	}
+	if v.k.TransitionPatch() != "lp" {
+		t.Fatal("force without confirmation changed something")
+	}
+	if code := v.run("force", "--yes", "lp"); code != ExitOK || !strings.Contains(v.out.String(), "forced, patched") {
+		t.Errorf("force --yes: exit %d, out %q, err %q", code, v.out, v.errOut)
+	}
+	if !strings.Contains(v.errOut.String(), "cannot be unloaded until reboot") {
+		t.Errorf("force did not explain its consequences: %q", v.errOut)
+	}
+}
+
+func TestDisableEnablePre51(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
+	if code := v.run("load", v.module("lp", "f")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("disable", "lp"); code != ExitOK || !strings.Contains(v.out.String(), "lp: unpatched") {
+		t.Errorf("disable: exit %d %q %q", code, v.out, v.errOut)
+	}
+	if code := v.run("enable", "lp"); code != ExitOK || !strings.Contains(v.out.String(), "lp: patched") {
+		t.Errorf("enable: exit %d %q %q", code, v.out, v.errOut)
+	}
+}
+
+func TestInstallListUninstall(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.Linux6_14})
+	path := v.module("lp_fix", "cmdline_proc_show")
+	if code := v.run("install", path); code != ExitOK || !strings.Contains(v.out.String(), "installed lp_fix for "+fakeRelease) {
+		t.Fatalf("install: exit %d %q %q", code, v.out, v.errOut)
+	}
+	installed := filepath.Join(v.env.Store.Dir, fakeRelease, "lp_fix.ko")
+	v.specs[installed] = v.specs[path]
+	v.k.AddModuleFile(t, installed, fakekernel.Module{Name: "lp_fix", Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "cmdline_proc_show"}}}}}})
+	if code := v.run("install", "-k", "6.1.0-1-amd64", path); code != ExitError || !strings.Contains(v.errOut.String(), "built for another kernel") {
+		t.Errorf("install for another kernel: exit %d %q", code, v.errOut)
+	}
+	if code := v.run("load", "lp_fix"); code != ExitOK {
+		t.Fatalf("load by name: exit %d %q", code, v.errOut)
+	}
+	if code := v.run("load", v.module("lp_more", "cmdline_proc_show")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("list"); code != ExitOK {
+		t.Fatalf("list: %d %s", code, v.errOut)
+	}
+	for _, want := range []string{"lp_fix", "enabled", "(running)", "cmdline_proc_show,1", "lp_more"} {
+		if !strings.Contains(v.out.String(), want) {
+			t.Errorf("list lacks %q:\n%s", want, v.out)
+		}
+	}
+	if code := v.run("--json", "list"); code != ExitOK {
+		t.Fatal(code)
+	}
+	var doc jsonList
+	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Functions) != 1 || doc.Functions[0].ProvidedBy == nil || *doc.Functions[0].ProvidedBy != "lp_more" {
+		t.Errorf("the later patch (highest stack_order) should provide the function: %+v", doc.Functions)
+	}
+	if code := v.run("uninstall", "lp_fix"); code != ExitOK {
+		t.Errorf("uninstall: exit %d %q", code, v.errOut)
+	}
+	if code := v.run("uninstall", "lp_fix"); code != ExitError || !strings.Contains(v.errOut.String(), "not installed") {
+		t.Errorf("second uninstall: exit %d %q", code, v.errOut)
+	}
+}
+
+func TestLoadAllVerb(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	if code := v.run("load", "--all"); code != ExitOK || !strings.Contains(v.out.String(), "no patches installed") {
+		t.Errorf("load --all with nothing installed: exit %d %q %q", code, v.out, v.errOut)
+	}
+	if code := v.run("load", "--all", "x.ko"); code != ExitError {
+		t.Errorf("load --all with an argument: exit %d", code)
+	}
+}
+
+func TestLockSerialisesMutations(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	l, err := lifecycle.Acquire(v.env.LockPath, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	v.env.LockWait = 50 * time.Millisecond
+	if code := v.run("load", v.module("lp", "f")); code != ExitError || !strings.Contains(v.errOut.String(), "another klp") {
+		t.Errorf("load while locked: exit %d %q", code, v.errOut)
+	}
+	if v.k.Loaded("lp") {
+		t.Error("loaded despite the lock")
+	}
+}
