@@ -7,7 +7,7 @@
 
 SHELL      := /bin/bash
 GO         ?= go
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+VERSION    ?= 0.1.0+$(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS    := -s -w -X github.com/klp-project/klp/internal/cli.version=$(VERSION)
 PREFIX     ?= /usr/local
 DESTDIR    ?=

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/txtar"
+	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/fakefs"
 )
@@ -35,6 +36,31 @@ func archiveFS(t *testing.T, archive string) (FS, string) {
 		t.Fatal(err)
 	}
 	return newTestFS(t, root), root
+}
+
+// memDir returns a new temporary directory on a memory file system when
+// one is available (the temporary directory itself, or /dev/shm), and
+// t.TempDir() otherwise. procfs lives in memory; on a disk-backed /tmp the
+// 65,000 files of the scale test can take minutes to create.
+func memDir(t *testing.T) string {
+	t.Helper()
+	for _, base := range []string{os.TempDir(), "/dev/shm"} {
+		var st unix.Statfs_t
+		if unix.Statfs(base, &st) != nil || st.Type != unix.TMPFS_MAGIC {
+			continue
+		}
+		dir, err := os.MkdirTemp(base, "klp-test-")
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Error(err)
+			}
+		})
+		return dir
+	}
+	return t.TempDir()
 }
 
 func newTestFS(t *testing.T, root string) FS {

@@ -32,12 +32,12 @@ type KGraftPatch struct {
 
 // KGraftFunction is one row of a kGraft patch's state table.
 type KGraftFunction struct {
-	Name   string
-	Object string // empty in the older three-column table
-	Sympos int
+	Name   string `json:"name"`
+	Object string `json:"object"` // empty in the older three-column table
+	Sympos int    `json:"sympos"`
 	// State is enum kgr_patch_state: 0 init, 1 slow, 2 applied,
 	// 3 revert_slow, 4 reverted, 5 skipped (target module not loaded).
-	State int
+	State int `json:"state"`
 }
 
 // kGraft's enum kgr_patch_state.
@@ -49,6 +49,9 @@ const (
 // KGraftInProgress reads /sys/kernel/kgraft/in_progress.
 func (fs FS) KGraftInProgress() (bool, error) {
 	v, err := sysfile.ReadBool(fs.SysPath(kgraftDir, "in_progress"))
+	if errors.Is(err, os.ErrNotExist) && !sysfile.Exists(fs.SysPath(kgraftDir)) {
+		return false, fmt.Errorf("%w: %s does not exist", ErrNotSupported, fs.SysPath(kgraftDir))
+	}
 	if err != nil {
 		return false, fmt.Errorf("read kgraft state: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/klp-project/klp/internal/sysfile"
 )
@@ -131,6 +132,13 @@ func (fs FS) TransitionPatch(patches []Patch) *Patch {
 func (fs FS) readPatch(dir, name string) (Patch, error) {
 	p := Patch{Name: name}
 	enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
+	if errors.Is(err, os.ErrNotExist) && sysfile.Exists(dir) {
+		// kobject_add creates the directory before its attributes: a
+		// patch being loaded right now can show without enabled for an
+		// instant. Look once more before calling the tree broken.
+		time.Sleep(10 * time.Millisecond)
+		enabled, err = sysfile.ReadBool(filepath.Join(dir, "enabled"))
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !sysfile.Exists(dir) {
 			return Patch{}, fmt.Errorf("%w: %s", ErrNotFound, name)
@@ -203,7 +211,9 @@ func parseFunctionDir(s string) (Function, error) {
 		return Function{Name: s}, nil
 	}
 	n, err := strconv.Atoi(pos)
-	if err != nil || n < 0 || name == "" {
+	// "%lu" of a sympos the kernel has already turned from 0 into 1: plain
+	// digits, no sign, no leading zero, at least 1.
+	if err != nil || n < 1 || name == "" || pos[0] < '1' || pos[0] > '9' {
 		return Function{}, fmt.Errorf("%w: function directory %q is not <name,sympos>", ErrParse, s)
 	}
 	return Function{Name: name, Sympos: n}, nil

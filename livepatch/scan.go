@@ -339,8 +339,10 @@ func (s *scanner) fail(pid, tid int, rel string, err error) {
 	s.stats.Unreadable = append(s.stats.Unreadable, TaskError{PID: pid, TID: tid, Path: s.root + "/" + rel, Err: err})
 }
 
-// parseStateBytes parses "-1\n", "0\n", "1\n" (and any small integer, as
-// kGraft's flag is 0 or 1) without allocating.
+// parseStateBytes parses "-1\n", "0\n" or "1\n" without allocating. The
+// kernel prints nothing else (kGraft's flag is 0 or 1), so any other value
+// means the file is not what we think and is reported, never counted as a
+// blocking task.
 func parseStateBytes(b []byte) (int, bool) {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
 		b = b[:len(b)-1]
@@ -362,7 +364,7 @@ func parseStateBytes(b []byte) (int, bool) {
 	if neg {
 		n = -n
 	}
-	return n, true
+	return n, n >= -1 && n <= 1
 }
 
 func appendInt(b []byte, n int) []byte {

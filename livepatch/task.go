@@ -60,8 +60,8 @@ func (fs FS) Task(pid, tid int) (Task, error) {
 	} else {
 		t.Comm = st.comm
 	}
-	cmd, err := sysfile.ReadBytes(fs.ProcPath(strconv.Itoa(pid), "cmdline"), maxCmdline)
-	if err != nil && !errors.Is(err, sysfile.ErrTooLarge) {
+	cmd, err := sysfile.ReadPrefix(fs.ProcPath(strconv.Itoa(pid), "cmdline"), maxCmdline)
+	if err != nil {
 		// cmdline is world-readable; failing to read it means the task
 		// exited. Fall back to the name rather than losing the task.
 		cmd = nil
@@ -91,7 +91,9 @@ func (fs FS) TaskStack(pid, tid int) ([]string, error) {
 }
 
 func parseStack(b []byte) []string {
-	var frames []string
+	// Not nil: an empty stack (a running task) was read, unlike one that
+	// was not asked for.
+	frames := []string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			frames = append(frames, line)

@@ -51,8 +51,8 @@ func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
 	v := &verbEnv{t: t, k: k, specs: map[string]*modinfo.Module{}, audit: &auditLog{}, out: &bytes.Buffer{}, errOut: &bytes.Buffer{}}
 	dir := t.TempDir()
 	v.env = &Env{
-		IO:       &IOStreams{In: strings.NewReader(""), Out: v.out, ErrOut: v.errOut},
-		Getpid:   os.Getpid, Getppid: os.Getppid, Getpgrp: func() int { return -1 },
+		IO:     &IOStreams{In: strings.NewReader(""), Out: v.out, ErrOut: v.errOut},
+		Getpid: os.Getpid, Getppid: os.Getppid, Getpgrp: func() int { return -1 },
 		Sleep:    func(time.Duration) {},
 		Geteuid:  func() int { return 0 },
 		Kmod:     k.KmodOptions(),

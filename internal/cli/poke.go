@@ -69,7 +69,13 @@ func pokeRun(opts *rootOptions) error {
 	for _, t := range r.tasks {
 		p := procs[t.PID]
 		if p == nil {
-			p = &proc{pid: t.PID, comm: t.Comm}
+			// Name the process by its leader, not by whichever of its
+			// threads blocks (rsyslogd, not in:imjournal).
+			comm := t.Comm
+			if leader, err := fs.Task(t.PID, t.PID); err == nil {
+				comm = leader.Comm
+			}
+			p = &proc{pid: t.PID, comm: comm}
 			procs[t.PID] = p
 		}
 		if p.reason != "" {

@@ -25,10 +25,17 @@ import (
 
 // Unpack writes the archive's files under dir.
 func Unpack(a *txtar.Archive, dir string) error {
-	for _, f := range a.Files {
-		path := filepath.Join(dir, filepath.FromSlash(f.Name))
+	inTree := func(name string) (string, error) {
+		path := filepath.Join(dir, filepath.FromSlash(name))
 		if !strings.HasPrefix(path, filepath.Clean(dir)+string(filepath.Separator)) {
-			return fmt.Errorf("unpack %s: path escapes the tree", f.Name)
+			return "", fmt.Errorf("unpack %s: path escapes the tree", name)
+		}
+		return path, nil
+	}
+	for _, f := range a.Files {
+		path, err := inTree(f.Name)
+		if err != nil {
+			return err
 		}
 		if strings.HasSuffix(f.Name, "/") {
 			if err := os.MkdirAll(path, 0o755); err != nil {
@@ -58,11 +65,18 @@ func Unpack(a *txtar.Archive, dir string) error {
 			if err != nil {
 				return fmt.Errorf("unpack: directive %q: bad mode", line)
 			}
-			if err := os.Chmod(filepath.Join(dir, f[2]), os.FileMode(mode)); err != nil {
+			p, err := inTree(f[2])
+			if err != nil {
+				return err
+			}
+			if err := os.Chmod(p, os.FileMode(mode)); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
 		case f[0] == "symlink" && len(f) == 3:
-			p := filepath.Join(dir, f[1])
+			p, err := inTree(f[1])
+			if err != nil {
+				return err
+			}
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return fmt.Errorf("unpack: %w", err)
 			}
@@ -85,8 +99,11 @@ func Load(tb testing.TB, path string) string {
 		tb.Fatalf("load fixture: %v", err)
 	}
 	dir := tb.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		tb.Fatal(err)
+	// t.TempDir's parent is private to the test too: open both.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	if err := Unpack(a, dir); err != nil {
 		tb.Fatalf("load fixture %s: %v", path, err)

@@ -44,6 +44,21 @@ func ReadBytes(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// ReadPrefix returns at most limit bytes of path, read without Stat; a
+// longer file is cut, not an error.
+func ReadPrefix(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return b, nil
+}
+
 // ReadString returns the content of the attribute file path with surrounding
 // white space removed.
 func ReadString(path string) (string, error) {
@@ -97,6 +112,12 @@ func WriteString(path, data string) error {
 	}
 	_, werr := f.WriteString(data)
 	cerr := f.Close()
+	var pe *os.PathError
+	if errors.As(werr, &pe) {
+		// The data in the message helps debugging; the errno stays
+		// reachable with errors.Is.
+		return &os.PathError{Op: fmt.Sprintf("write %q to", data), Path: path, Err: pe.Err}
+	}
 	if werr != nil {
 		return werr
 	}

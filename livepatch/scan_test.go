@@ -1,0 +1,443 @@
+package livepatch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rogpeppe/go-internal/txtar"
+
+	"github.com/klp-project/klp/internal/fakefs"
+)
+
+// collect runs ScanTasks and returns what visit saw, sorted.
+func collect(t *testing.T, fs FS, opts ScanOptions) ([]TaskState, ScanStats, error) {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []TaskState
+	stats, err := fs.ScanTasks(opts, func(ts TaskState) {
+		mu.Lock()
+		seen = append(seen, ts)
+		mu.Unlock()
+	})
+	sortTasks(seen)
+	return seen, stats, err
+}
+
+func sortTasks(ts []TaskState) {
+	sort.Slice(ts, func(i, j int) bool {
+		return ts[i].PID < ts[j].PID || ts[i].PID == ts[j].PID && ts[i].TID < ts[j].TID
+	})
+}
+
+// taskErr is a TaskError reduced to what a test can compare.
+type taskErr struct {
+	PID, TID int
+	Path     string
+	Parse    bool // errors.Is(err, ErrParse)
+	Perm     bool // errors.Is(err, os.ErrPermission)
+}
+
+func reduce(errs []TaskError) []taskErr {
+	var out []taskErr
+	for _, e := range errs {
+		out = append(out, taskErr{e.PID, e.TID, e.Path, errors.Is(e, ErrParse), errors.Is(e, os.ErrPermission)})
+	}
+	return out
+}
+
+// scanTree has per-thread and per-process files, entries that are not
+// processes, and a process whose task directory is missing (it exited
+// between the listing of /proc and the scan).
+const scanTree = `symlink proc/self 300
+symlink proc/thread-self 300/task/300
+-- proc/version --
+Linux version 6.12.0
+-- proc/sys/kernel/tainted --
+32768
+-- proc/100/patch_state --
+1
+-- proc/100/task/100/patch_state --
+1
+-- proc/100/task/101/patch_state --
+0
+-- proc/100/task/102/patch_state --
+-1
+-- proc/200/patch_state --
+0
+-- proc/200/task/200/patch_state --
+0
+-- proc/300/patch_state --
+-1
+-- proc/300/task/300/patch_state --
+-1
+-- proc/400/cmdline --
+-- proc/12345678901/task/1/patch_state --
+1
+-- proc/0x10/task/16/patch_state --
+1
+`
+
+func TestScanTasksThreads(t *testing.T) {
+	t.Parallel()
+	fs, _ := archiveFS(t, scanTree)
+	want := []TaskState{
+		{100, 100, StatePatched}, {100, 101, StateUnpatched}, {100, 102, StateIdle},
+		{200, 200, StateUnpatched}, {300, 300, StateIdle},
+	}
+	for _, workers := range []int{0, 1, 2, 16} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			t.Parallel()
+			got, stats, err := collect(t, fs, ScanOptions{Workers: workers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("visited: unexpected diff (-want +got):\n%s", diff)
+			}
+			// 400 has no task directory: it exited.
+			if diff := cmp.Diff(ScanStats{Tasks: 5, Exited: 1}, stats); diff != "" {
+				t.Errorf("stats: unexpected diff (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestScanTasksProcesses(t *testing.T) {
+	t.Parallel()
+	fs, _ := archiveFS(t, scanTree)
+	got, stats, err := collect(t, fs, ScanOptions{Processes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TaskState{{100, 100, StatePatched}, {200, 200, StateUnpatched}, {300, 300, StateIdle}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("visited: unexpected diff (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(ScanStats{Tasks: 3, Exited: 1}, stats); diff != "" {
+		t.Errorf("stats: unexpected diff (-want +got):\n%s", diff)
+	}
+}
+
+func TestScanTasksOtherFile(t *testing.T) {
+	t.Parallel()
+	fs, _ := archiveFS(t, `-- proc/7/task/7/kgr_in_progress --
+1
+-- proc/7/task/8/kgr_in_progress --
+0
+-- proc/7/task/8/patch_state --
+1
+`)
+	got, stats, err := collect(t, fs, ScanOptions{File: "kgr_in_progress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TaskState{{7, 7, 1}, {7, 8, 0}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("visited: unexpected diff (-want +got):\n%s", diff)
+	}
+	if stats.Tasks != 2 {
+		t.Errorf("stats = %+v, want 2 tasks", stats)
+	}
+}
+
+func TestScanTasksGarbage(t *testing.T) {
+	t.Parallel()
+	fs, root := archiveFS(t, `-- proc/1/task/1/patch_state --
+1
+-- proc/2/task/2/patch_state --
+banana
+-- proc/3/task/3/patch_state --
+-- proc/4/task/4/patch_state --
+1 0
+-- proc/5/task/5/patch_state --
+-
+-- proc/6/task/6/patch_state --
+0123456789012345678901234567890123456789
+-- proc/7/task/7/patch_state/ --
+`)
+	got, stats, err := collect(t, fs, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]TaskState{{1, 1, StatePatched}}, got); diff != "" {
+		t.Errorf("visited: unexpected diff (-want +got):\n%s", diff)
+	}
+	p := func(pid int) string {
+		return filepath.Join(root, "proc", strconv.Itoa(pid), "task", strconv.Itoa(pid), "patch_state")
+	}
+	want := []taskErr{
+		{2, 2, p(2), true, false},
+		{3, 3, p(3), true, false},
+		{4, 4, p(4), true, false},
+		{5, 5, p(5), true, false},
+		{6, 6, p(6), true, false},
+		// A directory where the file should be: EISDIR from read(2).
+		{7, 7, p(7), false, false},
+	}
+	if diff := cmp.Diff(want, reduce(stats.Unreadable)); diff != "" {
+		t.Errorf("unreadable: unexpected diff (-want +got):\n%s", diff)
+	}
+	if stats.Tasks != 1 || stats.Exited != 0 {
+		t.Errorf("stats = %+v, want 1 task, none exited", stats)
+	}
+	for _, u := range stats.Unreadable {
+		if u.Error() == "" || !errors.Is(u, u.Err) {
+			t.Errorf("TaskError %+v: bad Error/Unwrap", u)
+		}
+	}
+}
+
+// TestScanTasksOutOfRangeState: the kernel prints -1, 0 or 1 in
+// patch_state (kernel-abi.md §2), and the scanner's own error says "want
+// -1, 0 or 1". A 2 is not a state: it must be reported unreadable, not
+// taken for a blocking task (it is >= 0 and differs from any target).
+func TestScanTasksOutOfRangeState(t *testing.T) {
+	t.Parallel()
+	fs, root := archiveFS(t, `-- sys/kernel/livepatch/lp/enabled --
+1
+-- sys/kernel/livepatch/lp/transition --
+1
+-- proc/1/task/1/patch_state --
+2
+-- proc/2/task/2/patch_state --
+-2
+-- proc/3/task/3/patch_state --
+0
+`)
+	patches, err := fs.Patches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fs.BlockingTasks(patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]TaskState{{3, 3, StateUnpatched}}, b.Tasks); diff != "" {
+		t.Errorf("blocking: unexpected diff (-want +got):\n%s", diff)
+	}
+	p := func(pid int) string {
+		return filepath.Join(root, "proc", strconv.Itoa(pid), "task", strconv.Itoa(pid), "patch_state")
+	}
+	want := []taskErr{{1, 1, p(1), true, false}, {2, 2, p(2), true, false}}
+	if diff := cmp.Diff(want, reduce(b.Stats.Unreadable)); diff != "" {
+		t.Errorf("unreadable: unexpected diff (-want +got):\n%s", diff)
+	}
+}
+
+func TestScanTasksBadRoot(t *testing.T) {
+	t.Parallel()
+	fs, root := archiveFS(t, "")
+	if err := os.RemoveAll(filepath.Join(root, "proc")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := fs.ScanTasks(ScanOptions{}, func(TaskState) { t.Error("visit called") })
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ScanTasks() = %v, want an error wrapping os.ErrNotExist", err)
+	}
+}
+
+// TestScanTasksVanishing removes tasks while the scan runs, from inside the
+// visit callback: the kernel removes /proc entries of exiting tasks at any
+// time, and ENOENT must count as "exited", never as an error or an
+// unreadable task.
+func TestScanTasksVanishing(t *testing.T) {
+	t.Parallel()
+	for _, threads := range []bool{true, false} {
+		t.Run(fmt.Sprintf("threads=%v", threads), func(t *testing.T) {
+			t.Parallel()
+			// Processes 10 (three threads), 20, 30, 40 (two threads).
+			tree := map[int][]int{10: {10, 11, 12}, 20: {20}, 30: {30}, 40: {40, 41}}
+			_, root := archiveFS(t, "")
+			var ft []fakefs.Task
+			for pid, tids := range tree {
+				for _, tid := range tids {
+					ft = append(ft, fakefs.Task{PID: pid, TID: tid, PatchState: 0})
+				}
+			}
+			if err := fakefs.WriteTasks(filepath.Join(root, "proc"), ft); err != nil {
+				t.Fatal(err)
+			}
+			for pid := range tree {
+				// The per-process file, for ScanOptions.Processes.
+				if err := os.WriteFile(filepath.Join(root, "proc", strconv.Itoa(pid), "patch_state"), []byte("0\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs := newTestFS(t, root)
+
+			// One worker and fewer than one batch of processes: the whole
+			// of /proc is listed before the first task is read, and the
+			// first task read decides what is left.
+			var first *TaskState
+			var visits int
+			stats, err := fs.ScanTasks(ScanOptions{Workers: 1, Processes: !threads}, func(ts TaskState) {
+				visits++
+				if first != nil {
+					return
+				}
+				first = &ts
+				// Every other task exits now: its thread directory, or
+				// its whole process directory.
+				for pid, tids := range tree {
+					if pid != ts.PID {
+						if err := os.RemoveAll(filepath.Join(root, "proc", strconv.Itoa(pid))); err != nil {
+							t.Error(err)
+						}
+						continue
+					}
+					for _, tid := range tids {
+						if tid != ts.TID {
+							if err := os.RemoveAll(filepath.Join(root, "proc", strconv.Itoa(pid), "task", strconv.Itoa(tid))); err != nil {
+								t.Error(err)
+							}
+						}
+					}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				t.Fatal("no task visited")
+			}
+			// What was gone when the scanner got to it: the other threads
+			// of the first process (already listed), and each other process
+			// once (its task directory is gone).
+			exited := len(tree) - 1
+			if threads {
+				exited += len(tree[first.PID]) - 1
+			}
+			want := ScanStats{Tasks: 1, Exited: exited}
+			if diff := cmp.Diff(want, stats); diff != "" {
+				t.Errorf("first task %+v; stats: unexpected diff (-want +got):\n%s", *first, diff)
+			}
+			if visits != 1 {
+				t.Errorf("visit called %d times, want 1", visits)
+			}
+		})
+	}
+}
+
+// TestScanTasksScale scans 20,000 generated tasks: 5,000 processes of three
+// threads, and one process of 5,000 threads (more than one work chunk),
+// and checks the counts and the blocking set exactly.
+func TestScanTasksScale(t *testing.T) {
+	t.Parallel()
+	root := memDir(t)
+	if err := fakefs.Unpack(txtar.Parse([]byte(`-- sys/kernel/livepatch/lp/enabled --
+1
+-- sys/kernel/livepatch/lp/transition --
+1
+`)), root); err != nil {
+		t.Fatal(err)
+	}
+	fs := newTestFS(t, root)
+	state := func(tid int) int {
+		switch {
+		case tid%13 == 0:
+			return -1
+		case tid%7 == 0:
+			return 0
+		}
+		return 1
+	}
+	var tasks []fakefs.Task
+	var want []TaskState
+	add := func(pid, tid int) {
+		s := state(tid)
+		tasks = append(tasks, fakefs.Task{PID: pid, TID: tid, PatchState: s, Comm: "w" + strconv.Itoa(tid%10)})
+		if s == 0 {
+			want = append(want, TaskState{PID: pid, TID: tid, State: StateUnpatched})
+		}
+	}
+	for i := 0; i < 5000; i++ {
+		pid := 100000 + 10*i
+		for tid := pid; tid < pid+3; tid++ {
+			add(pid, tid)
+		}
+	}
+	for tid := 50000; tid < 55000; tid++ {
+		add(50000, tid)
+	}
+	if len(tasks) != 20000 {
+		t.Fatalf("generated %d tasks, want 20000", len(tasks))
+	}
+	if err := fakefs.WriteTasks(filepath.Join(root, "proc"), tasks); err != nil {
+		t.Fatal(err)
+	}
+	sortTasks(want)
+
+	patches, err := fs.Patches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fs.BlockingTasks(patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ScanStats{Tasks: 20000}, b.Stats); diff != "" {
+		t.Errorf("stats: unexpected diff (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, b.Tasks); diff != "" {
+		t.Errorf("blocking: unexpected diff (-want +got):\n%s", diff)
+	}
+
+	// Every task is visited exactly once, whatever the number of workers.
+	for _, workers := range []int{1, 3, 8} {
+		seen := make(map[int]int, len(tasks))
+		var mu sync.Mutex
+		stats, err := fs.ScanTasks(ScanOptions{Workers: workers}, func(ts TaskState) {
+			mu.Lock()
+			seen[ts.TID]++
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Tasks != 20000 || len(seen) != 20000 {
+			t.Errorf("workers=%d: stats %+v, %d distinct tasks, want 20000", workers, stats, len(seen))
+		}
+		for tid, n := range seen {
+			if n != 1 {
+				t.Errorf("workers=%d: task %d visited %d times", workers, tid, n)
+			}
+		}
+	}
+}
+
+func TestParseStateBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{"-1\n": -1, "0\n": 0, "1\n": 1, "1": 1, "0 \n": 0} {
+		got, ok := parseStateBytes([]byte(in))
+		if !ok || got != want {
+			t.Errorf("parseStateBytes(%q) = %d, %v, want %d, true", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "\n", "-", "--1", "1x", "x", "0x1", "1234567890"} {
+		if got, ok := parseStateBytes([]byte(in)); ok {
+			t.Errorf("parseStateBytes(%q) = %d, true, want false", in, got)
+		}
+	}
+}
+
+func TestParseID(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int32{"1\x00": 1, "4194304\x00": 4194304, "2147483647\x00": 2147483647, "7": 7} {
+		got, ok := parseID([]byte(in))
+		if !ok || got != want {
+			t.Errorf("parseID(%q) = %d, %v, want %d, true", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"\x00", "", "self\x00", "1a\x00", "2147483648\x00", "12345678901\x00", "-1\x00"} {
+		if got, ok := parseID([]byte(in)); ok {
+			t.Errorf("parseID(%q) = %d, true, want false", in, got)
+		}
+	}
+}
