@@ -197,7 +197,9 @@ func (r *blockingReport) incomplete(opts *rootOptions) error {
 
 func (r *blockingReport) print(w io.Writer, mode blockingMode, verbose int) {
 	if len(r.tasks) == 0 {
-		if verbose > 0 {
+		// With tasks left unread, "no threads" would be a false claim: the
+		// unreadable ones may block (stderr says so, and the exit is 1).
+		if verbose > 0 && len(r.blocking.Stats.Unreadable) == 0 {
 			switch mode {
 			case kgrProcesses:
 				fmt.Fprintln(w, "no processes with kgr_in_progress set")

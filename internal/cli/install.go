@@ -99,6 +99,9 @@ This does not load the patch: use 'klp load'.`,
 }
 
 func installRun(opts *rootOptions, file, kver string) error {
+	if err := opts.requireRoot("install"); err != nil {
+		return err
+	}
 	fail := func(err error) error { return &exitError{code: classify(err), msg: err.Error()} }
 	inspect := opts.env.Inspect
 	if inspect == nil {
@@ -150,6 +153,9 @@ longer loaded at boot. This does not unload it: use 'klp unload'. Patches
 installed by kpatch are listed by klp but removed with kpatch.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.requireRoot("uninstall"); err != nil {
+				return err
+			}
 			fail := func(err error) error { return &exitError{code: classify(err), msg: err.Error()} }
 			name := args[0]
 			if strings.ContainsAny(name, "/") || strings.Contains(name, "..") {

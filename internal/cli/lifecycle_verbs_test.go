@@ -12,6 +12,7 @@ import (
 
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/lifecycle"
+	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -234,7 +235,8 @@ func TestSignalForceVerbs(t *testing.T) {
 	if code := v.run("force", "--yes", "lp"); code != ExitOK || !strings.Contains(v.out.String(), "forced, patched") {
 		t.Errorf("force --yes: exit %d, out %q, err %q", code, v.out, v.errOut)
 	}
-	if !strings.Contains(v.errOut.String(), "cannot be unloaded until reboot") {
+	// 6.12: a patch forced on stays removable; what it replaces does not.
+	if !strings.Contains(v.errOut.String(), "stays removable after a clean disable") {
 		t.Errorf("force did not explain its consequences: %q", v.errOut)
 	}
 }
@@ -303,6 +305,38 @@ func TestLoadAllVerb(t *testing.T) {
 	}
 	if code := v.run("load", "--all", "x.ko"); code != ExitError {
 		t.Errorf("load --all with an argument: exit %d", code)
+	}
+}
+
+func TestMutationsNeedRoot(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	v.env.Geteuid = func() int { return 1000 }
+	path := v.module("lp", "f")
+	for _, args := range [][]string{{"load", path}, {"unload", "lp"}, {"install", path}, {"uninstall", "lp"}} {
+		if code := v.run(args...); code != ExitPermission || !strings.Contains(v.errOut.String(), "needs root") {
+			t.Errorf("%v as a user: exit %d, %q; want %d", args, code, v.errOut, ExitPermission)
+		}
+	}
+	if v.k.Loaded("lp") {
+		t.Error("loaded without root")
+	}
+}
+
+func TestForceConsequence(t *testing.T) {
+	for _, tc := range []struct {
+		enabled bool
+		release string
+		want    string
+	}{
+		{false, "6.1.0-56-cloud-amd64", "never release module p"},
+		{true, "6.1.0-56-cloud-amd64", "stays removable"},
+		{true, "5.14.21-150400.24.33-default", "every loaded patch module"},
+		{true, "garbage", "every loaded patch module"},
+	} {
+		got := forceConsequence(livepatch.Patch{Name: "p", Enabled: tc.enabled}, tc.release)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("forceConsequence(enabled=%v, %s) = %q, want %q", tc.enabled, tc.release, got, tc.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ type Lock struct{ f *os.File }
 // Acquire takes the lock at path, retrying for up to wait. The holder's
 // PID is written into the file so that the error can name it.
 func Acquire(path string, wait time.Duration) (*Lock, error) {
+	// /run exists on every systemd machine; an initramfs may lack it.
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("take lock %s: %w", path, err)

@@ -1,0 +1,100 @@
+package harness
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseConsole(t *testing.T) {
+	const k = "6.1.0-56-cloud-amd64"
+	lines := []string{
+		"SeaBIOS noise",
+		"KLPTEST-BOOT " + k,
+		"KLPTEST-SCENARIO " + k + " idle",
+		"KLPTEST " + k + " idle/status PASS want \"ready\"",
+		"KLPNOTE " + k + " idle/duration 1.5s",
+		"KLPTEST-SCENARIO " + k + " blocked",
+		"[    3.1] livepatch: noise KLPTEST " + k + " blocked/stays-blocked FAIL transition=0 after 2.5s",
+		"KLPLOG livepatch: 'p': patching complete",
+		"KLPTEST 6.12.1 blocked/other-kernel PASS ignored",
+		"KLPTEST " + k + " blocked/bad-verdict MAYBE ignored",
+		"KLPTEST-DONE " + k + " 1 1",
+		"[    9.0] reboot: Power down",
+	}
+	c := ParseConsole(lines, k)
+	if !c.Done {
+		t.Error("Done = false, want true")
+	}
+	if len(c.Checks) != 2 {
+		t.Fatalf("got %d checks, want 2: %+v", len(c.Checks), c.Checks)
+	}
+	want := []Check{
+		{Name: "idle/status", Scenario: "idle", Pass: true, Detail: `want "ready"`},
+		{Name: "blocked/stays-blocked", Scenario: "blocked", Pass: false, Detail: "transition=0 after 2.5s"},
+	}
+	for i, w := range want {
+		if c.Checks[i] != w {
+			t.Errorf("check %d = %+v, want %+v", i, c.Checks[i], w)
+		}
+	}
+	if len(c.Notes) != 1 || c.Notes[0] != "idle/duration 1.5s" {
+		t.Errorf("notes = %q", c.Notes)
+	}
+	ex := c.Excerpt("blocked", 80)
+	if !strings.HasPrefix(ex, "KLPTEST-SCENARIO "+k+" blocked") || !strings.Contains(ex, "KLPLOG") || strings.Contains(ex, "KLPTEST-DONE") {
+		t.Errorf("excerpt of blocked:\n%s", ex)
+	}
+	if ex := c.Excerpt("blocked", 2); !strings.HasPrefix(ex, "... (3 lines skipped)") {
+		t.Errorf("short excerpt:\n%s", ex)
+	}
+	if ex := c.Excerpt("missing", 5); !strings.Contains(ex, "not found") {
+		t.Errorf("excerpt of a missing scenario: %q", ex)
+	}
+}
+
+func TestParseConsoleCrash(t *testing.T) {
+	const k = "6.12.117+deb12-cloud-amd64"
+	c := ParseConsole([]string{"KLPTEST-BOOT " + k, "KLPTEST-SCENARIO " + k + " idle", "Kernel panic - not syncing"}, k)
+	if c.Done {
+		t.Error("Done = true for a console without KLPTEST-DONE")
+	}
+	if ex := c.Excerpt("idle", 10); !strings.Contains(ex, "Kernel panic") {
+		t.Errorf("an unfinished scenario's excerpt runs to the end of the console: %q", ex)
+	}
+	if got := Tail([]string{"a", "b", "c"}, 2); got != "b\nc" {
+		t.Errorf("Tail = %q", got)
+	}
+}
+
+func TestHashSources(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		t.Helper()
+		if err := writeFile(dir+"/"+name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("Kbuild", "obj-m += a.o\n")
+	write("a.c", "int x;\n")
+	write("notes.txt", "ignored\n")
+	h1, files, err := hashSources(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(files, " ") != "Kbuild a.c" {
+		t.Errorf("files = %q, want Kbuild and a.c only", files)
+	}
+	write("notes.txt", "still ignored\n")
+	if h2, _, _ := hashSources(dir); h2 != h1 {
+		t.Error("editing a non-source file changed the hash")
+	}
+	write("a.c", "int y;\n")
+	if h3, _, _ := hashSources(dir); h3 == h1 {
+		t.Error("editing a source file kept the hash")
+	}
+}
+
+func writeFile(path, data string) error {
+	return os.WriteFile(path, []byte(data), 0o644)
+}

@@ -1,0 +1,127 @@
+package harness
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Guest paths, shared with e2e/guest.
+const (
+	GuestModuleDir = "/e2e/modules" // the .ko files
+	GuestUser      = "klpuser"      // unprivileged account in /etc/passwd
+	GuestUID       = 1000
+)
+
+// Initramfs assembles the guest's initramfs in workDir and returns the path
+// of the gzip-compressed newc archive. It holds busybox (the whole userland;
+// the init script installs its applet links), klp with kgr as a symlink to it
+// (kgr is chosen by argv[0]), the guest runner, the init and demo scripts and
+// the test modules.
+func (e *Env) Initramfs(ctx context.Context, workDir, modDir string, bins Binaries) (string, error) {
+	root := filepath.Join(workDir, "root")
+	if err := os.RemoveAll(root); err != nil {
+		return "", err
+	}
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run", "var/lib", "root", "etc", "e2e/modules", "home/" + GuestUser} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		return "", err
+	}
+	if err := os.Chown(filepath.Join(root, "home", GuestUser), GuestUID, GuestUID); err != nil {
+		return "", err
+	}
+	guestSrc := filepath.Join(e.Repo, "e2e", "guest")
+	copies := []struct {
+		from, to string
+		mode     os.FileMode
+	}{
+		{"/bin/busybox", "bin/busybox", 0o755},
+		{bins.Klp, "bin/klp", 0o755},
+		{bins.Guest, "bin/klp-guest", 0o755},
+		{filepath.Join(guestSrc, "init.sh"), "init", 0o755},
+		{filepath.Join(guestSrc, "demo.sh"), "e2e/demo.sh", 0o755},
+	}
+	kos, err := filepath.Glob(filepath.Join(modDir, "*.ko"))
+	if err != nil {
+		return "", err
+	}
+	for _, ko := range kos {
+		copies = append(copies, struct {
+			from, to string
+			mode     os.FileMode
+		}{ko, filepath.Join("e2e/modules", filepath.Base(ko)), 0o644})
+	}
+	for _, c := range copies {
+		data, err := os.ReadFile(c.from)
+		if err != nil {
+			return "", fmt.Errorf("initramfs: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(root, c.to), data, c.mode); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Symlink("klp", filepath.Join(root, "bin", "kgr")); err != nil {
+		return "", err
+	}
+	passwd := fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\n%s:x:%d:%d:klp e2e user:/home/%s:/bin/sh\n",
+		GuestUser, GuestUID, GuestUID, GuestUser)
+	group := fmt.Sprintf("root:x:0:\n%s:x:%d:\n", GuestUser, GuestUID)
+	for name, data := range map[string]string{"etc/passwd": passwd, "etc/group": group} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(data), 0o644); err != nil {
+			return "", err
+		}
+	}
+	out := filepath.Join(workDir, "initramfs.cpio.gz")
+	return out, packCpio(ctx, root, out)
+}
+
+// packCpio writes the tree at root as a gzip-compressed newc archive.
+func packCpio(ctx context.Context, root, out string) error {
+	var list bytes.Buffer
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		list.WriteString(rel + "\x00")
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "cpio", "--null", "-o", "-H", "newc", "--quiet")
+	cmd.Dir = root
+	cmd.Stdin = &list
+	cmd.Stdout = zw
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("cpio: %w: %s", err, stderr.String())
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
