@@ -41,6 +41,18 @@ type jsonTask struct {
 	StackError   *string  `json:"stack_error"`
 }
 
+func newJSONTask(t livepatch.Task, state livepatch.PatchState, stack []string, stackErr error) jsonTask {
+	jt := jsonTask{
+		PID: t.PID, TID: t.TID, Comm: t.Comm, Cmdline: t.Cmdline, KernelThread: t.KernelThread,
+		State: t.State, PatchState: int(state), Stack: stack,
+	}
+	if stackErr != nil {
+		s := stackErr.Error()
+		jt.StackError = &s
+	}
+	return jt
+}
+
 type jsonTaskError struct {
 	PID   int    `json:"pid"`
 	TID   int    `json:"tid"`
@@ -256,15 +268,7 @@ func (r *blockingReport) json() jsonBlocking {
 		TasksScanned:  r.blocking.Stats.Tasks,
 	}
 	for i, t := range r.tasks {
-		jt := jsonTask{
-			PID: t.PID, TID: t.TID, Comm: t.Comm, Cmdline: t.Cmdline, KernelThread: t.KernelThread,
-			State: t.State, PatchState: int(r.states[i]), Stack: r.stacks[i],
-		}
-		if err := r.stackErrs[i]; err != nil {
-			s := err.Error()
-			jt.StackError = &s
-		}
-		doc.Tasks = append(doc.Tasks, jt)
+		doc.Tasks = append(doc.Tasks, newJSONTask(t, r.states[i], r.stacks[i], r.stackErrs[i]))
 	}
 	for _, u := range r.blocking.Stats.Unreadable {
 		doc.Unreadable = append(doc.Unreadable, jsonTaskError{PID: u.PID, TID: u.TID, Path: u.Path, Error: errText(u.Err)})

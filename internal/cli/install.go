@@ -33,6 +33,15 @@ func resolveModule(opts *rootOptions, m *lifecycle.Manager, arg string) (string,
 	return in.Path, nil
 }
 
+// release is the running kernel's release, as the procfs root tells it.
+func (o *rootOptions) release() (string, error) {
+	fs, err := o.fs()
+	if err != nil {
+		return "", err
+	}
+	return (&lifecycle.Manager{LP: fs}).Release()
+}
+
 func loadAllRun(opts *rootOptions, wopts lifecycle.WaitOptions) error {
 	m, err := opts.manager()
 	if err != nil {
@@ -115,13 +124,8 @@ func installRun(opts *rootOptions, file, kver string) error {
 		return fail(fmt.Errorf("install %s: %w (its .modinfo has no livepatch=Y)", file, lifecycle.ErrNotLivepatch))
 	}
 	if kver == "" {
-		m := &lifecycle.Manager{}
-		fs, err := opts.fs()
-		if err != nil {
-			return fail(err)
-		}
-		m.LP = fs
-		if kver, err = m.Release(); err != nil {
+		var err error
+		if kver, err = opts.release(); err != nil {
 			return fail(err)
 		}
 	}
@@ -163,11 +167,8 @@ installed by kpatch are listed by klp but removed with kpatch.`,
 			}
 			name = strings.TrimSuffix(name, ".ko")
 			if kver == "" {
-				fs, err := opts.fs()
-				if err != nil {
-					return fail(err)
-				}
-				if kver, err = (&lifecycle.Manager{LP: fs}).Release(); err != nil {
+				var err error
+				if kver, err = opts.release(); err != nil {
 					return fail(err)
 				}
 			}

@@ -18,17 +18,12 @@ type jsonStall struct {
 	Unreadable []jsonTaskError   `json:"unreadable"`
 }
 
+// jsonStalledTask is a blocking task as blocking --json shows it, with
+// what holds it back and what to do about it.
 type jsonStalledTask struct {
-	PID          int      `json:"pid"`
-	TID          int      `json:"tid"`
-	Comm         string   `json:"comm"`
-	Cmdline      string   `json:"cmdline"`
-	KernelThread bool     `json:"kernel_thread"`
-	State        string   `json:"state"`
-	Stack        []string `json:"stack"`
-	StackError   *string  `json:"stack_error"`
-	Culprits     []string `json:"culprits"`
-	Advice       string   `json:"advice"`
+	jsonTask
+	Culprits []string `json:"culprits"`
+	Advice   string   `json:"advice"`
 }
 
 func stallJSON(r *livepatch.StallReport) jsonStall {
@@ -38,12 +33,8 @@ func stallJSON(r *livepatch.StallReport) jsonStall {
 	}
 	for _, t := range r.Tasks {
 		jt := jsonStalledTask{
-			PID: t.PID, TID: t.TID, Comm: t.Comm, Cmdline: t.Cmdline, KernelThread: t.KernelThread,
-			State: t.State, Stack: t.Stack, Culprits: nonNil(t.Culprits), Advice: advice(t, r.Transition),
-		}
-		if t.StackErr != nil {
-			s := t.StackErr.Error()
-			jt.StackError = &s
+			jsonTask: newJSONTask(t.Task, t.PatchState, t.Stack, t.StackErr),
+			Culprits: nonNil(t.Culprits), Advice: advice(t, r.Transition),
 		}
 		j.Tasks = append(j.Tasks, jt)
 	}

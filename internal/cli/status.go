@@ -87,6 +87,15 @@ func (st systemStatus) printVerbose(opts *rootOptions) {
 	}
 }
 
+// currentStatus reads the status through the configured roots.
+func (o *rootOptions) currentStatus() (systemStatus, error) {
+	fs, err := o.fs()
+	if err != nil {
+		return systemStatus{}, err
+	}
+	return readStatus(fs)
+}
+
 func newStatusCmd(opts *rootOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
@@ -96,11 +105,7 @@ in transition, "in_progress" while one is. A kernel without live patching
 support is "ready"; with -v, klp says that it is not supported.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fs, err := opts.fs()
-			if err != nil {
-				return err
-			}
-			st, err := readStatus(fs)
+			st, err := opts.currentStatus()
 			if err != nil {
 				return err
 			}
@@ -126,11 +131,7 @@ with a message on stderr when the state cannot be read). It prints nothing
 unless -v or --json is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fs, err := opts.fs()
-			if err != nil {
-				return err
-			}
-			st, err := readStatus(fs)
+			st, err := opts.currentStatus()
 			if err != nil {
 				return err
 			}
