@@ -30,7 +30,8 @@ type WaitOptions struct {
 	// SignalAfter, when positive, writes the patch's signal attribute once
 	// the transition has run that long, on kernels that have one (4.15 to
 	// 5.0). Later kernels signal the remaining tasks every 15 seconds by
-	// themselves. OnSignal reports the attempt and its error.
+	// themselves. OnSignal reports the attempt and its error, which wraps
+	// [ErrUnsupportedAttr] on those kernels.
 	SignalAfter time.Duration
 	OnSignal    func(err error)
 	// Poll tunes the polling back-off (default 1 ms growing to 10 ms: a
@@ -102,7 +103,9 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 			res.Enabled = enabled
 			return true, nil
 		}
-		if opts.SignalAfter > 0 && !signalled && elapsed >= opts.SignalAfter && sysfile.Exists(filepath.Join(dir, "signal")) {
+		if opts.SignalAfter > 0 && !signalled && elapsed >= opts.SignalAfter {
+			// Without the attribute (5.1+) the kernel signals by itself;
+			// OnSignal hears ErrUnsupportedAttr so the caller can say so.
 			signalled = true
 			err := fs.Signal(name)
 			if opts.OnSignal != nil {

@@ -62,6 +62,9 @@ type Env struct {
 	// Store is where installed patches live (/var/lib/klp, and kpatch's
 	// /var/lib/kpatch read too).
 	Store lifecycle.Store
+	// BootDir holds the kernel configs (config-<release>) that preflight
+	// reads; it is under neither --sysfs nor --procfs. Default "/boot".
+	BootDir string
 }
 
 // DefaultEnv returns the environment of the running process.
@@ -83,5 +86,6 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		LockPath: lifecycle.DefaultLockPath,
 		LockWait: 5 * time.Second,
 		Store:    lifecycle.Store{Dir: lifecycle.DefaultStore, Kpatch: lifecycle.DefaultKpatchStore},
+		BootDir:  "/boot",
 	}
 }

@@ -81,7 +81,8 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 	} else {
 		root.AddCommand(newBlockingCmd(opts, "blocking", klpThreads), newDowngradeCmd(opts),
 			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
-			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts))
+			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
+			newInfoCmd(opts), newPreflightCmd(opts))
 	}
 	for _, c := range root.Commands() {
 		c.Flags().SortFlags = false

@@ -26,8 +26,14 @@ type SyslogAuditor struct {
 
 // NewSyslogAuditor connects to the local syslog.
 func NewSyslogAuditor() *SyslogAuditor {
+	return NewSyslogAuditorAt("", "")
+}
+
+// NewSyslogAuditorAt connects to the syslog daemon at a network address
+// ("unixgram", "/dev/log"); empty strings mean the local default.
+func NewSyslogAuditorAt(network, addr string) *SyslogAuditor {
 	a := &SyslogAuditor{user: whoami()}
-	if w, err := syslog.New(syslog.LOG_NOTICE|syslog.LOG_USER, "klp"); err == nil {
+	if w, err := syslog.Dial(network, addr, syslog.LOG_NOTICE|syslog.LOG_USER, "klp"); err == nil {
 		a.w = w
 	}
 	return a

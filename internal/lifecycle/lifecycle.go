@@ -67,9 +67,10 @@ type Manager struct {
 	// Events receives what the user should know while an action runs
 	// ("removing module x, left loaded by an atomic replace"). May be nil.
 	Events func(string)
-	// Progress is called about once a second while a transition runs. May
-	// be nil.
-	Progress func(Progress)
+	// Progress is called every ProgressInterval (default one second) while
+	// a transition runs. May be nil.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
 	// Inspect reads a module file (nil = [modinfo.Open]). Tests that load
 	// fake modules into internal/fakekernel describe them here.
 	Inspect func(path string) (*modinfo.Module, error)
@@ -233,6 +234,10 @@ func (m *Manager) wait(ctx context.Context, o *Outcome, start time.Time, opts Wa
 		Timeout:     opts.Timeout,
 		SignalAfter: opts.SignalAfter,
 		OnSignal: func(err error) {
+			if errors.Is(err, livepatch.ErrUnsupportedAttr) {
+				m.event(o, "transition still running after %s; this kernel signals the blocking tasks every 15 seconds by itself", opts.SignalAfter)
+				return
+			}
 			if err != nil {
 				m.event(o, "signalling the blocking tasks failed: %v", err)
 			} else {
@@ -242,6 +247,7 @@ func (m *Manager) wait(ctx context.Context, o *Outcome, start time.Time, opts Wa
 	}
 	if m.Progress != nil {
 		wopts.Progress = func(elapsed time.Duration) { m.Progress(m.progress(o.Patch, elapsed)) }
+		wopts.ProgressInterval = m.ProgressInterval
 	}
 	res, err := m.LP.WaitTransition(ctx, o.Patch, wopts)
 	if errors.Is(err, livepatch.ErrStalled) {

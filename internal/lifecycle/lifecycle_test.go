@@ -470,3 +470,24 @@ func TestLock(t *testing.T) {
 	}
 	l2.Release()
 }
+
+func TestProgressAndSignalNotes(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp", false, "f")
+	e.k.BlockTask(100)
+	var progress []Progress
+	var events []string
+	e.m.Progress = func(p Progress) { progress = append(progress, p) }
+	e.m.ProgressInterval = 5 * time.Millisecond
+	e.m.Events = func(s string) { events = append(events, s) }
+	_, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallLeave, SignalAfter: 10 * time.Millisecond})
+	if !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	if len(progress) == 0 || progress[0].TasksLeft != 1 || progress[0].Direction != "patching" {
+		t.Errorf("progress = %+v, want one task left while patching", progress)
+	}
+	if !strings.Contains(strings.Join(events, "\n"), "signals the blocking tasks every 15 seconds by itself") {
+		t.Errorf("events %q do not say that the kernel signals by itself", events)
+	}
+}

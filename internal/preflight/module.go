@@ -1,0 +1,356 @@
+package preflight
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/klp-project/klp/internal/kallsyms"
+	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kmod"
+	"github.com/klp-project/klp/livepatch"
+	"github.com/klp-project/klp/modinfo"
+)
+
+// livepatchModule: a module without the livepatch modinfo tag is an
+// ordinary module to the kernel, and klp load refuses it
+// (lifecycle.ErrNotLivepatch).
+func (r *runner) livepatchModule() Check {
+	m := r.mod
+	if m.Name == "" {
+		return Check{Status: Fail,
+			Reason: "the file names no module (no name in .gnu.linkonce.this_module or .modinfo): the kernel cannot load it",
+			Fix:    "rebuild the module with kbuild"}
+	}
+	if !m.Livepatch {
+		return Check{Status: Fail,
+			Reason: m.Name + " is not a livepatch module (its .modinfo has no livepatch tag): it would patch nothing, and klp load refuses it",
+			Fix:    "give the live patch module (built with MODULE_INFO(livepatch, \"Y\"))"}
+	}
+	t := m.Targets
+	if t == nil || (len(t.Functions) == 0 && t.Undetermined != "") {
+		c := Check{Status: Pass, Reason: m.Name + " is a livepatch module; the functions it replaces cannot be determined from the file"}
+		if t != nil {
+			c.Details = []string{"undetermined: " + t.Undetermined}
+		}
+		return c
+	}
+	return Check{Status: Pass, Reason: fmt.Sprintf("%s is a livepatch module replacing %s in %s", m.Name,
+		plural(len(t.Functions), "function", "functions"), plural(len(targetObjects(t)), "object", "objects"))}
+}
+
+// targetObjects returns the objects a patch names, in the patch's order.
+func targetObjects(t *modinfo.Targets) []string {
+	var objs []string
+	seen := map[string]bool{}
+	add := func(o string) {
+		if o != "" && !seen[o] {
+			seen[o] = true
+			objs = append(objs, o)
+		}
+	}
+	for _, o := range t.Objects {
+		add(o.Name)
+	}
+	for _, f := range t.Functions {
+		add(f.Object)
+	}
+	for _, s := range t.Symbols {
+		add(s.Object)
+	}
+	return objs
+}
+
+// vermagic: klp load refuses a module built for another release
+// (lifecycle.ErrWrongKernel): a patch is valid only for the build it was
+// made from. The kernel itself refuses a module without vermagic, or with
+// other flags, with ENOEXEC; with modversions it compares the release only
+// through symbol CRCs, which is why klp compares it outright.
+func (r *runner) vermagic() Check {
+	rel, err := r.kernelRelease()
+	if err != nil {
+		path := r.proc("sys", "kernel", "osrelease")
+		return Check{Status: Skip, Reason: "the running kernel's release is unknown: " + why(path, err), Fix: "check the --procfs tree"}
+	}
+	vm := strings.TrimSpace(r.mod.Vermagic)
+	if vm == "" {
+		return Check{Status: Fail,
+			Reason: "the module has no vermagic: the kernel refuses it (ENOEXEC) unless loading is forced",
+			Fix:    "rebuild the module with kbuild against the headers of " + rel}
+	}
+	built := strings.Fields(vm)[0]
+	if built != rel {
+		return Check{Status: Fail,
+			Reason: "built for " + built + ", but the running kernel is " + rel + ": a patch is only valid for the build it was made from, and klp load refuses it",
+			Fix:    "use the build of this patch for " + rel}
+	}
+	if cfg, err := r.kernelConfig(); err == nil {
+		if arch := cfg.machine(); arch != "" && r.mod.Machine != "" && arch != r.mod.Machine {
+			return Check{Status: Fail,
+				Reason: "the module is for " + r.mod.Machine + ", the kernel for " + arch + ": the kernel refuses it (ENOEXEC)",
+				Fix:    "use the build of this patch for " + arch}
+		}
+	}
+	return Check{Status: Pass, Reason: "built for " + rel + ", the running kernel", Details: []string{"vermagic: " + vm}}
+}
+
+// sameBuild compares the module file with the loaded module of the same
+// name by srcversion (modpost's checksum of the sources) or version
+// (MODULE_VERSION), when both sides have one.
+func (r *runner) sameBuild(name string) (same, known bool, detail string) {
+	if kmod.ValidateName(name) != nil {
+		return false, false, ""
+	}
+	for _, key := range []string{"srcversion", "version"} {
+		want, ok := r.mod.Info.Get(key)
+		if !ok || want == "" {
+			continue
+		}
+		have, err := sysfile.ReadString(r.sys("module", name, key))
+		if err != nil || have == "" {
+			continue
+		}
+		if have == want {
+			return true, true, fmt.Sprintf("same %s %s", key, want)
+		}
+		return false, true, fmt.Sprintf("%s %s is loaded, the file has %s", key, have, want)
+	}
+	return false, false, ""
+}
+
+// alreadyLoaded: the kernel refuses a second module of the same name
+// (EEXIST); klp load turns the common cases into something useful (see
+// lifecycle.Manager.Load), and refuses a stale module that still holds
+// references.
+func (r *runner) alreadyLoaded() Check {
+	name := r.mod.Name
+	if name == "" {
+		return Check{Status: Skip, Reason: "the module's name is unknown", Fix: "rebuild the module with kbuild"}
+	}
+	patches, perr := r.loadedPatches()
+	if errors.Is(perr, livepatch.ErrNotSupported) {
+		patches, perr = nil, nil
+	}
+	mods, merr := r.loadedModules()
+	if errors.Is(merr, fs.ErrNotExist) {
+		mods, merr = nil, nil // no module support: nothing is loaded
+	}
+	if perr != nil && merr != nil {
+		return Check{Status: Skip, Reason: "cannot read the loaded patches or modules: " + perr.Error(), Fix: readFixFor(perr, "")}
+	}
+	same, known, detail := r.sameBuild(name)
+	var details []string
+	if detail != "" {
+		details = append(details, detail)
+	}
+	for _, p := range patches {
+		if p.Name != name {
+			continue
+		}
+		if known && !same {
+			return Check{Status: Fail,
+				Reason:  "another build of patch " + name + " is loaded (" + detail + "): loading this one would leave the old code in place (klp load reports it as loaded; insmod fails with EEXIST)",
+				Fix:     "unload the old build first (klp unload " + name + "), or build the new patch as an atomic replace patch with another name",
+				Details: details}
+		}
+		c := Check{Status: Warn, Fix: "nothing to do; to load the file again, klp unload " + name + " first", Details: details}
+		switch {
+		case p.Enabled && !p.InTransition():
+			c.Reason = "patch " + name + " is already loaded and enabled: loading it again does nothing (klp load says so; insmod fails with EEXIST)"
+		case p.Enabled:
+			c.Reason = "patch " + name + " is already loaded and still patching: klp load waits for its transition"
+			c.Fix = "klp wait " + name
+		case p.InTransition():
+			c.Reason = "patch " + name + " is loaded and unpatching: klp load reverses that (enables it again)"
+			c.Fix = "let the disable finish (klp wait " + name + ") if that was the intent"
+		default:
+			c.Reason = "patch " + name + " is loaded but disabled (a kernel before 5.1 keeps it): klp load enables it again"
+		}
+		return c
+	}
+	if merr != nil {
+		return Check{Status: Skip, Reason: why(r.proc("modules"), merr), Fix: readFixFor(merr, ""), Details: details}
+	}
+	if m, ok := mods.Find(name); ok {
+		if m.Refcnt != 0 {
+			return Check{Status: Fail,
+				Reason:  fmt.Sprintf("module %s is loaded without a live patch and holds %d reference(s): klp load refuses, and the kernel refuses a second module of that name (EEXIST)", name, m.Refcnt),
+				Fix:     "find what holds it (a forced patch keeps its reference until reboot); remove it with rmmod " + name + " if it can be",
+				Details: details}
+		}
+		return Check{Status: Warn,
+			Reason:  "module " + name + " is loaded without a live patch (disabled, or replaced by an atomic replace patch): klp load removes it first; insmod would fail with EEXIST",
+			Fix:     "nothing to do for klp load; otherwise rmmod " + name,
+			Details: details}
+	}
+	return Check{Status: Pass, Reason: "no patch or module named " + name + " is loaded"}
+}
+
+// funcKey names a patched function as the sysfs tree does:
+// "<object>/<function,sympos>".
+func funcKey(object, dir string) string { return object + "/" + dir }
+
+// replace: an atomic replace patch disables every loaded patch when its
+// transition completes; functions they patch that it does not go back to
+// the original code (nops, kernel-abi.md section 4.1). A non-replace patch
+// stacks on the others, and the newest patch wins for a function both
+// patch.
+func (r *runner) replace() Check {
+	t := r.mod.Targets
+	if t == nil {
+		return Check{Status: Skip, Reason: "not a livepatch module", Fix: "give the live patch module"}
+	}
+	patches, err := r.loadedPatches()
+	if errors.Is(err, livepatch.ErrNotSupported) {
+		return Check{Status: Skip, Reason: "no live patching support (see above)", Fix: "boot a kernel built with CONFIG_LIVEPATCH=y"}
+	}
+	if err != nil {
+		return Check{Status: Skip, Reason: "cannot read the loaded patches: " + err.Error(), Fix: readFixFor(err, "")}
+	}
+	var others []string
+	theirs := map[string][]string{} // function key -> patches
+	for _, p := range patches {
+		if p.Name == r.mod.Name {
+			continue
+		}
+		others = append(others, p.Name)
+		for _, o := range p.Objects {
+			for _, f := range o.Functions {
+				k := funcKey(o.Name, f.DirName())
+				theirs[k] = append(theirs[k], p.Name)
+			}
+		}
+	}
+	ours := map[string]bool{}
+	for _, f := range t.Functions {
+		ours[funcKey(f.Object, f.SysfsName())] = true
+	}
+	keys := make([]string, 0, len(theirs))
+	for k := range theirs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	undetermined := len(t.Functions) == 0 && t.Undetermined != ""
+
+	switch {
+	case t.Replace == nil:
+		c := Check{Status: Warn,
+			Reason: "the file has no static struct klp_patch, so klp cannot tell whether this is an atomic replace patch",
+			Fix:    "check the patch's source or documentation"}
+		if len(others) > 0 {
+			c.Reason += "; if it is, it replaces " + joinMax(others, 5)
+		}
+		return c
+	case *t.Replace:
+		if len(others) == 0 {
+			return Check{Status: Pass, Reason: "atomic replace patch; no other patch is loaded, so it replaces nothing"}
+		}
+		if undetermined {
+			return Check{Status: Warn,
+				Reason: "atomic replace patch: it replaces " + joinMax(others, 5) + ", and klp cannot tell which of their functions it still patches",
+				Fix:    "make sure this cumulative patch contains every fix of the patches it replaces"}
+		}
+		var reverting []string
+		for _, k := range keys {
+			if !ours[k] {
+				reverting = append(reverting, k+" (from "+strings.Join(theirs[k], ", ")+")")
+			}
+		}
+		if len(reverting) == 0 {
+			return Check{Status: Pass, Reason: "atomic replace patch: it replaces " + joinMax(others, 5) + " and patches every function they patch"}
+		}
+		return Check{Status: Warn,
+			Reason: fmt.Sprintf("atomic replace patch: it replaces %s, and %s they patch will go back to the original code", joinMax(others, 5),
+				plural(len(reverting), "function", "functions")),
+			Fix:     "make sure this patch is meant to drop those fixes (a downgrade does); otherwise load the complete cumulative patch",
+			Details: reverting}
+	}
+	note := "klp_patch.replace is false in the file; a module can still set it in its init function (the kernel selftests take it from a parameter)"
+	if len(others) == 0 {
+		return Check{Status: Pass, Reason: "not an atomic replace patch; no other patch is loaded", Details: []string{note}}
+	}
+	var shared []string
+	for _, k := range keys {
+		if ours[k] {
+			shared = append(shared, k+" (also patched by "+strings.Join(theirs[k], ", ")+")")
+		}
+	}
+	c := Check{Status: Pass, Reason: "not an atomic replace patch: it adds to " + joinMax(others, 5), Details: append(shared, note)}
+	if len(shared) > 0 {
+		c.Reason += fmt.Sprintf("; for %s they patch too, this newest patch takes precedence", plural(len(shared), "function", "functions"))
+	}
+	return c
+}
+
+// targetModules: a patch for a module that is not loaded is applied when
+// the module loads (klp_module_coming); one whose object is built into
+// vmlinux (a /sys/module directory without initstate) is never applied,
+// because klp looks the object up among loadable modules only.
+func (r *runner) targetModules() Check {
+	t := r.mod.Targets
+	if t == nil {
+		return Check{Status: Skip, Reason: "not a livepatch module", Fix: "give the live patch module"}
+	}
+	var loaded, absent, odd, details []string
+	for _, obj := range targetObjects(t) {
+		if obj == kallsyms.Vmlinux {
+			continue
+		}
+		st, err := r.moduleState(obj)
+		switch {
+		case errors.Is(err, kmod.ErrInvalidName):
+			odd = append(odd, obj)
+			details = append(details, fmt.Sprintf("%q cannot be a module name, so this object never loads", obj))
+		case err != nil:
+			odd = append(odd, obj)
+			details = append(details, obj+": "+err.Error())
+		case st == "live":
+			loaded = append(loaded, obj)
+			details = append(details, obj+": loaded; the patch applies to it at once")
+		case st == "builtin":
+			odd = append(odd, obj)
+			details = append(details, obj+": built into the kernel image, not a loadable module: its functions are never patched (patch them as part of vmlinux)")
+		case st == "":
+			absent = append(absent, obj)
+			details = append(details, obj+": not loaded; the patch applies to it when it loads")
+		default:
+			odd = append(odd, obj)
+			details = append(details, obj+": "+st+" (being loaded or removed right now)")
+		}
+	}
+	if len(loaded)+len(absent)+len(odd) == 0 {
+		return Check{Status: Pass, Reason: "the patch applies to vmlinux only"}
+	}
+	var parts []string
+	if len(loaded) > 0 {
+		parts = append(parts, "loaded: "+joinMax(loaded, 5))
+	}
+	if len(absent) > 0 {
+		parts = append(parts, "not loaded (patched when they load): "+joinMax(absent, 5))
+	}
+	if len(odd) > 0 {
+		parts = append(parts, "cannot be patched now: "+joinMax(odd, 5))
+		return Check{Status: Warn, Reason: strings.Join(parts, "; "),
+			Fix: "check the object names against the modules of this kernel", Details: details}
+	}
+	return Check{Status: Pass, Reason: strings.Join(parts, "; "), Details: details}
+}
+
+// objectLoaded says whether the object's symbols can be looked up now:
+// vmlinux always, a module once it is loaded (coming counts: the kernel
+// resolves a patch's symbols in klp_module_coming).
+func (r *runner) objectLoaded(obj string, scan *kallsyms.Result) (bool, error) {
+	if obj == kallsyms.Vmlinux {
+		return true, nil
+	}
+	if scan != nil && scan.Objects[obj] > 0 {
+		return true, nil
+	}
+	st, err := r.moduleState(obj)
+	if err != nil {
+		return false, err
+	}
+	return st == "live" || st == "coming", nil
+}
