@@ -9,7 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/modinfo"
 	"github.com/spf13/cobra"
 )
@@ -45,19 +44,15 @@ module is 'klp preflight'.`,
 	}
 }
 
-// moduleFile turns a FILE.ko|NAME argument into a module file: an argument
-// with a '/' or ".ko" is a path, read as given (so that a missing file is
-// reported by the open that fails); a bare name is looked up among the
-// patches installed for the running kernel, as klp load does.
-func moduleFile(opts *rootOptions, arg string) (string, error) {
+// moduleFile turns a FILE.ko|NAME argument of verb into a module file: an
+// argument with a '/' or ".ko" is a path, read as given (so that a missing
+// file is reported by the open that fails); a bare name is looked up among
+// the patches installed for the running kernel, as klp load does.
+func moduleFile(opts *rootOptions, verb, arg string) (string, error) {
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		return arg, nil
 	}
-	fs, err := opts.fs()
-	if err != nil {
-		return "", err
-	}
-	return resolveModule(opts, &lifecycle.Manager{LP: fs}, arg)
+	return resolveModule(opts, verb, arg)
 }
 
 // inspectModule parses a module file, through the test hook when set.
@@ -69,7 +64,7 @@ func (o *rootOptions) inspectModule(path string) (*modinfo.Module, error) {
 }
 
 func infoRun(opts *rootOptions, arg string) error {
-	path, err := moduleFile(opts, arg)
+	path, err := moduleFile(opts, "info", arg)
 	if err != nil {
 		return &exitError{code: ExitError, msg: "info: " + err.Error()}
 	}

@@ -13,22 +13,22 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// resolveModule turns a load argument into a module file: a path as given,
-// or the name of a patch installed for the running kernel.
-func resolveModule(opts *rootOptions, m *lifecycle.Manager, arg string) (string, error) {
+// resolveModule turns a FILE.ko|NAME argument of verb into a module file:
+// a path as given, or the name of a patch installed for the running kernel.
+func resolveModule(opts *rootOptions, verb, arg string) (string, error) {
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		if _, err := os.Stat(arg); err != nil {
-			return "", fmt.Errorf("load %s: %w", arg, errors.Unwrap(err))
+			return "", fmt.Errorf("%s %s: %w", verb, arg, errors.Unwrap(err))
 		}
 		return arg, nil
 	}
-	rel, err := m.Release()
+	rel, err := opts.release()
 	if err != nil {
 		return "", err
 	}
 	in, err := opts.env.Store.Find(arg, rel)
 	if err != nil {
-		return "", fmt.Errorf("load %s: %w; give the path of a .ko file", arg, err)
+		return "", fmt.Errorf("%s %s: %w; give the path of a .ko file", verb, arg, err)
 	}
 	return in.Path, nil
 }

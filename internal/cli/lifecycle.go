@@ -246,7 +246,7 @@ their stacks, then by default rolls the patch back (--on-stall).`,
 			if err != nil {
 				return &exitError{code: classify(err), msg: err.Error()}
 			}
-			path, err := resolveModule(opts, m, args[0])
+			path, err := resolveModule(opts, "load", args[0])
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
 			}

@@ -53,7 +53,7 @@ func preflightRun(opts *rootOptions, arg string) error {
 	path := ""
 	if arg != "" {
 		var err error
-		if path, err = moduleFile(opts, arg); err != nil {
+		if path, err = moduleFile(opts, "preflight", arg); err != nil {
 			return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 		}
 		if mod, err = opts.inspectModule(path); err != nil {
