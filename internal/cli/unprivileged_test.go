@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -187,7 +188,19 @@ func runUnprivileged(t *testing.T, test, root string) {
 	}
 	cmd.Env = append(cmd.Env, unprivilegedEnv+"=1", treeEnv+"="+root)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
-	out, err := cmd.CombinedOutput()
+	// A parallel test that forks while the copy is still open for
+	// writing lends the copy's descriptor to its child until that child
+	// execs, and exec of a file open for writing fails with ETXTBSY
+	// (golang/go#22315): try again briefly.
+	var out []byte
+	for try := 0; ; try++ {
+		c := *cmd
+		out, err = c.CombinedOutput()
+		if !errors.Is(err, syscall.ETXTBSY) || try == 20 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatalf("%s as uid %d: %v\n%s", test, nobody, err, out)
 	}
