@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/klp-project/klp/internal/sysfile"
+	"golang.org/x/sys/unix"
 )
 
 // Patch is one live patch as /sys/kernel/livepatch/<Name> shows it.
@@ -129,7 +130,22 @@ func (fs FS) TransitionPatch(patches []Patch) *Patch {
 	return nil
 }
 
+// readPatch reads a patch directory. A patch the kernel is freeing (after
+// a disable or a replace) loses its object directories first, and reads of
+// its attributes then fail with ENODEV before the files go; both mean the
+// patch is gone, [ErrNotFound], not that the tree is broken.
 func (fs FS) readPatch(dir, name string) (Patch, error) {
+	p, err := readPatchFiles(dir, name)
+	if err != nil && !errors.Is(err, ErrNotFound) && (errors.Is(err, unix.ENODEV) || errors.Is(err, errVanished)) {
+		return Patch{}, fmt.Errorf("%w: %s (being removed)", ErrNotFound, name)
+	}
+	return p, err
+}
+
+// errVanished marks a file that existed a moment ago in a patch directory.
+var errVanished = errors.New("vanished")
+
+func readPatchFiles(dir, name string) (Patch, error) {
 	p := Patch{Name: name}
 	enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
 	if errors.Is(err, os.ErrNotExist) && sysfile.Exists(dir) {
@@ -165,7 +181,7 @@ func (fs FS) readPatch(dir, name string) (Patch, error) {
 
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, vanished(err))
 	}
 	for _, e := range entries {
 		if !isDir(dir, e) {
@@ -173,7 +189,7 @@ func (fs FS) readPatch(dir, name string) (Patch, error) {
 		}
 		obj, err := readObject(filepath.Join(dir, e.Name()), e.Name())
 		if err != nil {
-			return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+			return Patch{}, fmt.Errorf("read patch %s: %w", name, vanished(err))
 		}
 		p.Objects = append(p.Objects, obj)
 	}
@@ -217,6 +233,15 @@ func parseFunctionDir(s string) (Function, error) {
 		return Function{}, fmt.Errorf("%w: function directory %q is not <name,sympos>", ErrParse, s)
 	}
 	return Function{Name: name, Sympos: n}, nil
+}
+
+// vanished marks a "does not exist" for a file that was listed a moment
+// ago: in a live tree that only happens while the kernel removes it.
+func vanished(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", errVanished, err)
+	}
+	return err
 }
 
 func isDir(parent string, e os.DirEntry) bool {

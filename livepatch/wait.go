@@ -10,6 +10,7 @@ import (
 
 	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/internal/sysfile"
+	"golang.org/x/sys/unix"
 )
 
 // ErrStalled reports a transition that did not complete within the wait's
@@ -77,6 +78,12 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 	err = poll.Until(waitCtx, func() (bool, error) {
 		elapsed := time.Since(start)
 		inTransition, err := sysfile.ReadBool(filepath.Join(dir, "transition"))
+		if errors.Is(err, unix.ENODEV) {
+			// kernfs answers ENODEV for the attributes of a patch it is
+			// removing, before the files go.
+			res.Gone, res.Enabled = true, false
+			return true, nil
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			// The directory goes away asynchronously after a disable
 			// or a replace completes.
@@ -93,7 +100,7 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 		}
 		if !inTransition {
 			enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 				res.Gone = true
 				return true, nil
 			}

@@ -360,6 +360,7 @@ explained rather than retried: the kernel never releases its module.`,
 }
 
 func unloadAllRun(opts *rootOptions, m *lifecycle.Manager, wopts lifecycle.WaitOptions) error {
+	start := time.Now()
 	var outs []*lifecycle.Outcome
 	err := opts.mutate("unload", "--all", func(ctx context.Context) (*lifecycle.Outcome, error) {
 		var err error
@@ -375,7 +376,7 @@ func unloadAllRun(opts *rootOptions, m *lifecycle.Manager, wopts lifecycle.WaitO
 		return nil, err
 	})
 	if opts.json {
-		doc := jsonOutcome{SchemaVersion: SchemaVersion, Action: "unload", Patch: "--all", Result: "removed", KernelLog: []string{}, Notes: []string{}, ExitCode: int(classify(errorOf(err)))}
+		doc := jsonOutcome{SchemaVersion: SchemaVersion, Action: "unload", Patch: "--all", Result: "removed", ElapsedMS: time.Since(start).Milliseconds(), KernelLog: []string{}, Notes: []string{}, ExitCode: int(classify(errorOf(err)))}
 		if err != nil {
 			doc.Result = "incomplete"
 			s := errorOf(err).Error()

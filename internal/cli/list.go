@@ -21,7 +21,7 @@ type jsonList struct {
 
 type jsonLoaded struct {
 	Name       string `json:"name"`
-	State      string `json:"state"` // enabled, disabled, patching, unpatching, superseded
+	State      string `json:"state"` // enabled, disabled, patching, unpatching, superseded, pinned
 	Replace    *bool  `json:"replace"`
 	StackOrder *int   `json:"stack_order"`
 }
@@ -41,7 +41,8 @@ func newListCmd(opts *rootOptions) *cobra.Command {
 		Use:   "list",
 		Short: "List loaded and installed patches, and the patched functions",
 		Long: `List the loaded patches with their state (enabled, disabled, patching,
-unpatching, or superseded: a module an atomic replace left loaded), the
+unpatching; superseded: a module an atomic replace left loaded; pinned: a
+module that a force keeps loaded until reboot), the
 patches installed for each kernel (klp's /var/lib/klp and kpatch's
 /var/lib/kpatch), and every patched function with the patch that provides
 it. When several patches change one function, the one with the highest
@@ -80,10 +81,24 @@ func listRun(opts *rootOptions) error {
 		}
 		doc.Loaded = append(doc.Loaded, jsonLoaded{Name: p.Name, State: state, Replace: p.Replace, StackOrder: p.StackOrder})
 	}
+	// Patch modules without a patch directory: an atomic replace or a
+	// disable left them loaded with no reference (superseded, removable),
+	// or a force pinned them (the kernel keeps their reference).
 	if mgr, err := opts.manager(); err == nil {
 		if names, err := mgr.LivepatchModules(); err == nil {
-			for _, n := range names[len(patches):] {
-				doc.Loaded = append(doc.Loaded, jsonLoaded{Name: n, State: "superseded"})
+			live := map[string]bool{}
+			for _, p := range patches {
+				live[p.Name] = true
+			}
+			for _, n := range names {
+				if live[n] {
+					continue
+				}
+				state := "superseded"
+				if ref, err := mgr.Mod.Refcnt(n); err == nil && ref > 0 {
+					state = "pinned"
+				}
+				doc.Loaded = append(doc.Loaded, jsonLoaded{Name: n, State: state})
 			}
 		}
 	}

@@ -435,6 +435,11 @@ func (m *Manager) Unload(ctx context.Context, name string, opts WaitOptions) (*O
 	return o, nil
 }
 
+// forcedGrace is how long a module may keep its reference after its patch
+// directory is gone before klp concludes that the patch was forced. The
+// kernel frees the directory and drops the reference in one work item.
+const forcedGrace = time.Second
+
 // removeModule waits for the module's reference count to drop, then
 // removes it. A disabled patch drops its reference when the kernel frees it
 // (asynchronously, after the transition); a forced one never does.
@@ -446,6 +451,8 @@ func (m *Manager) removeModule(ctx context.Context, name string, opts WaitOption
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last int
+	var goneSince time.Time
+	forced := false
 	err := waitFor(wctx, func() (bool, error) {
 		ref, err := m.Mod.Refcnt(name)
 		if errors.Is(err, kmod.ErrNotLoaded) || errors.Is(err, os.ErrNotExist) {
@@ -455,12 +462,35 @@ func (m *Manager) removeModule(ctx context.Context, name string, opts WaitOption
 			return false, err
 		}
 		last = ref
-		return ref == 0, nil
-	})
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		if _, perr := m.LP.Patch(name); errors.Is(perr, livepatch.ErrNotFound) && last == 1 {
-			return fmt.Errorf("unload %s: %w (the patch is gone but the kernel keeps its reference; reboot to remove it)", name, ErrForced)
+		if ref == 0 {
+			return true, nil
 		}
+		// The kernel drops the reference right after it frees the
+		// patch directory. A module whose patch has been gone for a
+		// second and that still holds exactly its own reference (no
+		// other module uses it) was forced: waiting longer is useless.
+		if _, perr := m.LP.Patch(name); errors.Is(perr, livepatch.ErrNotFound) && ref == 1 {
+			if goneSince.IsZero() {
+				goneSince = time.Now()
+			} else if time.Since(goneSince) > forcedGrace {
+				if holders, herr := m.Mod.Holders(name); herr == nil && len(holders) == 0 {
+					forced = true
+					return true, nil
+				}
+			}
+		} else {
+			goneSince = time.Time{}
+		}
+		return false, nil
+	})
+	if !forced && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && last == 1 {
+		_, perr := m.LP.Patch(name)
+		forced = errors.Is(perr, livepatch.ErrNotFound)
+	}
+	if forced {
+		return fmt.Errorf("unload %s: %w (the patch is gone but the kernel keeps its reference; reboot to remove it)", name, ErrForced)
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("unload %s: %w: reference count still %d after %s", name, ErrStillReferenced, last, timeout)
 	}
 	if err != nil {
@@ -472,28 +502,31 @@ func (m *Manager) removeModule(ctx context.Context, name string, opts WaitOption
 	return nil
 }
 
-// LivepatchModules lists loaded modules that are live patches: those with
-// a patch directory, and those the kernel tainted with K (TAINT_LIVEPATCH)
-// that have none any more (replaced or disabled, still loaded).
+// LivepatchModules lists the loaded modules that are live patches, newest
+// first (the order of /proc/modules): those the kernel tainted with K
+// (TAINT_LIVEPATCH), which includes the ones that no longer have a patch
+// directory (replaced, disabled, or forced and pinned), and any patch
+// directory whose module /proc/modules does not show.
 func (m *Manager) LivepatchModules() ([]string, error) {
 	var names []string
 	seen := map[string]bool{}
-	patches, err := m.LP.Patches()
-	if err != nil && !errors.Is(err, livepatch.ErrNotSupported) {
-		return nil, err
-	}
-	for _, p := range patches {
-		seen[p.Name] = true
-		names = append(names, p.Name)
-	}
 	mods, err := m.Mod.Modules()
 	if err != nil {
 		return nil, err
 	}
 	for _, mod := range mods {
-		if !seen[mod.Name] && strings.Contains(mod.Taints, "K") {
+		if strings.Contains(mod.Taints, "K") {
 			seen[mod.Name] = true
 			names = append(names, mod.Name)
+		}
+	}
+	patches, err := m.LP.Patches()
+	if err != nil && !errors.Is(err, livepatch.ErrNotSupported) {
+		return nil, err
+	}
+	for _, p := range patches {
+		if !seen[p.Name] {
+			names = append(names, p.Name)
 		}
 	}
 	return names, nil
@@ -516,8 +549,8 @@ func (m *Manager) UnloadAll(ctx context.Context, opts WaitOptions) ([]*Outcome, 
 		var lastErr error
 		// Newest first: the stacking order of old kernels, and the
 		// natural order for replace patches.
-		for i := len(names) - 1; i >= 0; i-- {
-			o, err := m.Unload(ctx, names[i], opts)
+		for _, name := range names {
+			o, err := m.Unload(ctx, name, opts)
 			outcomes = append(outcomes, o)
 			if err == nil {
 				progress = true
