@@ -28,6 +28,23 @@ func main() {
 // kernelLine matches printk output on the console ("[    1.234567] ...").
 var kernelLine = regexp.MustCompile(`^\[\s*\d+\.\d+\]`)
 
+// ansi matches the escape sequences of colours and line erasing.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
+
+// screen returns what a terminal shows of a console line: klp redraws its
+// progress line with "\r" and an erase, which arrive here glued to the next
+// line of output. Without a terminal the colours go too.
+func screen(l string, color bool) string {
+	if i := strings.LastIndexByte(l, '\r'); i >= 0 {
+		l = l[i+1:]
+	}
+	l = strings.ReplaceAll(l, "\x1b[K", "")
+	if !color {
+		l = ansi.ReplaceAllString(l, "")
+	}
+	return l
+}
+
 func run() error {
 	ctx := context.Background()
 	repo, err := harness.RepoRoot(".")
@@ -60,13 +77,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	initrd, err := env.Initramfs(ctx, work, modDir, bins)
+	initrd, err := env.Initramfs(ctx, work, harness.Guest{Kernel: kver, ModDir: modDir}, bins)
 	if err != nil {
 		return err
 	}
 	appendLine := "console=ttyS0 panic=-1 quiet loglevel=1 klp_e2e_mode=demo"
+	color := false
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		appendLine += " klp_e2e_color=1"
+		color = true
 	}
 	fmt.Printf("Booting Debian's %s kernel in QEMU (TCG, one vCPU)...\n", kver)
 	start := time.Now()
@@ -86,7 +105,7 @@ func run() error {
 				fmt.Printf("(guest booted in %.1fs)\n", time.Since(start).Seconds())
 			case !booted, kernelLine.MatchString(l), strings.HasPrefix(l, "KLPTEST-EXIT"):
 			default:
-				fmt.Println(l)
+				fmt.Println(screen(l, color))
 			}
 		},
 	})

@@ -2,8 +2,10 @@
 # The narrated klp demo, run by /init in the guest when the kernel command
 # line says klp_e2e_mode=demo (see e2e/demo). Every command is echoed with a
 # "$ " prompt before its output so the console reads like a terminal session.
+# klp does the live patching; the only other commands load the ordinary
+# module that plays the application being patched and steer its thread.
 M=/e2e/modules
-LP=/sys/kernel/livepatch
+P=/sys/module/klp_e2e_target/parameters
 
 # The host passes klp_e2e_color=1 when its output is a terminal.
 if [ "$klp_e2e_color" = 1 ]; then
@@ -32,97 +34,73 @@ put() {
 	prompt "echo $1 > $2"
 	echo "$1" >"$2" || printf '(failed)\n'
 }
-# uptime_cs prints the uptime in hundredths of a second.
-uptime_cs() {
-	read -r up _ </proc/uptime
-	echo "${up%.*}${up#*.}"
-}
-# wait_ready polls klp status until it says ready, for at most $1 seconds,
-# printing the status with the elapsed time whenever it changes.
-wait_ready() {
-	t0=$(uptime_cs)
-	last=
-	while :; do
-		s=$(klp status)
-		dt=$(($(uptime_cs) - t0))
-		[ "$s" = "$last" ] || printf '   [+%d.%02ds] klp status: %s\n' $((dt / 100)) $((dt % 100)) "$s"
-		last=$s
-		[ "$s" != ready ] || return 0
-		[ $dt -lt $(($1 * 100)) ] || return 1
-		sleep 0.1
-	done
-}
 
 say "klp demo on Linux $(uname -r)"
-note "A freshly booted kernel: livepatch is built in, and nothing is patched yet."
+note "A freshly booted kernel: live patching is built in, and nothing is patched yet."
 run klp status
 run klp -v patches
-run klp -v blocking
 
-say "1. Load a live patch"
+say "1. Before loading: what is in the patch, and will this kernel take it?"
 note "klp_e2e_cmdline replaces the kernel function cmdline_proc_show(), so" \
-	"/proc/cmdline shows a marker while the patch is in effect."
-run cat /proc/cmdline
-run insmod $M/klp_e2e_cmdline.ko
-note "Watching the transition (every task must switch to the new code):"
-wait_ready 10
-run klp -v patches
-run cat /proc/cmdline
-run ls $LP/klp_e2e_cmdline/vmlinux
+	"/proc/cmdline shows a marker while the patch is in effect. klp info reads" \
+	"the module file alone:"
+run klp info $M/klp_e2e_cmdline.ko
+note "klp preflight asks the running kernel (unsigned: a warning, not a failure):"
+run klp preflight $M/klp_e2e_cmdline.ko
 
-say "2. A transition that stalls"
-note "klp_e2e_target is a module whose kernel thread 'klp_e2e_busy' can be told to" \
-	"sleep inside its function klp_e2e_target_work(). klp_e2e_target_patch replaces" \
-	"that function, and a thread asleep in it cannot be switched safely."
+say "2. Load it"
+run cat /proc/cmdline
+note "klp load loads the module and waits until every task runs the new code:"
+run klp load $M/klp_e2e_cmdline.ko
+run cat /proc/cmdline
+run klp -v patches
+run klp list
+
+say "3. A transition that stalls"
+note "klp_e2e_target is an ordinary module (the code to patch). Its kernel thread" \
+	"'klp_e2e_busy' can be told to sleep inside klp_e2e_target_work(), the function" \
+	"that the patch klp_e2e_target_patch replaces; a thread asleep in it cannot be" \
+	"switched safely."
 run insmod $M/klp_e2e_target.ko
-put 1 /sys/module/klp_e2e_target/parameters/block_kthread
+put 1 $P/block_kthread
 # The kthread enters the function on its next round (within 20 ms).
-while [ "$(cat /sys/module/klp_e2e_target/parameters/kthread_waiting)" != 1 ]; do
+while [ "$(cat $P/kthread_waiting)" != 1 ]; do
 	sleep 0.01
 done
-run insmod $M/klp_e2e_target_patch.ko
-sleep 2
-note "Two seconds later the transition is still open:"
+note "By default klp load rolls a stalled patch back; here it leaves it running:"
+run klp load --timeout 3s --on-stall=leave $M/klp_e2e_target_patch.ko
 run klp status
-run klp check
-run klp blocking
-note "-v names the thread, -vv shows where it sleeps:"
+note "-vv shows each blocking thread with its kernel stack:"
 run klp -vv blocking
-note "The stack shows klp_e2e_target_work, the function being replaced: the kernel" \
-	"retries every second and switches the thread once it leaves that function."
-note "Meanwhile other patches are refused with EBUSY:"
-run insmod $M/klp_e2e_replace.ko
+note "--why marks the frame that holds it (=>) and says what can be done:"
+run klp blocking --why
+note "Meanwhile the kernel takes no other patch; klp says so before trying:"
+run klp load $M/klp_e2e_replace.ko
 
-say "3. Unblock it"
-put 0 /sys/module/klp_e2e_target/parameters/block_kthread
-wait_ready 5
-run klp -v blocking
-run klp patches
-
-say "4. Replace everything with a cumulative patch"
-note "klp_e2e_replace sets .replace = true: when its transition completes, the" \
-	"patches loaded before it are retired."
-run insmod $M/klp_e2e_replace.ko
-wait_ready 5
-sleep 0.2
-run klp -v patches
-run cat /proc/cmdline
-note "The retired modules are still loaded, with no references, until removed:"
-run grep klp_e2e_ /proc/modules
-run rmmod klp_e2e_cmdline klp_e2e_target_patch
-
-say "5. Unload"
-put 0 $LP/klp_e2e_replace/enabled
-wait_ready 5
-i=0
-while [ -d $LP/klp_e2e_replace ] && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-run rmmod klp_e2e_replace klp_e2e_target
+say "4. Unblock it"
+note "The kernel retries about once a second and switches the thread once it" \
+	"leaves the function."
+put 0 $P/block_kthread
+run klp wait
 run klp status
 run klp patches
+
+say "5. Replace everything with a cumulative patch"
+note "klp_e2e_replace sets .replace = true: when its transition completes, the" \
+	"patches loaded before it are retired, their modules left loaded."
+run klp load $M/klp_e2e_replace.ko
 run cat /proc/cmdline
+run klp list
+run klp unload klp_e2e_cmdline
+run klp unload klp_e2e_target_patch
+
+say "6. Unload"
+run klp unload --all
+run klp status
+run klp list
+run rmmod klp_e2e_target
+run cat /proc/cmdline
+
 say "What the kernel logged meanwhile (dmesg)"
 dmesg | grep -E 'livepatch|klp_e2e_replace:' | sed 's/^/   /'
 say "demo done"

@@ -14,8 +14,9 @@ import (
 
 // Guest layout, kept in step with e2e/internal/harness.
 const (
-	moduleDir = "/e2e/modules"
-	userUID   = 1000 // klpuser in /etc/passwd
+	moduleDir  = "/e2e/modules"
+	foreignDir = "/e2e/foreign" // other kernels' klp_e2e_cmdline.ko, by release
+	userUID    = 1000           // klpuser in /etc/passwd
 )
 
 // result is what a command did.
@@ -146,10 +147,15 @@ func (c *child) exited(d time.Duration) bool {
 // scenario's children. A failure here is reported, because the next
 // scenario would start from a dirty system.
 func (r *runner) cleanup() {
+	for i := len(r.undo) - 1; i >= 0; i-- {
+		r.undo[i]()
+	}
+	r.undo = nil
 	for _, p := range []string{
 		"/sys/module/klp_e2e_target/parameters/block_kthread",
 		"/sys/module/klp_e2e_target/parameters/block_read",
 		"/sys/module/klp_e2e_target_patch/parameters/block",
+		pinnedParams + "block",
 	} {
 		if exists(p) {
 			_ = writeFile(p, "0")
@@ -184,7 +190,7 @@ func (r *runner) cleanup() {
 	// Patch modules first, once their reference is dropped (refcnt 0), then
 	// the rest; a second round catches modules whose refcnt dropped late.
 	for tries := 0; tries < 3; tries++ {
-		mods := loadedE2EModules()
+		mods := r.removableModules()
 		if len(mods) == 0 {
 			return
 		}
@@ -194,11 +200,22 @@ func (r *runner) cleanup() {
 				rmmod(m)
 			}
 		}
-		for _, m := range loadedE2EModules() {
+		for _, m := range r.removableModules() {
 			rmmod(m)
 		}
 	}
-	if mods := loadedE2EModules(); len(mods) > 0 {
+	if mods := r.removableModules(); len(mods) > 0 {
 		r.fail("cleanup", "modules still loaded: %v", mods)
 	}
+}
+
+// removableModules lists the loaded e2e modules but the pinned ones.
+func (r *runner) removableModules() []string {
+	var mods []string
+	for _, m := range loadedE2EModules() {
+		if !r.pinned[m] {
+			mods = append(mods, m)
+		}
+	}
+	return mods
 }

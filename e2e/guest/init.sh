@@ -11,9 +11,12 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 # /run as on any systemd-era system: klp keeps its lock file there.
 mount -t tmpfs -o mode=0755 tmpfs /run
-# Not needed by klp, but handy when debugging a scenario by hand.
+# debugfs and tracefs: klp preflight reads the ftrace and kprobe state there
+# (and they are handy when debugging a scenario by hand).
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+# As systemd mounts it: klp preflight reads the lockdown state there.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 hostname klp-e2e
 echo "KLPTEST-BOOT $(uname -r)"

@@ -49,12 +49,19 @@ func scenarios() []scenario {
 		{"poke", scenarioPoke},
 		{"fake-signal", scenarioFakeSignal},
 		{"force", scenarioForce},
+		{"sysfs-removal", scenarioSysfsRemoval},
 		{"klp-load", scenarioKlpLoad},
 		{"klp-broken", scenarioKlpBroken},
 		{"klp-stall", scenarioKlpStall},
 		{"klp-reverse", scenarioKlpReverse},
 		{"klp-force", scenarioKlpForce},
 		{"klp-user", scenarioKlpUser},
+		{"klp-store", scenarioKlpStore},
+		{"klp-audit", scenarioKlpAudit},
+		{"klp-info", scenarioKlpInfo},
+		{"klp-preflight", scenarioKlpPreflight},
+		// Last: it leaves a module loaded for good (see the scenario).
+		{"klp-force-unpatch", scenarioKlpForceUnpatch},
 	}
 }
 
@@ -67,7 +74,14 @@ type runner struct {
 	scenFail bool
 	kmsgSeq  uint64   // last kernel log sequence number before the scenario
 	children []*child // processes to kill at the end of the scenario
+	undo     []func() // run first by cleanup, last added first (unmounts)
+	// pinned are modules that the kernel will never let go (a forced
+	// unpatching transition): cleanup leaves them loaded.
+	pinned map[string]bool
 }
+
+// atCleanup registers fn to run at the start of the scenario's cleanup.
+func (r *runner) atCleanup(fn func()) { r.undo = append(r.undo, fn) }
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "probe-read" {
@@ -76,7 +90,7 @@ func main() {
 	}
 	var uts syscall.Utsname
 	_ = syscall.Uname(&uts)
-	r := &runner{kernel: cstr(uts.Release[:])}
+	r := &runner{kernel: cstr(uts.Release[:]), pinned: map[string]bool{}}
 	only := map[string]bool{}
 	// klp_e2e_run=a,b on the kernel command line (an environment variable of
 	// init) selects scenarios, to iterate quickly on one of them.

@@ -52,7 +52,7 @@ func probeRead(path string) {
 func errnoName(e syscall.Errno) string {
 	names := map[syscall.Errno]string{
 		0: "no-errno", syscall.EACCES: "EACCES", syscall.EPERM: "EPERM", syscall.ENOENT: "ENOENT",
-		syscall.EINVAL: "EINVAL", syscall.EBUSY: "EBUSY", syscall.EAGAIN: "EAGAIN",
+		syscall.EINVAL: "EINVAL", syscall.EBUSY: "EBUSY", syscall.EAGAIN: "EAGAIN", syscall.ENODEV: "ENODEV",
 	}
 	if n, ok := names[e]; ok {
 		return n

@@ -85,6 +85,11 @@ func (e *Env) KernelImage(kver string) string {
 	return filepath.Join(e.Cache, "kernels", kver, "vmlinuz")
 }
 
+// KernelConfig is the extracted /boot/config-<kver> of kver.
+func (e *Env) KernelConfig(kver string) string {
+	return filepath.Join(e.Cache, "kernels", kver, "config")
+}
+
 // Modules builds e2e/modules against the headers of kver and returns the
 // directory holding the .ko files. Builds are cached under the cache
 // directory, keyed by kernel and by a hash of the sources, so an unchanged

@@ -15,21 +15,39 @@ import (
 // Guest paths, shared with e2e/guest.
 const (
 	GuestModuleDir = "/e2e/modules" // the .ko files
-	GuestUser      = "klpuser"      // unprivileged account in /etc/passwd
-	GuestUID       = 1000
+	// GuestForeignDir holds, per other kernel release, that kernel's build
+	// of klp_e2e_cmdline.ko (/e2e/foreign/<release>/klp_e2e_cmdline.ko): a
+	// module with a vermagic that this guest's kernel refuses.
+	GuestForeignDir = "/e2e/foreign"
+	GuestUser       = "klpuser" // unprivileged account in /etc/passwd
+	GuestUID        = 1000
 )
+
+// Guest describes one guest's initramfs besides the binaries.
+type Guest struct {
+	// Kernel is the release the guest boots. Its config goes to
+	// /boot/config-<release>, where klp preflight looks for it as on an
+	// installed system (Debian has no /proc/config.gz).
+	Kernel string
+	// ModDir holds the test modules built for Kernel.
+	ModDir string
+	// Foreign maps other releases to their module builds; their
+	// klp_e2e_cmdline.ko goes under GuestForeignDir.
+	Foreign map[string]string
+}
 
 // Initramfs assembles the guest's initramfs in workDir and returns the path
 // of the gzip-compressed newc archive. It holds busybox (the whole userland;
 // the init script installs its applet links), klp with kgr as a symlink to it
-// (kgr is chosen by argv[0]), the guest runner, the init and demo scripts and
-// the test modules.
-func (e *Env) Initramfs(ctx context.Context, workDir, modDir string, bins Binaries) (string, error) {
+// (kgr is chosen by argv[0]), the guest runner, the init and demo scripts,
+// the test modules, the kernel's config and the other kernels' build of one
+// module.
+func (e *Env) Initramfs(ctx context.Context, workDir string, g Guest, bins Binaries) (string, error) {
 	root := filepath.Join(workDir, "root")
 	if err := os.RemoveAll(root); err != nil {
 		return "", err
 	}
-	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run", "var/lib", "root", "etc", "e2e/modules", "home/" + GuestUser} {
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run", "var/lib", "root", "etc", "boot", "e2e/modules", "home/" + GuestUser} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return "", err
 		}
@@ -50,8 +68,19 @@ func (e *Env) Initramfs(ctx context.Context, workDir, modDir string, bins Binari
 		{bins.Guest, "bin/klp-guest", 0o755},
 		{filepath.Join(guestSrc, "init.sh"), "init", 0o755},
 		{filepath.Join(guestSrc, "demo.sh"), "e2e/demo.sh", 0o755},
+		{e.KernelConfig(g.Kernel), "boot/config-" + g.Kernel, 0o644},
 	}
-	kos, err := filepath.Glob(filepath.Join(modDir, "*.ko"))
+	for rel, dir := range g.Foreign {
+		to := filepath.Join(strings.TrimPrefix(GuestForeignDir, "/"), rel)
+		if err := os.MkdirAll(filepath.Join(root, to), 0o755); err != nil {
+			return "", err
+		}
+		copies = append(copies, struct {
+			from, to string
+			mode     os.FileMode
+		}{filepath.Join(dir, "klp_e2e_cmdline.ko"), filepath.Join(to, "klp_e2e_cmdline.ko"), 0o644})
+	}
+	kos, err := filepath.Glob(filepath.Join(g.ModDir, "*.ko"))
 	if err != nil {
 		return "", err
 	}
