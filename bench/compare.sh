@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compare klp's task scan with a minimal C scanner on the real /proc of this
-# machine, filled with BENCH_THREADS sleeping threads (default 100000).
+# machine, filled with BENCH_THREADS sleeping threads (default 100000) in
+# BENCH_PROCS processes (default 1: one big process; 1000 gives many small
+# ones).
 #
 # Real procfs is what matters: the cost is in the kernel's path walk and
 # seq_file reads, which a fake tree on disk does not model. This host's
@@ -35,7 +37,7 @@ if [ "$old_pid_max" -lt $((threads + 20000)) ]; then
 	echo $((threads + 20000)) >/proc/sys/kernel/pid_max 2>/dev/null || old_pid_max=
 fi
 
-coproc SPAWN { exec "$work/spawn" "$threads"; }
+coproc SPAWN { exec "$work/spawn" "$threads" "${BENCH_PROCS:-1}"; }
 spawn_pid=$SPAWN_PID
 read -r line <&"${SPAWN[0]}"
 [ "$line" = ready ] || { echo "compare.sh: spawn failed" >&2; exit 1; }

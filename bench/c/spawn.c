@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * spawn: start N sleeping threads and wait, so that /proc holds a realistic
- * number of tasks for the scan benchmark. Prints "ready" once all exist.
+ * spawn: start N sleeping threads spread over P processes (default 1) and
+ * wait, so that /proc holds a realistic number of tasks for the scan
+ * benchmark: one big process (a JVM) or many small ones. Prints "ready"
+ * once all exist; killing it ends the other processes too.
+ *
+ *   spawn N [P]
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static void *sleeper(void *arg)
@@ -16,9 +22,8 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
-int main(int argc, char **argv)
+static void threads(long n)
 {
-	long n = argc > 1 ? atol(argv[1]) : 1000;
 	pthread_attr_t attr;
 	pthread_t t;
 
@@ -29,6 +34,35 @@ int main(int argc, char **argv)
 			fprintf(stderr, "spawn: created %ld of %ld threads\n", i, n);
 			break;
 		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 1000;
+	long procs = argc > 2 ? atol(argv[2]) : 1;
+	int ready[2];
+
+	if (procs < 1)
+		procs = 1;
+	if (pipe(ready) != 0)
+		return 1;
+	for (long p = 1; p < procs; p++) {
+		if (fork() == 0) {
+			/* Die with the parent. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			threads(n / procs - 1);
+			if (write(ready[1], "", 1) != 1)
+				return 1;
+			for (;;)
+				pause();
+		}
+	}
+	threads(n / procs - (procs > 1 ? 1 : 0));
+	for (long p = 1; p < procs; p++) {
+		char c;
+		if (read(ready[0], &c, 1) != 1)
+			return 1;
 	}
 	printf("ready\n");
 	fflush(stdout);
