@@ -205,6 +205,15 @@ func parseFilterFunctions(rd io.Reader, wantNames map[string]bool) (map[objFunc]
 	return set, sc.Err()
 }
 
+// targetNames is the set of functions the module replaces.
+func (r *runner) targetNames() map[string]bool {
+	names := map[string]bool{}
+	for _, fn := range r.mod.Targets.Functions {
+		names[fn.Function] = true
+	}
+	return names
+}
+
 func (r *runner) filterFunctionSet() (*filterFunctions, error) {
 	return r.ftraceFuncs.get(func() (*filterFunctions, error) {
 		f, err := os.Open(r.tracingFile("available_filter_functions"))
@@ -212,11 +221,7 @@ func (r *runner) filterFunctionSet() (*filterFunctions, error) {
 			return nil, err
 		}
 		defer f.Close()
-		names := map[string]bool{}
-		for _, fn := range r.mod.Targets.Functions {
-			names[fn.Function] = true
-		}
-		set, err := parseFilterFunctions(ctxReader{r.ctx, f}, names)
+		set, err := parseFilterFunctions(ctxReader{r.ctx, f}, r.targetNames())
 		if err != nil {
 			return nil, err
 		}
@@ -358,11 +363,7 @@ func (r *runner) enabledFunctionFlags() (*enabledFunctions, error) {
 			return nil, err
 		}
 		defer f.Close()
-		names := map[string]bool{}
-		for _, fn := range r.mod.Targets.Functions {
-			names[fn.Function] = true
-		}
-		flags, err := parseEnabledFunctions(ctxReader{r.ctx, f}, names)
+		flags, err := parseEnabledFunctions(ctxReader{r.ctx, f}, r.targetNames())
 		if err != nil {
 			return nil, err
 		}
