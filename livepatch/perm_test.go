@@ -48,7 +48,7 @@ blocker<NUL>
 // as exited. Root reads every file whatever its mode, so as root the test
 // runs itself again as uid 65534.
 func TestUnreadableTasks(t *testing.T) {
-	if root, ok := inUnprivilegedChild(); ok {
+	if root, ok := fakefs.InUnprivilegedChild(); ok {
 		checkUnreadableTasks(t, root)
 		return
 	}
@@ -61,7 +61,7 @@ func TestUnreadableTasks(t *testing.T) {
 		checkUnreadableTasks(t, root)
 		return
 	}
-	runUnprivileged(t, "TestUnreadableTasks", root)
+	fakefs.RunUnprivileged(t, "TestUnreadableTasks", root)
 }
 
 func checkUnreadableTasks(t *testing.T, root string) {

@@ -3,11 +3,8 @@ package cli_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,14 +17,6 @@ import (
 	"github.com/klp-project/klp/internal/fakefs"
 )
 
-const (
-	// unprivilegedEnv marks a child test process run as uid 65534.
-	unprivilegedEnv = "KLP_CLI_TEST_UNPRIVILEGED"
-	// treeEnv passes the fixture tree to the child.
-	treeEnv = "KLP_CLI_TEST_TREE"
-	nobody  = 65534
-)
-
 // TestUnprivileged runs the read commands as an ordinary user against the
 // transition-blocking tree with the modes the kernel gives: sysfs is
 // world-readable, patch_state and stack are 0400 and owned by the task's
@@ -37,7 +26,7 @@ const (
 // every file whatever its mode, so as root the test runs itself again as
 // uid 65534.
 func TestUnprivileged(t *testing.T) {
-	if root := os.Getenv(treeEnv); os.Getenv(unprivilegedEnv) == "1" {
+	if root, ok := fakefs.InUnprivilegedChild(); ok {
 		checkUnprivileged(t, root)
 		return
 	}
@@ -55,7 +44,7 @@ func TestUnprivileged(t *testing.T) {
 		}
 		// The user's own process.
 		if strings.HasPrefix(path, filepath.Join(root, "proc/2050")+"/") && d.Name() != "stack" {
-			return os.Chown(path, nobody, nobody)
+			return os.Chown(path, fakefs.Nobody, fakefs.Nobody)
 		}
 		return nil
 	})
@@ -66,7 +55,7 @@ func TestUnprivileged(t *testing.T) {
 		checkUnprivileged(t, root)
 		return
 	}
-	runUnprivileged(t, "TestUnprivileged", root)
+	fakefs.RunUnprivileged(t, "TestUnprivileged", root)
 }
 
 func checkUnprivileged(t *testing.T, root string) {
@@ -147,84 +136,5 @@ func checkUnprivileged(t *testing.T, root string) {
 		if u.Error != "permission denied" || u.Path != want {
 			t.Errorf("unreadable entry %+v, want path %s and \"permission denied\"", u, want)
 		}
-	}
-}
-
-// openToOthers makes dir and every directory above it up to the temporary
-// directory searchable by every user: testing.T.TempDir creates its parent
-// with mode 0700.
-func openToOthers(t *testing.T, dir string) {
-	t.Helper()
-	stop := filepath.Clean(os.TempDir())
-	for d := filepath.Clean(dir); d != stop && d != "/" && strings.HasPrefix(d, stop); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// runUnprivileged runs the test named test again, in a child process of
-// uid and gid 65534, with the tree at root. The go tool builds the test
-// binary in a directory only root can enter, so a copy is run.
-func runUnprivileged(t *testing.T, test, root string) {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := t.TempDir()
-	openToOthers(t, binDir)
-	openToOthers(t, root)
-	bin := filepath.Join(binDir, filepath.Base(self))
-	copyExecutable(t, self, bin)
-
-	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.v", "-test.count=1")
-	cmd.Dir = binDir
-	for _, kv := range os.Environ() {
-		// The child cannot write root's coverage directory.
-		if !strings.HasPrefix(kv, "GOCOVERDIR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, unprivilegedEnv+"=1", treeEnv+"="+root)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
-	// A parallel test that forks while the copy is still open for
-	// writing lends the copy's descriptor to its child until that child
-	// execs, and exec of a file open for writing fails with ETXTBSY
-	// (golang/go#22315): try again briefly.
-	var out []byte
-	for try := 0; ; try++ {
-		c := *cmd
-		out, err = c.CombinedOutput()
-		if !errors.Is(err, syscall.ETXTBSY) || try == 20 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("%s as uid %d: %v\n%s", test, nobody, err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+test) {
-		t.Fatalf("%s as uid %d did not run:\n%s", test, nobody, out)
-	}
-}
-
-func copyExecutable(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
