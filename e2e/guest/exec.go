@@ -16,7 +16,9 @@ import (
 const (
 	moduleDir  = "/e2e/modules"
 	foreignDir = "/e2e/foreign" // other kernels' klp_e2e_cmdline.ko, by release
-	userUID    = 1000           // klpuser in /etc/passwd
+	// compressedDir holds klp_e2e_cmdline.ko compressed as kbuild does.
+	compressedDir = "/e2e/compressed"
+	userUID       = 1000 // klpuser in /etc/passwd
 )
 
 // result is what a command did.

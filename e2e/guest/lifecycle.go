@@ -490,6 +490,39 @@ func scenarioKlpForce(r *runner) {
 	r.expect("unload-kernel", !loaded, "the kernel lets a patch forced on be removed after a clean disable (loaded %v, refcount %d)", loaded, refs)
 }
 
+// scenarioKlpCompressed loads klp_e2e_cmdline compressed with xz, gzip and
+// zstd through klp: the kernel decompresses what it was built to
+// (/sys/module/compression names it, 5.17+), and klp decompresses the rest
+// itself and uses init_module. Either way the patch must apply as from the
+// plain file, and klp info must read the compressed file.
+func scenarioKlpCompressed(r *runner) {
+	if s, err := readTrim("/sys/module/compression"); err == nil {
+		r.note("kernel-decompresses", "%s", s)
+	} else {
+		r.note("kernel-decompresses", "none (%v)", err)
+	}
+	for _, c := range []struct{ ext, kind string }{{"xz", "xz"}, {"gz", "gzip"}, {"zst", "zstd"}} {
+		path := compressedDir + "/klp_e2e_cmdline.ko." + c.ext
+		res := klp("--json", "info", path)
+		var info struct {
+			Name        string `json:"name"`
+			Compression string `json:"compression"`
+			Livepatch   bool   `json:"livepatch"`
+		}
+		err := decodeJSON(res.stdout, &info, "name", "compression")
+		r.expect("info-"+c.ext, res.code == 0 && err == nil && info.Name == "klp_e2e_cmdline" && info.Compression == c.kind && info.Livepatch,
+			"klp info reads the %s module: decode error %v; got %v", c.kind, err, res)
+
+		o, _ := r.klpVerb("load-"+c.ext, 0, []string{"patched"}, "load", path)
+		r.expect("effect-"+c.ext, procCmdline() == cmdlineMarker, "/proc/cmdline after loading the %s module: %q", c.kind, procCmdline())
+		r.note("log-"+c.ext, "%s", strings.Join(o.KernelLog, " | "))
+		r.klpVerb("unload-"+c.ext, 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
+		loaded, _ := moduleLoaded("klp_e2e_cmdline")
+		r.expect("unloaded-"+c.ext, !loaded && !exists(filepath.Join(lpRoot, "klp_e2e_cmdline")), "nothing left after unloading the %s module", c.kind)
+	}
+	r.checkStatus("after")
+}
+
 // scenarioKlpUser checks that the life-cycle verbs refuse an unprivileged
 // user with exit status 5 and change nothing.
 func scenarioKlpUser(r *runner) {

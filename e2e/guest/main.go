@@ -52,6 +52,7 @@ func scenarios() []scenario {
 		{"sysfs-removal", scenarioSysfsRemoval},
 		{"klp-load", scenarioKlpLoad},
 		{"klp-broken", scenarioKlpBroken},
+		{"klp-compressed", scenarioKlpCompressed},
 		{"klp-stall", scenarioKlpStall},
 		{"klp-reverse", scenarioKlpReverse},
 		{"klp-force", scenarioKlpForce},

@@ -19,8 +19,12 @@ const (
 	// of klp_e2e_cmdline.ko (/e2e/foreign/<release>/klp_e2e_cmdline.ko): a
 	// module with a vermagic that this guest's kernel refuses.
 	GuestForeignDir = "/e2e/foreign"
-	GuestUser       = "klpuser" // unprivileged account in /etc/passwd
-	GuestUID        = 1000
+	// GuestCompressedDir holds klp_e2e_cmdline.ko compressed the way kbuild
+	// compresses modules (.ko.xz, .ko.gz, .ko.zst), to load through klp's
+	// finit_module(MODULE_INIT_COMPRESSED_FILE) or init_module paths.
+	GuestCompressedDir = "/e2e/compressed"
+	GuestUser          = "klpuser" // unprivileged account in /etc/passwd
+	GuestUID           = 1000
 )
 
 // Guest describes one guest's initramfs besides the binaries.
@@ -99,6 +103,9 @@ func (e *Env) Initramfs(ctx context.Context, workDir string, g Guest, bins Binar
 			return "", err
 		}
 	}
+	if err := compressModule(ctx, filepath.Join(g.ModDir, "klp_e2e_cmdline.ko"), filepath.Join(root, strings.TrimPrefix(GuestCompressedDir, "/"))); err != nil {
+		return "", err
+	}
 	if err := os.Symlink("klp", filepath.Join(root, "bin", "kgr")); err != nil {
 		return "", err
 	}
@@ -112,6 +119,41 @@ func (e *Env) Initramfs(ctx context.Context, workDir string, g Guest, bins Binar
 	}
 	out := filepath.Join(workDir, "initramfs.cpio.gz")
 	return out, packCpio(ctx, root, out)
+}
+
+// compressModule writes ko compressed with xz, gzip and zstd into dir, with
+// the options kbuild uses (scripts/Makefile.modinst): xz with CRC32 checks
+// and a 1 MiB dictionary, which the kernel's own decompressor requires.
+func compressModule(ctx context.Context, ko, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(dir, filepath.Base(ko))
+	for _, c := range []struct {
+		ext  string
+		args []string
+	}{
+		{".xz", []string{"xz", "--check=crc32", "--lzma2=dict=1MiB", "-c"}},
+		{".gz", []string{"gzip", "-9", "-n", "-c"}},
+		{".zst", []string{"zstd", "-T0", "-q", "-c"}},
+	} {
+		out, err := os.Create(base + c.ext)
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, c.args[0], append(c.args[1:], ko)...)
+		cmd.Stdout = out
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err = cmd.Run()
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("initramfs: compress %s with %s: %w: %s", ko, c.args[0], err, stderr.String())
+		}
+	}
+	return nil
 }
 
 // packCpio writes the tree at root as a gzip-compressed newc archive.
