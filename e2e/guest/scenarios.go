@@ -469,18 +469,26 @@ func scenarioBlocked(r *runner) {
 	r.expect("effect", out == "patched", "%s reads %q", targetProc, out)
 }
 
-func scenarioUnpatchBlocked(r *runner) {
+// parkInReplacement loads the target module and its patch, and parks the
+// target's kthread inside the patch's replacement function, where a
+// transition away from the patch must wait for it. It returns the kthread.
+func (r *runner) parkInReplacement() taskID {
 	res := insmod("klp_e2e_target")
 	r.must(r.expect("insmod-target", res.code == 0, "%v", res))
 	_, ok := r.loadPatch("klp_e2e_target_patch")
 	r.must(ok)
-	// Park the kthread in the patch's own replacement function, which an
-	// unpatching transition must wait for.
 	r.must(r.expectNoErr("block", writeFile(patchParams+"block", "1"), "echo 1 > %sblock", patchParams))
 	r.must(r.expect("waiting", waitFor(5*time.Second, func() bool { return readIntOr(patchParams+"waiting") == 1 }),
 		"the kthread sleeps in the patched function"))
 	kt, ok := findTask("klp_e2e_busy")
 	r.must(r.expect("kthread-found", ok, "kthread klp_e2e_busy in /proc"))
+	return kt
+}
+
+func scenarioUnpatchBlocked(r *runner) {
+	// The kthread sleeps in the patch's own replacement function, which an
+	// unpatching transition must wait for.
+	kt := r.parkInReplacement()
 
 	r.must(r.expectNoErr("disable", writeFile(filepath.Join(lpRoot, "klp_e2e_target_patch", "enabled"), "0"), "echo 0 > enabled"))
 	time.Sleep(blockedHold)
@@ -618,19 +626,11 @@ func scenarioForce(r *runner) {
 // "nop" entries: while it runs, the new patch also lists the objects and
 // functions that only the replaced patch changed; they go when it ends.
 func scenarioReplaceNops(r *runner) {
-	res := insmod("klp_e2e_target")
-	r.must(r.expect("insmod-target", res.code == 0, "%v", res))
-	_, ok := r.loadPatch("klp_e2e_target_patch")
-	r.must(ok)
-	// Park the kthread in klp_e2e_target_patch's function: the replace
+	// The kthread sleeps in klp_e2e_target_patch's function: the replace
 	// transition must move it back to the original code through a nop.
-	r.must(r.expectNoErr("block", writeFile(patchParams+"block", "1"), "echo 1 > %sblock", patchParams))
-	r.must(r.expect("waiting", waitFor(5*time.Second, func() bool { return readIntOr(patchParams+"waiting") == 1 }),
-		"the kthread sleeps in the patched function"))
-	kt, ok := findTask("klp_e2e_busy")
-	r.must(r.expect("kthread-found", ok, "kthread klp_e2e_busy in /proc"))
+	kt := r.parkInReplacement()
 
-	res = insmod("klp_e2e_replace")
+	res := insmod("klp_e2e_replace")
 	r.must(r.expect("insmod-replace", res.code == 0, "%v", res))
 	time.Sleep(blockedHold)
 	p, err := readSysPatch("klp_e2e_replace")
