@@ -1,22 +1,25 @@
 // Package kmod loads and unloads kernel modules and reads their state.
 //
-// It wraps finit_module(2), init_module(2) and delete_module(2) behind the
-// [Syscalls] seam, translates their errnos into sentinel errors whose doc
+// It makes finit_module(2), init_module(2) and delete_module(2) through a
+// kernel.Live handle (the [Syscalls] seam), translates their errnos into sentinel errors whose doc
 // comments record what the kernel means by them (for a livepatch module,
 // EBUSY means "another transition is in progress", not "busy device"),
 // captures the kernel log around a load so that a refusal can be explained
 // ([LoadError]), and reads /proc/modules and
 // /sys/module/<m>/{refcnt,taint,initstate,holders,parameters}.
 //
-// Every kernel path goes through the roots given to [NewFS]; nothing here
-// reads a global. Tests point an FS at internal/fakekernel, which owns a
-// fake sysfs/procfs tree and implements [Syscalls] and [AttrWriter] the
-// way the kernel behaves.
+// Every kernel path goes through the kernel.Handle given to [New]; nothing
+// here reads a global. Reading ([FS]) works on any handle; loading and
+// unloading ([Loader]) only on the live handle of the running kernel, so a
+// copied tree can never be acted on. Tests use internal/fakekernel, whose
+// live handle takes every syscall and attribute write the way the kernel
+// behaves.
 //
 // Typical use, as klp load does it:
 //
-//	fs, err := kmod.NewDefaultFS()
+//	live, err := kernel.OpenLive(kernel.Roots{})
 //	...
+//	fs := kmod.NewLoader(live, kmod.Options{})
 //	res, err := fs.Load("/var/lib/klp/livepatch_fix.ko", "")
 //	var le *kmod.LoadError
 //	switch {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/klp-project/klp/kernel"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of these (the
@@ -57,8 +59,8 @@ var (
 	// ErrPermission: EPERM. The caller lacks CAP_SYS_MODULE, module loading
 	// is disabled (/proc/sys/kernel/modules_disabled=1), or the kernel is
 	// locked down and the module is unsigned ("Lockdown: ... unsigned
-	// module loading is restricted").
-	ErrPermission = errors.New("operation not permitted")
+	// module loading is restricted"). It is [kernel.ErrPermission].
+	ErrPermission = kernel.ErrPermission
 
 	// ErrUnknownSymbol: ENOENT from a load. The module needs a symbol that
 	// no loaded code exports ("Unknown symbol x (err -2)"), usually a
@@ -85,24 +87,28 @@ var (
 
 	// ErrInvalidName: a module name given to this package cannot be a
 	// kernel module name (empty, too long, or contains '/', '.', ',',
-	// whitespace or control characters).
-	ErrInvalidName = errors.New("invalid module name")
+	// whitespace or control characters). It is [kernel.ErrInvalidName].
+	ErrInvalidName = kernel.ErrInvalidName
 
 	// ErrParse: a kernel file (/proc/modules, /sys/module/<m>/refcnt,
-	// a /dev/kmsg record) did not have the expected format.
-	ErrParse = errors.New("parse error")
+	// a /dev/kmsg record) did not have the expected format. It is
+	// [kernel.ErrParse].
+	ErrParse = kernel.ErrParse
 
 	// ErrKmsgUnavailable: the kernel log could not be opened or read
 	// (/dev/kmsg missing, or not readable: non-root, dmesg_restrict). The
 	// load itself is not affected; only the explanation is missing.
 	ErrKmsgUnavailable = errors.New("kernel log unavailable")
 
-	// ErrNotSupported: the operation needs something this build or host
-	// does not provide: the module syscalls answer ENOSYS (a kernel
+	// ErrNotSupported: the module syscalls answer ENOSYS (a kernel
 	// without CONFIG_MODULES, or a seccomp filter; for a load, after the
-	// init_module fallback also failed), or a compressed module must be
-	// loaded with MODULE_INIT_IGNORE_* flags through init_module.
-	ErrNotSupported = errors.New("not supported")
+	// init_module fallback also failed): no live patching is possible. It
+	// is [kernel.ErrNotSupported].
+	ErrNotSupported = kernel.ErrNotSupported
+
+	// ErrInitFlags: a compressed module must be loaded through
+	// init_module, which cannot carry MODULE_INIT_IGNORE_* flags.
+	ErrInitFlags = errors.New("init_module cannot ignore vermagic or modversions")
 )
 
 // loadErrno translates an errno from finit_module or init_module into a

@@ -10,16 +10,18 @@ import (
 	"time"
 
 	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 )
 
 // Loading a livepatch module on the running system and explaining a
 // refusal; then removing a disabled patch module. Needs root.
 func Example() {
-	fs, err := kmod.NewDefaultFS()
+	live, err := kernel.OpenLive(kernel.Roots{})
 	if err != nil {
 		log.Fatal(err)
 	}
+	fs := kmod.NewLoader(live, kmod.Options{})
 	res, err := fs.Load("/var/lib/klp/livepatch_fix.ko", "")
 	var le *kmod.LoadError
 	switch {
@@ -45,7 +47,7 @@ func Example() {
 
 // The same calls against internal/fakekernel, which is how klp's tests
 // run them: here the kernel cannot resolve a symbol the patch replaces.
-func ExampleFS_Load() {
+func ExampleLoader_Load() {
 	tb := &exampleTB{}
 	defer tb.cleanup()
 	k := fakekernel.New(tb, fakekernel.Options{})
@@ -54,11 +56,8 @@ func ExampleFS_Load() {
 		Objects: []fakekernel.Object{{Funcs: []fakekernel.Func{{Name: "cmdline_proc_show"}}}},
 	}})
 
-	fs, err := kmod.NewFS(k.KmodOptions())
-	if err != nil {
-		log.Fatal(err)
-	}
-	_, err = fs.Load(path, "")
+	fs := k.Loader()
+	_, err := fs.Load(path, "")
 	fmt.Println(errors.Is(err, kmod.ErrInvalid))
 	var le *kmod.LoadError
 	if errors.As(err, &le) {

@@ -2,7 +2,7 @@ package kmod
 
 import (
 	"errors"
-	"os"
+	"github.com/klp-project/klp/kernel"
 	"path/filepath"
 	"testing"
 )
@@ -35,25 +35,15 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
-func TestNewFS(t *testing.T) {
+func TestNew(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "f")
-	os.WriteFile(file, nil, 0o644)
-	if _, err := NewFS(Options{ProcRoot: filepath.Join(dir, "missing"), SysRoot: dir}); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing root: %v", err)
-	}
-	if _, err := NewFS(Options{ProcRoot: dir, SysRoot: file}); err == nil {
-		t.Error("file as root accepted")
-	}
-	fs, err := NewFS(Options{ProcRoot: dir, SysRoot: dir})
+	h, err := kernel.Open(kernel.Roots{Proc: dir, Sys: dir, Dev: filepath.Join(dir, "dev")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := fs.sc.(UnixSyscalls); !ok {
-		t.Error("default syscalls")
-	}
-	if k, ok := fs.kmsg.(DevKmsg); !ok || k.Path != "/dev/kmsg" {
-		t.Errorf("default kmsg %#v", fs.kmsg)
+	fs := New(h, Options{})
+	if k, ok := fs.kmsg.(DevKmsg); !ok || k.Path != filepath.Join(dir, "dev", "kmsg") {
+		t.Errorf("default kmsg %#v: want the handle's dev root", fs.kmsg)
 	}
 	if _, err := NewDefaultFS(); err != nil {
 		t.Errorf("NewDefaultFS: %v", err)

@@ -132,7 +132,7 @@ func unescapeKmsg(b []byte) string {
 }
 
 // KmsgSource opens the kernel log positioned after its newest record, so
-// that reading returns only what the kernel logs afterwards. [FS.Load]
+// that reading returns only what the kernel logs afterwards. [Loader.Load]
 // opens it before the syscall and reads it after, to explain failures.
 //
 // Reads return records in /dev/kmsg's text format (see [ParseKmsg]) and

@@ -52,7 +52,7 @@ type LoadResult struct {
 	LogErr error
 }
 
-// LoadError is the error [FS.Load] returns when the kernel refused the
+// LoadError is the error [Loader.Load] returns when the kernel refused the
 // module. It carries the kernel log so that callers can explain why;
 // errors.Is sees through it to the sentinel and the errno.
 type LoadError struct {
@@ -98,9 +98,9 @@ func isTaintNotice(msg string) bool {
 }
 
 // Load loads the module file at path with the given parameters
-// ("name=value ..."). See [FS.LoadFlags].
-func (fs *FS) Load(path, params string) (*LoadResult, error) {
-	return fs.LoadFlags(path, params, 0)
+// ("name=value ..."). See [Loader.LoadFlags].
+func (l *Loader) Load(path, params string) (*LoadResult, error) {
+	return l.LoadFlags(path, params, 0)
 }
 
 // LoadFlags loads the module file at path, like insmod.
@@ -118,14 +118,14 @@ func (fs *FS) Load(path, params string) (*LoadResult, error) {
 //
 // flags are MODULE_INIT_IGNORE_* bits (modprobe --force); init_module
 // cannot carry them, so a fallback with such flags fails with
-// [ErrNotSupported].
+// [ErrInitFlags].
 //
 // Around the syscall the kernel log is captured (see [LoadResult.Log]).
 // On failure the error is a [*LoadError] wrapping a sentinel ([ErrBusy],
 // [ErrInvalid], ...) and the errno. The load of a livepatch module returns
 // as soon as its init finished: the transition runs on asynchronously.
-func (fs *FS) LoadFlags(path, params string, flags int) (*LoadResult, error) {
-	f, err := os.Open(path)
+func (l *Loader) LoadFlags(path, params string, flags int) (*LoadResult, error) {
+	f, err := sysfile.OpenFollow(path)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
@@ -141,9 +141,9 @@ func (fs *FS) LoadFlags(path, params string, flags int) (*LoadResult, error) {
 	}
 
 	var kmsg io.ReadCloser
-	kmsg, res.LogErr = fs.kmsg.OpenKmsg()
+	kmsg, res.LogErr = l.kmsg.OpenKmsg()
 
-	err = fs.load(f, params, flags, res)
+	err = l.load(f, params, flags, res)
 
 	if kmsg != nil {
 		res.Log, res.LogErr = readKmsg(kmsg)
@@ -155,48 +155,52 @@ func (fs *FS) LoadFlags(path, params string, flags int) (*LoadResult, error) {
 }
 
 // load makes the syscalls; it returns translated errors.
-func (fs *FS) load(f *os.File, params string, flags int, res *LoadResult) error {
+func (l *Loader) load(f *os.File, params string, flags int, res *LoadResult) error {
 	fd := int(f.Fd())
 	path := res.Path
 	if res.Compression == "" {
 		res.Method = MethodFinit
-		err := fs.sc.FinitModule(fd, params, flags)
+		err := l.live.FinitModule(fd, params, flags)
 		if !errors.Is(err, unix.ENOSYS) {
 			return mapLoad(err, path)
 		}
-		image, err := sysfile.ReadBytes(path, maxModuleSize)
+		// The image read is the file already open, not the path again.
+		image, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, 0, maxModuleSize+1), maxModuleSize+1))
+		if err == nil && len(image) > maxModuleSize {
+			err = fmt.Errorf("%w (more than %d bytes)", sysfile.ErrTooLarge, maxModuleSize)
+		}
 		if err != nil {
 			return fmt.Errorf("load %s: finit_module unavailable: %w", path, err)
 		}
-		return fs.initModule(image, params, flags, res)
+		return l.initModule(image, params, flags, res)
 	}
 
-	kernelComp, err := fs.Compression()
+	kernelComp, err := l.Compression()
 	if err != nil {
 		kernelComp = "" // unreadable: behave as if unknown and let the kernel decide
 	}
 	if kernelComp == "" || kernelComp == res.Compression {
 		res.Method = MethodFinitCompressed
-		err := fs.sc.FinitModule(fd, params, flags|unix.MODULE_INIT_COMPRESSED_FILE)
+		err := l.live.FinitModule(fd, params, flags|unix.MODULE_INIT_COMPRESSED_FILE)
 		unsupported := errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) ||
 			(kernelComp == "" && errors.Is(err, unix.EINVAL))
 		if !unsupported {
 			return mapLoad(err, path)
 		}
 	}
-	image, err := fs.decompress(path, maxModuleSize)
+	image, err := l.decompress(path, maxModuleSize)
 	if err != nil {
 		return fmt.Errorf("load %s: decompress %s: %w", path, res.Compression, err)
 	}
-	return fs.initModule(image, params, flags, res)
+	return l.initModule(image, params, flags, res)
 }
 
-func (fs *FS) initModule(image []byte, params string, flags int, res *LoadResult) error {
+func (l *Loader) initModule(image []byte, params string, flags int, res *LoadResult) error {
 	res.Method = MethodInit
 	if flags&(unix.MODULE_INIT_IGNORE_MODVERSIONS|unix.MODULE_INIT_IGNORE_VERMAGIC) != 0 {
-		return fmt.Errorf("%w: load %s: init_module cannot ignore vermagic or modversions (flags %#x)", ErrNotSupported, res.Path, flags)
+		return fmt.Errorf("%w: load %s (flags %#x)", ErrInitFlags, res.Path, flags)
 	}
-	return mapLoad(fs.sc.InitModule(image, params), res.Path)
+	return mapLoad(l.live.InitModule(image, params), res.Path)
 }
 
 func mapLoad(err error, path string) error {
@@ -224,12 +228,12 @@ func defaultDecompress(path string, limit int64) ([]byte, error) {
 // [FS.WaitRefcnt] to wait for the reference to drop. Errors wrap
 // [ErrNotLoaded] (ENOENT), [ErrInUse] (EAGAIN, EBUSY) or [ErrPermission]
 // (EPERM), and the errno.
-func (fs *FS) Unload(name string, flags int) error {
+func (l *Loader) Unload(name string, flags int) error {
 	name, err := cleanName(name)
 	if err != nil {
 		return fmt.Errorf("unload: %w", err)
 	}
-	if err := fs.sc.DeleteModule(name, flags|unix.O_NONBLOCK); err != nil {
+	if err := l.live.DeleteModule(name, flags|unix.O_NONBLOCK); err != nil {
 		return deleteErrno(err, name)
 	}
 	return nil

@@ -3,6 +3,7 @@ package kmod
 import (
 	"errors"
 	"fmt"
+	"github.com/klp-project/klp/kernel"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,9 +58,20 @@ func (m memKmsg) OpenKmsg() (io.ReadCloser, error) {
 }
 
 type loadEnv struct {
-	fs  *FS
+	fs  *Loader
 	sc  *scripted
 	dir string
+}
+
+// simulated returns a Live handle on dir's proc and sys whose module
+// syscalls and attribute writes go to the given seams.
+func simulated(t *testing.T, dir string, sc kernel.ModuleSyscalls, attr kernel.AttrWriter) *kernel.Live {
+	t.Helper()
+	h, err := kernel.Open(kernel.Roots{Proc: filepath.Join(dir, "proc"), Sys: filepath.Join(dir, "sys"), Dev: filepath.Join(dir, "dev")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel.Simulate(h, kernel.Seams{Modules: sc, Attr: attr})
 }
 
 func newLoadEnv(t *testing.T, kernelCompression string, kmsg KmsgSource) *loadEnv {
@@ -74,9 +86,8 @@ func newLoadEnv(t *testing.T, kernelCompression string, kmsg KmsgSource) *loadEn
 	if kmsg == nil {
 		kmsg = memKmsg{}
 	}
-	fs, err := NewFS(Options{
-		ProcRoot: filepath.Join(dir, "proc"), SysRoot: filepath.Join(dir, "sys"), DevRoot: filepath.Join(dir, "dev"),
-		Syscalls: sc, Kmsg: kmsg,
+	fs := NewLoader(simulated(t, dir, sc, nil), Options{
+		Kmsg: kmsg,
 		Decompress: func(path string, limit int64) ([]byte, error) {
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -85,9 +96,6 @@ func newLoadEnv(t *testing.T, kernelCompression string, kmsg KmsgSource) *loadEn
 			return append([]byte("unpacked:"), b[6:]...), nil
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &loadEnv{fs: fs, sc: sc, dir: dir}
 }
 
@@ -135,7 +143,7 @@ func TestLoadPaths(t *testing.T) {
 		{name: "compressed, unknown kernel support, works", content: xzMagic + "x",
 			wantCalls: []string{`finit("p=1", 0x4)`}, wantMethod: MethodFinitCompressed},
 		{name: "fallback cannot carry ignore flags", content: xzMagic + "x", kernelComp: "gzip", flags: unix.MODULE_INIT_IGNORE_VERMAGIC,
-			wantMethod: MethodInit, wantErr: ErrNotSupported},
+			wantMethod: MethodInit, wantErr: ErrInitFlags},
 		{name: "ignore flags are passed to finit", content: "\x7fELF", flags: unix.MODULE_INIT_IGNORE_MODVERSIONS,
 			wantCalls: []string{`finit("p=1", 0x1)`}, wantMethod: MethodFinit},
 	} {

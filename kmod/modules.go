@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/klp-project/klp/internal/sysfile"
 	"io"
 	iofs "io/fs"
 	"strconv"
@@ -69,7 +68,7 @@ const maxProcModules = 8 << 20
 // Modules reads /proc/modules.
 func (fs *FS) Modules() (Modules, error) {
 	path := fs.procPath("modules")
-	data, err := sysfile.ReadBytes(path, maxProcModules)
+	data, err := fs.k.ReadBytes(path, maxProcModules)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/klp-project/klp/internal/sysfile"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +26,7 @@ func (fs *FS) Refcnt(name string) (int, error) {
 		return 0, err
 	}
 	path := fs.modulePath(name, "refcnt")
-	s, err := sysfile.ReadString(path)
+	s, err := fs.k.ReadString(path)
 	if err != nil {
 		if isNotExist(err) {
 			return 0, fmt.Errorf("%w: %s: %w", ErrNotLoaded, name, err)
@@ -63,7 +61,7 @@ func (fs *FS) moduleAttr(name, attr string) (string, error) {
 		return "", err
 	}
 	path := fs.modulePath(name, attr)
-	s, err := sysfile.ReadString(path)
+	s, err := fs.k.ReadString(path)
 	if err != nil {
 		if isNotExist(err) {
 			return "", fmt.Errorf("%w: %s: %w", ErrNotLoaded, name, err)
@@ -81,7 +79,7 @@ func (fs *FS) Holders(name string) ([]string, error) {
 		return nil, err
 	}
 	path := fs.modulePath(name, "holders")
-	ents, err := os.ReadDir(path)
+	ents, err := fs.k.ReadDir(path)
 	if err != nil {
 		if isNotExist(err) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrNotLoaded, name, err)
@@ -106,11 +104,11 @@ func (fs *FS) Parameters(name string) (map[string]string, error) {
 		return nil, err
 	}
 	dir := fs.modulePath(name, "parameters")
-	ents, err := os.ReadDir(dir)
+	ents, err := fs.k.ReadDir(dir)
 	out := map[string]string{}
 	if err != nil {
 		if isNotExist(err) {
-			if _, serr := os.Stat(fs.modulePath(name)); serr == nil {
+			if fs.k.IsDir(fs.modulePath(name)) {
 				return out, nil
 			}
 			return nil, fmt.Errorf("%w: %s: %w", ErrNotLoaded, name, err)
@@ -118,7 +116,7 @@ func (fs *FS) Parameters(name string) (map[string]string, error) {
 		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	for _, e := range ents {
-		v, err := sysfile.ReadString(fs.modulePath(name, "parameters", e.Name()))
+		v, err := fs.k.ReadString(fs.modulePath(name, "parameters", e.Name()))
 		if err != nil {
 			continue // EACCES for write-only or root-only parameters
 		}
@@ -128,11 +126,11 @@ func (fs *FS) Parameters(name string) (map[string]string, error) {
 }
 
 // SetParameter writes value to /sys/module/<name>/parameters/<param>, as
-// `echo value > ...` does, through the FS's [AttrWriter]. Only parameters
+// `echo value > ...` does, through the handle's attribute writer. Only parameters
 // declared writable (mode 0644/0200) can be set at run time; the kernel
 // answers EACCES (open) for others and EINVAL for a value the parameter
 // type rejects. The errno stays reachable through errors.Is.
-func (fs *FS) SetParameter(name, param, value string) error {
+func (l *Loader) SetParameter(name, param, value string) error {
 	name, err := cleanName(name)
 	if err != nil {
 		return err
@@ -140,10 +138,10 @@ func (fs *FS) SetParameter(name, param, value string) error {
 	if param == "" || strings.ContainsAny(param, "/\x00") || param == "." || param == ".." {
 		return fmt.Errorf("set parameter %s: invalid parameter name %q", name, param)
 	}
-	path := fs.modulePath(name, "parameters", param)
-	if err := fs.attr.WriteAttr(path, value); err != nil {
+	path := l.modulePath(name, "parameters", param)
+	if err := l.live.WriteAttr(path, value); err != nil {
 		if isNotExist(err) {
-			if _, serr := os.Stat(fs.modulePath(name)); serr != nil {
+			if !l.k.IsDir(l.modulePath(name)) {
 				return fmt.Errorf("%w: set parameter %s.%s: %w", ErrNotLoaded, name, param, err)
 			}
 		}
@@ -158,7 +156,7 @@ func (fs *FS) SetParameter(name, param, value string) error {
 // returns "" when the file is absent.
 func (fs *FS) Compression() (string, error) {
 	path := fs.sysPath("module", "compression")
-	s, err := sysfile.ReadString(path)
+	s, err := fs.k.ReadString(path)
 	if err != nil {
 		if isNotExist(err) {
 			return "", nil

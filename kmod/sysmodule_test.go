@@ -27,7 +27,7 @@ func (r *recorder) WriteAttr(path, value string) error {
 	return r.err
 }
 
-func sysTree(t *testing.T, files map[string]string) (*FS, string, *recorder) {
+func sysTree(t *testing.T, files map[string]string) (*Loader, string, *recorder) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "proc"), 0o755)
 	os.MkdirAll(filepath.Join(dir, "sys"), 0o755)
@@ -43,11 +43,7 @@ func sysTree(t *testing.T, files map[string]string) (*FS, string, *recorder) {
 		}
 	}
 	rec := &recorder{}
-	fs, err := NewFS(Options{ProcRoot: filepath.Join(dir, "proc"), SysRoot: filepath.Join(dir, "sys"), Attr: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fs, dir, rec
+	return NewLoader(simulated(t, dir, nil, rec), Options{}), dir, rec
 }
 
 func TestSysModule(t *testing.T) {
@@ -173,25 +169,5 @@ func TestWaitRefcnt(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "sys/module/p"))
 	if err := fs.WaitRefcnt(t.Context(), "p", 0); !errors.Is(err, ErrNotLoaded) {
 		t.Errorf("module gone: %v", err)
-	}
-}
-
-func TestFileAttrWriter(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "enabled")
-	os.WriteFile(p, []byte("1\n"), 0o644)
-	if err := (FileAttrWriter{}).WriteAttr(p, "0"); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(p); string(b) != "0" {
-		t.Errorf("content %q", b)
-	}
-	err := (FileAttrWriter{}).WriteAttr(filepath.Join(dir, "missing"), "1")
-	var pe *os.PathError
-	if !errors.Is(err, os.ErrNotExist) || !errors.As(err, &pe) || pe.Op != "open" {
-		t.Errorf("err = %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Error("WriteAttr created a file")
 	}
 }

@@ -6,36 +6,25 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 	"golang.org/x/sys/unix"
 )
 
-// AttrWriter is the seam through which attribute writes reach the kernel.
-// The kernel refuses a bad value in write(2) with an errno, which a file in
-// a test tree cannot do, so tests substitute a fake kernel. WriteAttr writes
-// value in one write(2) without creating the file, and returns errors that
-// keep the errno reachable (errors.Is(err, unix.EINVAL)).
-type AttrWriter interface {
-	WriteAttr(path, value string) error
+// Control changes the live patching state of the running kernel: it is an
+// [FS] on a [kernel.Live] handle, so it exists only for the kernel klp runs
+// on (or a test double of it), never for a copied tree or a snapshot.
+type Control struct {
+	FS
+	live *kernel.Live
 }
 
-type fileWriter struct{}
-
-func (fileWriter) WriteAttr(path, value string) error { return sysfile.WriteString(path, value) }
-
-// WithWriter returns a copy of fs whose attribute writes go through w.
-func (fs FS) WithWriter(w AttrWriter) FS {
-	fs.writer = w
-	return fs
+// NewControl returns the control of the kernel l stands for.
+func NewControl(l *kernel.Live) Control {
+	return Control{FS: New(l.Handle), live: l}
 }
 
-func (fs FS) write(path, value string) error {
-	w := fs.writer
-	if w == nil {
-		w = fileWriter{}
-	}
-	return w.WriteAttr(path, value)
-}
+// Live returns the handle the control acts through.
+func (c Control) Live() *kernel.Live { return c.live }
 
 var (
 	// ErrTransitionInProgress reports that another patch is in transition;
@@ -50,8 +39,6 @@ var (
 	// ErrReenableUnsupported reports an attempt to enable a disabled patch
 	// on a kernel (5.1 and later) that frees a patch once it is disabled.
 	ErrReenableUnsupported = errors.New("this kernel cannot re-enable a disabled patch")
-	// ErrPermission reports a write refused for lack of privilege.
-	ErrPermission = errors.New("permission denied (root is required)")
 	// ErrUnsupportedAttr reports a write to an attribute this kernel lacks
 	// (signal after 5.0, force before 4.15).
 	ErrUnsupportedAttr = errors.New("attribute not supported by this kernel")
@@ -61,28 +48,29 @@ var (
 // itself in transition (patching), that reverses the transition.
 // Errors: [ErrNotFound], [ErrAlreadyInState], [ErrTransitionInProgress]
 // (another patch is in transition), [ErrPermission].
-func (fs FS) Disable(name string) error {
-	return fs.setEnabled(name, false)
+func (c Control) Disable(name string) error {
+	return c.setEnabled(name, false)
 }
 
 // Enable writes 1 to enabled. While the patch is unpatching, that reverses
 // the transition. Re-enabling a disabled patch is possible only on kernels
 // before 5.1, where a disabled patch stays registered; later kernels refuse
 // with EINVAL, reported as [ErrReenableUnsupported].
-func (fs FS) Enable(name string) error {
-	return fs.setEnabled(name, true)
+func (c Control) Enable(name string) error {
+	return c.setEnabled(name, true)
 }
 
-func (fs FS) setEnabled(name string, on bool) error {
-	p, err := fs.Patch(name)
+func (c Control) setEnabled(name string, on bool) error {
+	p, err := c.Patch(name)
 	if err != nil {
 		return err
 	}
+	name = p.Name
 	verb, value := "disable", "0"
 	if on {
 		verb, value = "enable", "1"
 	}
-	err = fs.write(filepath.Join(fs.SysPath(livepatchDir, name), "enabled"), value)
+	err = c.live.WriteAttr(filepath.Join(c.SysPath(livepatchDir, name), "enabled"), value)
 	if err == nil {
 		return nil
 	}
@@ -106,29 +94,30 @@ func (fs FS) setEnabled(name string, on bool) error {
 // lets the module go afterwards (it keeps its reference), so callers must
 // make the user confirm. Errors: [ErrNotInTransition], [ErrUnsupportedAttr]
 // (before 4.15), [ErrPermission].
-func (fs FS) Force(name string) error {
-	return fs.writeTransitionAttr(name, "force")
+func (c Control) Force(name string) error {
+	return c.writeTransitionAttr(name, "force")
 }
 
 // Signal writes 1 to signal, which sends a fake signal to the tasks that
 // have not switched. Only kernels 4.15 to 5.0 have the attribute; later
 // ones signal every 15 seconds by themselves ([ErrUnsupportedAttr]).
-func (fs FS) Signal(name string) error {
-	return fs.writeTransitionAttr(name, "signal")
+func (c Control) Signal(name string) error {
+	return c.writeTransitionAttr(name, "signal")
 }
 
-func (fs FS) writeTransitionAttr(name, attr string) error {
-	dir, err := fs.PatchPath(name)
+func (c Control) writeTransitionAttr(name, attr string) error {
+	dir, err := c.PatchPath(name)
 	if err != nil {
 		return err
 	}
-	if !sysfile.Exists(dir) {
+	name = filepath.Base(dir)
+	if !c.k.Exists(dir) {
 		return fmt.Errorf("%s %s: %w", attr, name, ErrNotFound)
 	}
-	if !sysfile.Exists(filepath.Join(dir, attr)) {
+	if !c.k.Exists(filepath.Join(dir, attr)) {
 		return fmt.Errorf("%s %s: %w", attr, name, ErrUnsupportedAttr)
 	}
-	err = fs.write(filepath.Join(dir, attr), "1")
+	err = c.live.WriteAttr(filepath.Join(dir, attr), "1")
 	switch {
 	case err == nil:
 		return nil

@@ -13,14 +13,10 @@ import (
 // onFake returns a livepatch view of a fake kernel whose writes go to it,
 // with the named patches loaded (the first left in transition when a task
 // blocks it).
-func onFake(t *testing.T, f fakekernel.Features, names ...string) (*fakekernel.Kernel, livepatch.FS) {
+func onFake(t *testing.T, f fakekernel.Features, names ...string) (*fakekernel.Kernel, livepatch.Control) {
 	t.Helper()
 	k := fakekernel.New(t, fakekernel.Options{Features: f})
-	fs, err := livepatch.NewFS(k.SysRoot(), k.ProcRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod := k.FS(t)
+	mod := k.Loader()
 	for _, n := range names {
 		k.SetSymbol("vmlinux", "f_"+n, 1)
 		path := k.AddModule(t, fakekernel.Module{Name: n, Livepatch: &fakekernel.Patch{
@@ -30,7 +26,7 @@ func onFake(t *testing.T, f fakekernel.Features, names ...string) (*fakekernel.K
 		}
 		k.Settle(10)
 	}
-	return k, fs.WithWriter(k)
+	return k, livepatch.NewControl(k.Live())
 }
 
 func TestDisableErrors(t *testing.T) {

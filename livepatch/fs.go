@@ -2,11 +2,8 @@ package livepatch
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 )
 
 const (
@@ -19,29 +16,27 @@ const (
 	kgraftDir    = "kernel/kgraft"
 )
 
-// FS is a view of the kernel's live patching state under a sysfs root and a
-// procfs root. The zero value is not usable; build one with [NewFS].
+// FS is a read-only view of the kernel's live patching state through a
+// [kernel.Handle]: the running kernel, a copied tree, a snapshot or a test
+// double. What changes the state is on [Control], which only the running
+// kernel's handle gives. The zero value is not usable; build one with [New].
 type FS struct {
-	sys    string
-	proc   string
-	writer AttrWriter // nil: write the files
+	k *kernel.Handle
 }
 
-// NewFS returns an FS rooted at the given sysfs and procfs mount points. Both
-// must be existing directories; a missing root is reported as
-// [ErrMountPoint] naming the path, because a typo in --sysfs must not look
-// like "no patches loaded".
+// New returns the live patching view of the kernel h stands for.
+func New(h *kernel.Handle) FS { return FS{k: h} }
+
+// NewFS returns an FS reading the given sysfs and procfs roots (a
+// convenience for [kernel.Open] and [New]). Both must be existing
+// directories; a missing root is reported as [ErrMountPoint] naming the
+// path, because a typo in --sysfs must not look like "no patches loaded".
 func NewFS(sysRoot, procRoot string) (FS, error) {
-	for _, root := range []string{sysRoot, procRoot} {
-		fi, err := os.Stat(root)
-		if err != nil {
-			return FS{}, fmt.Errorf("%w: %w", ErrMountPoint, err)
-		}
-		if !fi.IsDir() {
-			return FS{}, fmt.Errorf("%w: %s is not a directory", ErrMountPoint, root)
-		}
+	h, err := kernel.Open(kernel.Roots{Sys: sysRoot, Proc: procRoot})
+	if err != nil {
+		return FS{}, err
 	}
-	return FS{sys: filepath.Clean(sysRoot), proc: filepath.Clean(procRoot)}, nil
+	return New(h), nil
 }
 
 // NewDefaultFS returns an FS for the running kernel (/sys and /proc).
@@ -49,32 +44,27 @@ func NewDefaultFS() (FS, error) {
 	return NewFS(DefaultSysMountPoint, DefaultProcMountPoint)
 }
 
-// SysRoot returns the sysfs root this FS reads.
-func (fs FS) SysRoot() string { return fs.sys }
-
-// ProcRoot returns the procfs root this FS reads.
-func (fs FS) ProcRoot() string { return fs.proc }
+// Kernel returns the handle the FS reads through.
+func (fs FS) Kernel() *kernel.Handle { return fs.k }
 
 // SysPath joins path elements under the sysfs root.
-func (fs FS) SysPath(elem ...string) string {
-	return filepath.Join(append([]string{fs.sys}, elem...)...)
-}
+func (fs FS) SysPath(elem ...string) string { return fs.k.SysPath(elem...) }
 
 // ProcPath joins path elements under the procfs root.
-func (fs FS) ProcPath(elem ...string) string {
-	return filepath.Join(append([]string{fs.proc}, elem...)...)
-}
+func (fs FS) ProcPath(elem ...string) string { return fs.k.ProcPath(elem...) }
 
 // LivepatchPath returns the path of /sys/kernel/livepatch.
 func (fs FS) LivepatchPath() string { return fs.SysPath(livepatchDir) }
 
 // PatchPath returns the sysfs directory of the named patch, after checking
-// that the name cannot escape it.
+// that the name can be a module name (so it cannot escape the directory).
+// The name may be spelt with '-' or '_' (see [kernel.ModuleName]).
 func (fs FS) PatchPath(name string) (string, error) {
-	if err := ValidateName(name); err != nil {
+	clean, err := kernel.CleanModuleName(name)
+	if err != nil {
 		return "", err
 	}
-	return fs.SysPath(livepatchDir, name), nil
+	return fs.SysPath(livepatchDir, clean), nil
 }
 
 // Interface names the kernel interface for live patching.
@@ -94,27 +84,19 @@ const (
 // the test of support.
 func (fs FS) Interface() Interface {
 	switch {
-	case sysfile.Exists(fs.SysPath(livepatchDir)):
+	case fs.k.Exists(fs.SysPath(livepatchDir)):
 		return InterfaceLivepatch
-	case sysfile.Exists(fs.SysPath(kgraftDir)):
+	case fs.k.Exists(fs.SysPath(kgraftDir)):
 		return InterfaceKGraft
 	}
 	return InterfaceNone
 }
 
-// ValidateName checks that name can be a kernel module or patch name, so
-// that joining it to a sysfs path cannot leave the intended directory.
-// Kernel module names are at most 55 bytes (MODULE_NAME_LEN - 1).
-func ValidateName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: empty name", ErrInvalidName)
-	case name == "." || name == ".." || strings.Contains(name, ".."):
-		return fmt.Errorf("%w %q: must not contain \"..\"", ErrInvalidName, name)
-	case strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("%w %q: must not contain \"/\"", ErrInvalidName, name)
-	case len(name) > 55:
-		return fmt.Errorf("%w %q: longer than 55 bytes", ErrInvalidName, name)
-	}
-	return nil
+// ValidateName checks that name can be a live patch name: a patch is named
+// after its module, so this is [kernel.ValidateModuleName].
+func ValidateName(name string) error { return kernel.ValidateModuleName(name) }
+
+// errNotSupported is the error of a read on a kernel without the interface.
+func (fs FS) errNotSupported() error {
+	return fmt.Errorf("%w: %s does not exist", ErrNotSupported, fs.LivepatchPath())
 }

@@ -50,8 +50,8 @@ func TestNewFSCleansRoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs.SysRoot() != dir || fs.ProcRoot() != dir {
-		t.Errorf("roots = %q, %q, want %q", fs.SysRoot(), fs.ProcRoot(), dir)
+	if r := fs.Kernel().Roots(); r.Sys != dir || r.Proc != dir {
+		t.Errorf("roots = %q, %q, want %q", r.Sys, r.Proc, dir)
 	}
 	if got, want := fs.LivepatchPath(), filepath.Join(dir, "kernel/livepatch"); got != want {
 		t.Errorf("LivepatchPath() = %q, want %q", got, want)

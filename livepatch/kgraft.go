@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 )
 
 // KGraftPatch is one patch of the SLE 12 kGraft interface:
@@ -48,8 +48,8 @@ const (
 
 // KGraftInProgress reads /sys/kernel/kgraft/in_progress.
 func (fs FS) KGraftInProgress() (bool, error) {
-	v, err := sysfile.ReadBool(fs.SysPath(kgraftDir, "in_progress"))
-	if errors.Is(err, os.ErrNotExist) && !sysfile.Exists(fs.SysPath(kgraftDir)) {
+	v, err := fs.k.ReadBool(fs.SysPath(kgraftDir, "in_progress"))
+	if errors.Is(err, os.ErrNotExist) && !fs.k.Exists(fs.SysPath(kgraftDir)) {
 		return false, fmt.Errorf("%w: %s does not exist", ErrNotSupported, fs.SysPath(kgraftDir))
 	}
 	if err != nil {
@@ -61,7 +61,7 @@ func (fs FS) KGraftInProgress() (bool, error) {
 // KGraftPatches lists the kGraft patches in name order.
 func (fs FS) KGraftPatches() ([]KGraftPatch, error) {
 	dir := fs.SysPath(kgraftDir)
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.k.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s does not exist", ErrNotSupported, dir)
@@ -70,10 +70,10 @@ func (fs FS) KGraftPatches() ([]KGraftPatch, error) {
 	}
 	var patches []KGraftPatch
 	for _, e := range entries {
-		if !isDir(dir, e) {
+		if !fs.k.IsDirEntry(dir, e) {
 			continue
 		}
-		p, err := readKGraftPatch(filepath.Join(dir, e.Name()), e.Name())
+		p, err := fs.readKGraftPatch(filepath.Join(dir, e.Name()), e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -82,16 +82,16 @@ func (fs FS) KGraftPatches() ([]KGraftPatch, error) {
 	return patches, nil
 }
 
-func readKGraftPatch(dir, name string) (KGraftPatch, error) {
+func (fs FS) readKGraftPatch(dir, name string) (KGraftPatch, error) {
 	p := KGraftPatch{Name: name, Active: true}
 	var err error
-	if p.Refs, err = optionalInt(filepath.Join(dir, "refs")); err != nil {
+	if p.Refs, err = fs.optionalInt(filepath.Join(dir, "refs")); err != nil {
 		return p, fmt.Errorf("read kgraft patch %s: %w", name, err)
 	}
-	if p.ReplaceAll, err = optionalBool(filepath.Join(dir, "replace_all")); err != nil {
+	if p.ReplaceAll, err = fs.optionalBool(filepath.Join(dir, "replace_all")); err != nil {
 		return p, fmt.Errorf("read kgraft patch %s: %w", name, err)
 	}
-	b, err := sysfile.ReadBytes(filepath.Join(dir, "state"), sysfile.MaxAttrSize)
+	b, err := fs.k.ReadBytes(filepath.Join(dir, "state"), kernel.MaxAttrSize)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return p, nil

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,16 +81,18 @@ func (f Function) DirName() string {
 // live patching it returns [ErrNotSupported]. An empty list is not an error.
 func (fs FS) Patches() ([]Patch, error) {
 	dir := fs.LivepatchPath()
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.k.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s does not exist", ErrNotSupported, dir)
+			return nil, fs.errNotSupported()
 		}
 		return nil, fmt.Errorf("list patches: %w", err)
 	}
 	patches := make([]Patch, 0, len(entries))
 	for _, e := range entries {
-		if !isDir(dir, e) {
+		if !fs.k.IsDirEntry(dir, e) || kernel.ValidateModuleName(e.Name()) != nil {
+			// Not a patch directory: a file in a copied tree, or a
+			// name the kernel cannot have made.
 			continue
 		}
 		p, err := fs.readPatch(filepath.Join(dir, e.Name()), e.Name())
@@ -107,16 +109,18 @@ func (fs FS) Patches() ([]Patch, error) {
 	return patches, nil
 }
 
-// Patch returns the named patch, or [ErrNotFound].
+// Patch returns the named patch, or [ErrNotFound]. The name may be spelt
+// with '-' or '_' (the kernel's name rule); the patch returned carries the
+// kernel's spelling.
 func (fs FS) Patch(name string) (Patch, error) {
 	dir, err := fs.PatchPath(name)
 	if err != nil {
 		return Patch{}, err
 	}
-	if !sysfile.Exists(fs.LivepatchPath()) {
-		return Patch{}, fmt.Errorf("%w: %s does not exist", ErrNotSupported, fs.LivepatchPath())
+	if !fs.k.Exists(fs.LivepatchPath()) {
+		return Patch{}, fs.errNotSupported()
 	}
-	return fs.readPatch(dir, name)
+	return fs.readPatch(dir, filepath.Base(dir))
 }
 
 // TransitionPatch returns the patch in transition, or nil when none is.
@@ -135,7 +139,7 @@ func (fs FS) TransitionPatch(patches []Patch) *Patch {
 // its attributes then fail with ENODEV before the files go; both mean the
 // patch is gone, [ErrNotFound], not that the tree is broken.
 func (fs FS) readPatch(dir, name string) (Patch, error) {
-	p, err := readPatchFiles(dir, name)
+	p, err := fs.readPatchFiles(dir, name)
 	if err != nil && !errors.Is(err, ErrNotFound) && (errors.Is(err, unix.ENODEV) || errors.Is(err, errVanished)) {
 		return Patch{}, fmt.Errorf("%w: %s (being removed)", ErrNotFound, name)
 	}
@@ -145,27 +149,27 @@ func (fs FS) readPatch(dir, name string) (Patch, error) {
 // errVanished marks a file that existed a moment ago in a patch directory.
 var errVanished = errors.New("vanished")
 
-func readPatchFiles(dir, name string) (Patch, error) {
+func (fs FS) readPatchFiles(dir, name string) (Patch, error) {
 	p := Patch{Name: name}
-	enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
-	if errors.Is(err, os.ErrNotExist) && sysfile.Exists(dir) {
+	enabled, err := fs.k.ReadBool(filepath.Join(dir, "enabled"))
+	if errors.Is(err, os.ErrNotExist) && fs.k.Exists(dir) {
 		// kobject_add creates the directory before its attributes: a
 		// patch being loaded right now can show without enabled for an
 		// instant. Look once more before calling the tree broken.
 		time.Sleep(10 * time.Millisecond)
-		enabled, err = sysfile.ReadBool(filepath.Join(dir, "enabled"))
+		enabled, err = fs.k.ReadBool(filepath.Join(dir, "enabled"))
 	}
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && !sysfile.Exists(dir) {
+		if errors.Is(err, os.ErrNotExist) && !fs.k.Exists(dir) {
 			return Patch{}, fmt.Errorf("%w: %s", ErrNotFound, name)
 		}
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
 	}
 	p.Enabled = enabled
-	if p.Transition, err = optionalBool(filepath.Join(dir, "transition")); err != nil {
+	if p.Transition, err = fs.optionalBool(filepath.Join(dir, "transition")); err != nil {
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
 	}
-	replace, err := optionalInt(filepath.Join(dir, "replace"))
+	replace, err := fs.optionalInt(filepath.Join(dir, "replace"))
 	if err != nil {
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
 	}
@@ -173,21 +177,21 @@ func readPatchFiles(dir, name string) (Patch, error) {
 		r := *replace != 0
 		p.Replace = &r
 	}
-	if p.StackOrder, err = optionalInt(filepath.Join(dir, "stack_order")); err != nil {
+	if p.StackOrder, err = fs.optionalInt(filepath.Join(dir, "stack_order")); err != nil {
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
 	}
-	p.HasForce = sysfile.Exists(filepath.Join(dir, "force"))
-	p.HasSignal = sysfile.Exists(filepath.Join(dir, "signal"))
+	p.HasForce = fs.k.Exists(filepath.Join(dir, "force"))
+	p.HasSignal = fs.k.Exists(filepath.Join(dir, "signal"))
 
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.k.ReadDir(dir)
 	if err != nil {
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, vanished(err))
 	}
 	for _, e := range entries {
-		if !isDir(dir, e) {
+		if !fs.k.IsDirEntry(dir, e) {
 			continue
 		}
-		obj, err := readObject(filepath.Join(dir, e.Name()), e.Name())
+		obj, err := fs.readObject(filepath.Join(dir, e.Name()), e.Name())
 		if err != nil {
 			return Patch{}, fmt.Errorf("read patch %s: %w", name, vanished(err))
 		}
@@ -196,18 +200,18 @@ func readPatchFiles(dir, name string) (Patch, error) {
 	return p, nil
 }
 
-func readObject(dir, name string) (Object, error) {
+func (fs FS) readObject(dir, name string) (Object, error) {
 	obj := Object{Name: name}
 	var err error
-	if obj.Patched, err = optionalBool(filepath.Join(dir, "patched")); err != nil {
+	if obj.Patched, err = fs.optionalBool(filepath.Join(dir, "patched")); err != nil {
 		return Object{}, err
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.k.ReadDir(dir)
 	if err != nil {
 		return Object{}, fmt.Errorf("read object %s: %w", name, err)
 	}
 	for _, e := range entries {
-		if !isDir(dir, e) {
+		if !fs.k.IsDirEntry(dir, e) {
 			continue
 		}
 		f, err := parseFunctionDir(e.Name())
@@ -244,20 +248,8 @@ func vanished(err error) error {
 	return err
 }
 
-func isDir(parent string, e os.DirEntry) bool {
-	if e.IsDir() {
-		return true
-	}
-	// A snapshot tree may hold symlinks where sysfs has directories.
-	if e.Type()&os.ModeSymlink != 0 {
-		fi, err := os.Stat(filepath.Join(parent, e.Name()))
-		return err == nil && fi.IsDir()
-	}
-	return false
-}
-
-func optionalBool(path string) (*bool, error) {
-	v, err := sysfile.ReadBool(path)
+func (fs FS) optionalBool(path string) (*bool, error) {
+	v, err := fs.k.ReadBool(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -267,8 +259,8 @@ func optionalBool(path string) (*bool, error) {
 	return &v, nil
 }
 
-func optionalInt(path string) (*int, error) {
-	v, err := sysfile.ReadInt(path)
+func (fs FS) optionalInt(path string) (*int, error) {
+	v, err := fs.k.ReadInt(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

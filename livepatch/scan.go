@@ -3,6 +3,7 @@ package livepatch
 import (
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"runtime"
 	"sort"
 	"sync"
@@ -99,11 +100,19 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		workers = min(runtime.GOMAXPROCS(0), 8)
 	}
 
-	procfd, err := unix.Open(fs.proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	proc, osDir := fs.k.ProcDir()
+	if !osDir {
+		return fs.scanFiles(file, opts.Processes, visit)
+	}
+	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return ScanStats{}, fmt.Errorf("scan tasks: open %s: %w", fs.proc, err)
+		return ScanStats{}, fmt.Errorf("scan tasks: open %s: %w", proc, err)
 	}
 	defer unix.Close(procfd)
+	// The running kernel's procfs holds only what the kernel made; a copied
+	// tree may hold a device where a patch_state file should be, so there
+	// each file's type is checked on its descriptor before it is read.
+	checkType := !fs.k.KernelFS()
 
 	q := newWorkQueue(workers)
 	results := make([]ScanStats, workers)
@@ -112,7 +121,8 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		wg.Add(1)
 		go func(st *ScanStats) {
 			defer wg.Done()
-			s := newScanner(fs.proc, procfd, file, opts.Processes, visit, st, q)
+			s := newScanner(proc, procfd, file, opts.Processes, visit, st, q)
+			s.checkType = checkType
 			for {
 				item, ok := q.pop()
 				if !ok {
@@ -141,7 +151,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		return a.PID < b.PID || a.PID == b.PID && a.TID < b.TID
 	})
 	if walkErr != nil {
-		return total, fmt.Errorf("scan tasks: read %s: %w", fs.proc, walkErr)
+		return total, fmt.Errorf("scan tasks: read %s: %w", proc, walkErr)
 	}
 	return total, nil
 }
@@ -223,6 +233,7 @@ type scanner struct {
 	file      string
 	processes bool
 	visit     func(TaskState)
+	checkType bool // fstat each file: the tree is not the kernel's procfs
 	stats     *ScanStats
 	path      []byte // NUL-terminated relative path, reused
 	val       [32]byte
@@ -251,7 +262,7 @@ func (s *scanner) scan(it workItem) {
 	}
 	s.path = appendInt(s.path[:0], int(it.pid))
 	s.path = append(s.path, "/task"...)
-	taskfd, err := openat(s.procfd, s.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	taskfd, err := openat(s.procfd, s.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
 	if err != nil {
 		s.fail(int(it.pid), 0, fmt.Sprintf("%d/task", it.pid), err)
 		return
@@ -270,7 +281,7 @@ func (s *scanner) scanPID(pid int) {
 	}
 	s.path = appendInt(s.path[:0], pid)
 	s.path = append(s.path, "/task"...)
-	taskfd, err := openat(s.procfd, s.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	taskfd, err := openat(s.procfd, s.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
 	if err != nil {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)
 		return
@@ -302,12 +313,25 @@ func (s *scanner) scanTIDs(taskfd, pid int, tids []int32) {
 	}
 }
 
-// readTask reads s.path relative to dirfd.
+// readTask reads s.path relative to dirfd. O_NONBLOCK and O_NOFOLLOW cost
+// nothing on procfs and keep a FIFO or a link planted in a copied tree from
+// blocking the scan or leading it elsewhere.
 func (s *scanner) readTask(dirfd, pid, tid int) {
-	fd, err := openat(dirfd, s.path, unix.O_RDONLY|unix.O_CLOEXEC)
+	fd, err := openat(dirfd, s.path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOCTTY)
 	if err != nil {
 		s.fail(pid, tid, s.relPath(pid, tid), err)
 		return
+	}
+	if s.checkType {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			rawClose(fd)
+			if err == nil {
+				err = ErrNotRegular
+			}
+			s.fail(pid, tid, s.relPath(pid, tid), err)
+			return
+		}
 	}
 	n, err := rawRead(fd, s.val[:])
 	rawClose(fd)
@@ -488,4 +512,61 @@ func parseID(name []byte) (int32, bool) {
 		return 0, false
 	}
 	return int32(n), true
+}
+
+// scanFiles is ScanTasks for a handle whose files are not host directories
+// (a snapshot archive): the same walk through the handle's own reads.
+func (fs FS) scanFiles(file string, processes bool, visit func(TaskState)) (ScanStats, error) {
+	var st ScanStats
+	proc := fs.k.Roots().Proc
+	entries, err := fs.k.ReadDir(proc)
+	if err != nil {
+		return st, fmt.Errorf("scan tasks: read %s: %w", proc, err)
+	}
+	read := func(pid, tid int, path string) {
+		b, err := fs.k.ReadPrefix(path, 32)
+		if err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				st.Exited++
+				return
+			}
+			st.Unreadable = append(st.Unreadable, TaskError{PID: pid, TID: tid, Path: path, Err: err})
+			return
+		}
+		v, ok := parseStateBytes(b)
+		if !ok {
+			st.Unreadable = append(st.Unreadable, TaskError{PID: pid, TID: tid, Path: path, Err: fmt.Errorf("%w %q: want -1, 0 or 1", ErrParse, b)})
+			return
+		}
+		st.Tasks++
+		visit(TaskState{PID: pid, TID: tid, State: PatchState(v)})
+	}
+	for _, e := range entries {
+		pid32, ok := parseID([]byte(e.Name()))
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pid := int(pid32)
+		if processes {
+			read(pid, pid, fs.ProcPath(e.Name(), file))
+			continue
+		}
+		tasks, err := fs.k.ReadDir(fs.ProcPath(e.Name(), "task"))
+		if err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				st.Exited++
+				continue
+			}
+			st.Unreadable = append(st.Unreadable, TaskError{PID: pid, Path: fs.ProcPath(e.Name(), "task"), Err: err})
+			continue
+		}
+		for _, t := range tasks {
+			tid, ok := parseID([]byte(t.Name()))
+			if !ok {
+				continue
+			}
+			read(pid, int(tid), fs.ProcPath(e.Name(), "task", t.Name(), file))
+		}
+	}
+	return st, nil
 }

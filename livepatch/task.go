@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 )
 
 // pfKthread is PF_KTHREAD from include/linux/sched.h, the flag in
@@ -44,7 +44,7 @@ type Task struct {
 func (fs FS) Task(pid, tid int) (Task, error) {
 	t := Task{PID: pid, TID: tid}
 	dir := fs.ProcPath(strconv.Itoa(pid), "task", strconv.Itoa(tid))
-	stat, err := sysfile.ReadBytes(dir+"/stat", sysfile.MaxAttrSize)
+	stat, err := fs.k.ReadBytes(dir+"/stat", kernel.MaxAttrSize)
 	if err != nil {
 		return t, fmt.Errorf("read task %d: %w", tid, err)
 	}
@@ -55,12 +55,12 @@ func (fs FS) Task(pid, tid int) (Task, error) {
 	t.State, t.PPID, t.PGRP, t.KernelThread = st.state, st.ppid, st.pgrp, st.flags&pfKthread != 0
 	// comm in stat is cut at 15 bytes like the comm file, but the comm file
 	// is the documented source and has no parentheses to strip.
-	if comm, err := sysfile.ReadString(dir + "/comm"); err == nil {
+	if comm, err := fs.k.ReadString(dir + "/comm"); err == nil {
 		t.Comm = comm
 	} else {
 		t.Comm = st.comm
 	}
-	cmd, err := sysfile.ReadPrefix(fs.ProcPath(strconv.Itoa(pid), "cmdline"), maxCmdline)
+	cmd, err := fs.k.ReadPrefix(fs.ProcPath(strconv.Itoa(pid), "cmdline"), maxCmdline)
 	if err != nil {
 		// cmdline is world-readable; failing to read it means the task
 		// exited. Fall back to the name rather than losing the task.
@@ -80,9 +80,9 @@ func (fs FS) Task(pid, tid int) (Task, error) {
 // stack file: that is [ErrStackUnavailable].
 func (fs FS) TaskStack(pid, tid int) ([]string, error) {
 	path := fs.ProcPath(strconv.Itoa(pid), "task", strconv.Itoa(tid), "stack")
-	b, err := sysfile.ReadBytes(path, sysfile.MaxAttrSize)
+	b, err := fs.k.ReadBytes(path, kernel.MaxAttrSize)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && sysfile.Exists(fs.ProcPath(strconv.Itoa(pid), "task", strconv.Itoa(tid))) {
+		if errors.Is(err, os.ErrNotExist) && fs.k.Exists(fs.ProcPath(strconv.Itoa(pid), "task", strconv.Itoa(tid))) {
 			return nil, fmt.Errorf("%w: %s does not exist", ErrStackUnavailable, path)
 		}
 		return nil, err

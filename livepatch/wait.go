@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/klp-project/klp/internal/poll"
-	"github.com/klp-project/klp/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +17,7 @@ import (
 // to wait more, reverse it or leave it.
 var ErrStalled = errors.New("transition stalled")
 
-// WaitOptions tune [FS.WaitTransition].
+// WaitOptions tune [Control.WaitTransition].
 type WaitOptions struct {
 	// Timeout bounds the wait; 0 waits until ctx is done.
 	Timeout time.Duration
@@ -57,11 +56,12 @@ type WaitResult struct {
 // polling its transition attribute. It returns [ErrStalled] (with the
 // result so far) when opts.Timeout passes first, and ctx's error when ctx
 // is done. A patch that is not in transition returns at once.
-func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) (WaitResult, error) {
-	dir, err := fs.PatchPath(name)
+func (c Control) WaitTransition(ctx context.Context, name string, opts WaitOptions) (WaitResult, error) {
+	dir, err := c.PatchPath(name)
 	if err != nil {
 		return WaitResult{}, err
 	}
+	name = filepath.Base(dir)
 	start := time.Now()
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = time.Second
@@ -77,7 +77,7 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 	signalled := false
 	err = poll.Until(waitCtx, func() (bool, error) {
 		elapsed := time.Since(start)
-		inTransition, err := sysfile.ReadBool(filepath.Join(dir, "transition"))
+		inTransition, err := c.k.ReadBool(filepath.Join(dir, "transition"))
 		if errors.Is(err, unix.ENODEV) {
 			// kernfs answers ENODEV for the attributes of a patch it is
 			// removing, before the files go.
@@ -87,7 +87,7 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 		if errors.Is(err, os.ErrNotExist) {
 			// The directory goes away asynchronously after a disable
 			// or a replace completes.
-			if !sysfile.Exists(dir) {
+			if !c.k.Exists(dir) {
 				res.Gone, res.Enabled = true, false
 				return true, nil
 			}
@@ -99,7 +99,7 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 			return false, fmt.Errorf("wait for %s: %w", name, err)
 		}
 		if !inTransition {
-			enabled, err := sysfile.ReadBool(filepath.Join(dir, "enabled"))
+			enabled, err := c.k.ReadBool(filepath.Join(dir, "enabled"))
 			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 				res.Gone = true
 				return true, nil
@@ -114,7 +114,7 @@ func (fs FS) WaitTransition(ctx context.Context, name string, opts WaitOptions) 
 			// Without the attribute (5.1+) the kernel signals by itself;
 			// OnSignal hears ErrUnsupportedAttr so the caller can say so.
 			signalled = true
-			err := fs.Signal(name)
+			err := c.Signal(name)
 			if opts.OnSignal != nil {
 				opts.OnSignal(err)
 			}

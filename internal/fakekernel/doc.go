@@ -7,9 +7,15 @@
 //
 // What it provides:
 //
-//   - [Kernel] implements kmod.Syscalls (finit_module, init_module,
-//     delete_module) and kmod.AttrWriter (the seam through which every
-//     sysfs/procfs write goes). Use [Kernel.KmodOptions] or [Kernel.FS].
+//   - [Kernel] implements the seams of a kernel.Live handle: the module
+//     syscalls (finit_module, init_module, delete_module), the attribute
+//     writer through which every sysfs/procfs write goes, and kill(2).
+//     [Kernel.Live] is that handle (kernel.Simulate: every action goes to
+//     the fake, none to the host), [Kernel.Handle] the read-only view, and
+//     [Kernel.Loader] a kmod.Loader on it. Its specification, the contract
+//     it shares with the real kernel, is docs/fakekernel.md.
+//   - Read faults are injectable ([Kernel.InjectReadFault]): ENODEV while a
+//     patch is freed, a task that vanishes mid-read, EACCES.
 //   - Tests register module files with [Kernel.AddModule], describing
 //     the module (name, parameters, dependencies, taints, failures) and,
 //     for a livepatch, its struct klp_patch: objects, functions with

@@ -13,17 +13,17 @@ import (
 	"github.com/klp-project/klp/kmod"
 )
 
-// env bundles a fake kernel and a kmod.FS on it.
+// env bundles a fake kernel and a kmod.Loader on it.
 type env struct {
 	t  *testing.T
 	k  *fakekernel.Kernel
-	fs *kmod.FS
+	fs *kmod.Loader
 }
 
 func newEnv(t *testing.T, opts fakekernel.Options) *env {
 	t.Helper()
 	k := fakekernel.New(t, opts)
-	return &env{t: t, k: k, fs: k.FS(t)}
+	return &env{t: t, k: k, fs: k.Loader()}
 }
 
 // lp describes a livepatch module patching vmlinux functions.
@@ -139,4 +139,4 @@ func wantErrno(t *testing.T, err error, errno error) {
 	}
 }
 
-func newFS(k *fakekernel.Kernel) (*kmod.FS, error) { return kmod.NewFS(k.KmodOptions()) }
+func newFS(k *fakekernel.Kernel) (*kmod.Loader, error) { return k.Loader(), nil }

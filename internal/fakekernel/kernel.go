@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 )
 
@@ -162,6 +163,9 @@ type Kernel struct {
 	dirs    map[string]bool
 
 	stop chan struct{}
+
+	faults faults   // injected read faults
+	sent   []Signal // signals sent with Kill
 }
 
 // record is one fake kernel log record.
@@ -292,32 +296,45 @@ func (k *Kernel) ProcRoot() string { return k.proc }
 // records in /dev/kmsg's format).
 func (k *Kernel) DevRoot() string { return k.dev }
 
-// KmodOptions returns kmod options wired to this kernel: its roots, its
-// syscalls, its attribute writer and its decompressor.
-func (k *Kernel) KmodOptions() kmod.Options {
-	return kmod.Options{
-		ProcRoot:   k.proc,
-		SysRoot:    k.sys,
-		DevRoot:    k.dev,
-		Syscalls:   k,
-		Attr:       k,
-		Decompress: k.Decompress,
-	}
+// Roots returns the fake tree's roots: sys, proc, dev and boot below
+// [Kernel.Root].
+func (k *Kernel) Roots() kernel.Roots {
+	return kernel.Roots{Sys: k.sys, Proc: k.proc, Dev: k.dev, Boot: filepath.Join(k.root, "boot")}
 }
 
-// FS returns a kmod.FS on this kernel.
-func (k *Kernel) FS(tb TB) *kmod.FS {
-	tb.Helper()
-	fs, err := kmod.NewFS(k.KmodOptions())
+// Handle returns a read-only handle on the fake tree. Its reads go through
+// the faults injected with [Kernel.InjectReadFault].
+func (k *Kernel) Handle() *kernel.Handle {
+	h, err := kernel.NewHandle(k.Roots(), faultFiles{k: k}, true)
 	if err != nil {
-		tb.Fatalf("fakekernel: %v", err)
+		panic(fmt.Sprintf("fakekernel: %v", err)) // the roots are made by New
 	}
-	return fs
+	return h
+}
+
+// Live returns the live handle of this kernel: its tree, read through
+// [Kernel.Handle], and every action (attribute writes, module syscalls,
+// signals) taken by the fake kernel itself, never by the host.
+func (k *Kernel) Live() *kernel.Live {
+	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k})
+}
+
+// KmodOptions returns the kmod options this kernel needs: its
+// decompressor (the module files it registers are not real compressed
+// files).
+func (k *Kernel) KmodOptions() kmod.Options {
+	return kmod.Options{Decompress: k.Decompress}
+}
+
+// Loader returns a kmod.Loader on this kernel.
+func (k *Kernel) Loader() *kmod.Loader {
+	return kmod.NewLoader(k.Live(), k.KmodOptions())
 }
 
 var (
-	_ kmod.Syscalls   = (*Kernel)(nil)
-	_ kmod.AttrWriter = (*Kernel)(nil)
+	_ kernel.ModuleSyscalls = (*Kernel)(nil)
+	_ kernel.AttrWriter     = (*Kernel)(nil)
+	_ kernel.Signaller      = (*Kernel)(nil)
 )
 
 // SetSymbol sets how many times name occurs in object's kallsyms ("" or

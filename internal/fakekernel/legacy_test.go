@@ -169,7 +169,7 @@ func TestCompressedModules(t *testing.T) {
 		e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux6_1})
 		p := e.k.AddModule(t, fakekernel.Module{Name: "m", Compression: "xz"})
 		_, err := e.fs.LoadFlags(p, "", unix.MODULE_INIT_IGNORE_VERMAGIC)
-		if !errors.Is(err, kmod.ErrNotSupported) {
+		if !errors.Is(err, kmod.ErrInitFlags) {
 			t.Errorf("err = %v", err)
 		}
 	})
@@ -189,7 +189,7 @@ func TestInitModuleByContent(t *testing.T) {
 	if err := k.InitModule([]byte("garbage"), ""); !errors.Is(err, unix.ENOEXEC) {
 		t.Errorf("unknown image: %v", err)
 	}
-	fs := k.FS(t)
+	fs := k.Loader()
 	params, err := fs.Parameters("m")
 	if err != nil || params["x"] != "5" {
 		t.Errorf("parameters %v %v", params, err)

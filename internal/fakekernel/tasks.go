@@ -27,9 +27,11 @@ type Task struct {
 
 type task struct {
 	Task
-	state     int
-	blockAll  bool
-	blockedOn []string
+	state           int
+	blockAll        bool
+	blockedOn       []string
+	stopped         bool // SIGSTOP: state T
+	uninterruptible bool // state D
 }
 
 // DefaultTasks returns a small, plausible task set: init, two kthreads,
@@ -234,8 +236,15 @@ func (k *Kernel) writeTask(t *task) {
 	if t.Kthread {
 		flags = 0x208040 // PF_KTHREAD | PF_NOFREEZE | PF_WQ_WORKER-ish
 	}
-	stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
-		t.TID, t.Comm, t.PPID, t.PID, t.PID, flags)
+	state := "S"
+	switch {
+	case t.uninterruptible:
+		state = "D"
+	case t.stopped:
+		state = "T"
+	}
+	stat := fmt.Sprintf("%d (%s) %s %d %d %d 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+		t.TID, t.Comm, state, t.PPID, t.PID, t.PID, flags)
 	var stack strings.Builder
 	for _, f := range t.blockedOn {
 		fmt.Fprintf(&stack, "[<0>] %s+0x1d/0x60\n", f)

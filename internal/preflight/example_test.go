@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/klp-project/klp/internal/preflight"
+	"github.com/klp-project/klp/kernel"
 )
 
 // A snapshot of a machine whose kernel has ftrace disabled: the system
@@ -29,11 +30,15 @@ func ExampleRun() {
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(content), 0o644)
 	}
-	rep, err := preflight.Run(context.Background(), preflight.Inputs{
-		SysRoot:  filepath.Join(root, "sys"),
-		ProcRoot: filepath.Join(root, "proc"),
-		BootDir:  filepath.Join(root, "boot"),
+	h, err := kernel.Open(kernel.Roots{
+		Sys:  filepath.Join(root, "sys"),
+		Proc: filepath.Join(root, "proc"),
+		Boot: filepath.Join(root, "boot"),
 	})
+	if err != nil {
+		panic(err)
+	}
+	rep, err := preflight.Run(context.Background(), preflight.Inputs{Kernel: h})
 	if err != nil {
 		panic(err)
 	}

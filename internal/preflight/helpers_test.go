@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -126,10 +127,20 @@ func b2s(b bool) string {
 	return "0\n"
 }
 
+// handle opens the tree as a kernel handle.
+func (tr *tree) handle() *kernel.Handle {
+	tr.t.Helper()
+	h, err := kernel.Open(kernel.Roots{Sys: tr.sys, Proc: tr.proc, Boot: tr.boot})
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	return h
+}
+
 // run runs preflight on the tree.
 func (tr *tree) run(mod *modinfo.Module, cheap bool) *Report {
 	tr.t.Helper()
-	rep, err := Run(context.Background(), Inputs{SysRoot: tr.sys, ProcRoot: tr.proc, BootDir: tr.boot, Module: mod, Cheap: cheap})
+	rep, err := Run(context.Background(), Inputs{Kernel: tr.handle(), Module: mod, Cheap: cheap})
 	if err != nil {
 		tr.t.Fatalf("Run: %v", err)
 	}

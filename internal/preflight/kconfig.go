@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -57,7 +55,7 @@ func (c *kconfig) machine() string {
 func (r *runner) kernelConfig() (*kconfig, error) {
 	return r.config.get(func() (*kconfig, error) {
 		procPath := r.proc("config.gz")
-		c, err := readConfig(procPath, true)
+		c, err := r.readConfig(procPath, true)
 		if err == nil {
 			return c, nil
 		}
@@ -68,8 +66,8 @@ func (r *runner) kernelConfig() (*kconfig, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("%s does not exist, and the kernel release is unknown: %w", procPath, rerr)
 		}
-		bootPath := filepath.Join(r.in.BootDir, "config-"+rel)
-		c, err = readConfig(bootPath, false)
+		bootPath := r.k.BootPath("config-" + rel)
+		c, err = r.readConfig(bootPath, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, notFound("neither " + bootPath + " nor " + procPath + " exists")
 		}
@@ -77,8 +75,8 @@ func (r *runner) kernelConfig() (*kconfig, error) {
 	})
 }
 
-func readConfig(path string, gz bool) (*kconfig, error) {
-	f, err := os.Open(path)
+func (r *runner) readConfig(path string, gz bool) (*kconfig, error) {
+	f, err := r.k.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/klp-project/klp/internal/kallsyms"
-	"github.com/klp-project/klp/internal/sysfile"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -108,7 +107,7 @@ func (r *runner) sameBuild(name string) (same, known bool, detail string) {
 		if !ok || want == "" {
 			continue
 		}
-		have, err := sysfile.ReadString(r.sys("module", name, key))
+		have, err := r.k.ReadString(r.sys("module", name, key))
 		if err != nil || have == "" {
 			continue
 		}

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 
-	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -68,11 +67,9 @@ type Check struct {
 
 // Inputs are what a preflight run reads.
 type Inputs struct {
-	// SysRoot and ProcRoot are the sysfs and procfs mount points ("/sys",
-	// "/proc", or a snapshot of another machine).
-	SysRoot, ProcRoot string
-	// BootDir holds config-<release> ("" means "/boot").
-	BootDir string
+	// Kernel is the kernel to check: the running one, or a snapshot of
+	// another machine. Its boot root holds config-<release>.
+	Kernel *kernel.Handle
 	// Module is the patch module to check, or nil for the system checks
 	// only.
 	Module *modinfo.Module
@@ -169,22 +166,10 @@ func IDs(module, cheap bool) []string {
 	return ids
 }
 
-// Run runs the checks. It returns an error only when a root is not a
-// directory (a typo in --sysfs must not read as "no live patching") or ctx
-// is done; every other problem is a check's status.
+// Run runs the checks. It returns an error only when ctx is done; every
+// other problem is a check's status.
 func Run(ctx context.Context, in Inputs) (*Report, error) {
-	lp, err := livepatch.NewFS(in.SysRoot, in.ProcRoot)
-	if err != nil {
-		return nil, err
-	}
-	km, err := kmod.NewFS(kmod.Options{SysRoot: in.SysRoot, ProcRoot: in.ProcRoot})
-	if err != nil {
-		return nil, err
-	}
-	if in.BootDir == "" {
-		in.BootDir = "/boot"
-	}
-	r := &runner{ctx: ctx, in: in, lp: lp, km: km, mod: in.Module}
+	r := &runner{ctx: ctx, in: in, k: in.Kernel, lp: livepatch.New(in.Kernel), km: kmod.New(in.Kernel, kmod.Options{}), mod: in.Module}
 	rep := &Report{Module: in.Module}
 	for _, d := range definitions {
 		if (d.module && in.Module == nil) || (in.Cheap && !d.cheap) {
@@ -211,6 +196,7 @@ func Run(ctx context.Context, in Inputs) (*Report, error) {
 type runner struct {
 	ctx context.Context
 	in  Inputs
+	k   *kernel.Handle
 	lp  livepatch.FS
 	km  *kmod.FS
 	mod *modinfo.Module
@@ -248,11 +234,7 @@ func (r *runner) proc(elem ...string) string { return r.lp.ProcPath(elem...) }
 // print it for the kernel the roots describe.
 func (r *runner) kernelRelease() (string, error) {
 	return r.release.get(func() (string, error) {
-		rel, err := sysfile.ReadString(r.proc("sys", "kernel", "osrelease"))
-		if err == nil && rel == "" {
-			err = errors.New("empty")
-		}
-		return rel, err
+		return r.k.Release()
 	})
 }
 
@@ -279,7 +261,7 @@ func (r *runner) moduleState(name string) (string, error) {
 	if !errors.Is(err, kmod.ErrNotLoaded) {
 		return "", err
 	}
-	if _, serr := os.Stat(r.sys("module", name)); serr == nil {
+	if r.k.IsDir(r.sys("module", name)) {
 		return "builtin", nil
 	}
 	return "", nil
@@ -356,9 +338,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // firstExisting returns the first of paths that exists, or the first path.
-func firstExisting(paths ...string) string {
+func (r *runner) firstExisting(paths ...string) string {
 	for _, p := range paths {
-		if sysfile.Exists(p) {
+		if r.k.Exists(p) {
 			return p
 		}
 	}
@@ -367,14 +349,9 @@ func firstExisting(paths ...string) string {
 
 // dirEmpty reports whether dir is missing or has no entries: an unmounted
 // pseudo-filesystem leaves an empty mount point.
-func dirEmpty(dir string) bool {
-	f, err := os.Open(dir)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	names, _ := f.Readdirnames(1)
-	return len(names) == 0
+func (r *runner) dirEmpty(dir string) bool {
+	entries, err := r.k.ReadDir(dir)
+	return err != nil || len(entries) == 0
 }
 
 // plural returns "1 thing" or "n things".

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/klp-project/klp/internal/kallsyms"
@@ -57,7 +56,7 @@ type symbolScan struct{ res *kallsyms.Result }
 // sees every address as 0, gets the same answer.
 func (r *runner) scanKallsyms() (*kallsyms.Result, error) {
 	s, err := r.kallsyms.get(func() (*symbolScan, error) {
-		f, err := os.Open(r.proc("kallsyms"))
+		f, err := r.k.Open(r.proc("kallsyms"))
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +174,7 @@ func (r *runner) symbols() Check {
 // tracingFile returns a tracefs file from where tracefs is found: its own
 // mount point /sys/kernel/tracing (4.1+), else the automount under debugfs.
 func (r *runner) tracingFile(name string) string {
-	return firstExisting(r.sys("kernel", "tracing", name), r.sys("kernel", "debug", "tracing", name))
+	return r.firstExisting(r.sys("kernel", "tracing", name), r.sys("kernel", "debug", "tracing", name))
 }
 
 // objFunc names a function by object ("vmlinux" for the core kernel) and
@@ -216,7 +215,7 @@ func (r *runner) targetNames() map[string]bool {
 
 func (r *runner) filterFunctionSet() (*filterFunctions, error) {
 	return r.ftraceFuncs.get(func() (*filterFunctions, error) {
-		f, err := os.Open(r.tracingFile("available_filter_functions"))
+		f, err := r.k.Open(r.tracingFile("available_filter_functions"))
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +298,7 @@ func (r *runner) traceable() Check {
 
 // tracingEmpty reports whether a tracefs file has no lines at all.
 func (r *runner) tracingEmpty(path string) bool {
-	f, err := os.Open(path)
+	f, err := r.k.Open(path)
 	if err != nil {
 		return true
 	}
@@ -358,7 +357,7 @@ func parseEnabledFunctions(rd io.Reader, wantNames map[string]bool) (map[objFunc
 
 func (r *runner) enabledFunctionFlags() (*enabledFunctions, error) {
 	return r.enabledFns.get(func() (*enabledFunctions, error) {
-		f, err := os.Open(r.tracingFile("enabled_functions"))
+		f, err := r.k.Open(r.tracingFile("enabled_functions"))
 		if err != nil {
 			return nil, err
 		}
@@ -450,7 +449,7 @@ func (r *runner) kprobes() Check {
 	enabledPath := r.tracingFile("enabled_functions")
 	var probes []kprobe
 	probesErr := func() error {
-		f, err := os.Open(listPath)
+		f, err := r.k.Open(listPath)
 		if err != nil {
 			return err
 		}

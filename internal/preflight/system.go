@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klp-project/klp/internal/sysfile"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -25,7 +24,7 @@ func (r *runner) livepatchSupported() Check {
 			Reason: "this kernel has SLE 12's kGraft interface (" + r.sys("kernel", "kgraft") + "), not the upstream live patching one that klp load and these checks assume",
 			Fix:    "load kGraft patches with SUSE's tools; klp status, patches and blocking do read kGraft"}
 	}
-	if dirEmpty(r.sys("kernel")) {
+	if r.dirEmpty(r.sys("kernel")) {
 		return Check{Status: Skip,
 			Reason: "sysfs does not seem to be mounted: " + r.sys("kernel") + " is missing or empty",
 			Fix:    "mount -t sysfs sysfs /sys, or point --sysfs at a sysfs tree"}
@@ -50,9 +49,9 @@ func (r *runner) livepatchSupported() Check {
 // EPERM, and cannot be undone until reboot.
 func (r *runner) modulesDisabled() Check {
 	path := r.proc("sys", "kernel", "modules_disabled")
-	s, err := sysfile.ReadString(path)
+	s, err := r.k.ReadString(path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && !sysfile.Exists(r.proc("modules")) && !dirEmpty(r.proc("sys", "kernel")):
+	case errors.Is(err, fs.ErrNotExist) && !r.k.Exists(r.proc("modules")) && !r.dirEmpty(r.proc("sys", "kernel")):
 		// Both files come with CONFIG_MODULES.
 		return Check{Status: Fail,
 			Reason: "the kernel has no loadable module support (neither " + path + " nor " + r.proc("modules") + " exists)",
@@ -74,7 +73,7 @@ func (r *runner) modulesDisabled() Check {
 // register ftrace handler for function ...", test-ftrace.sh).
 func (r *runner) ftraceEnabled() Check {
 	path := r.proc("sys", "kernel", "ftrace_enabled")
-	s, err := sysfile.ReadString(path)
+	s, err := r.k.ReadString(path)
 	switch {
 	case err != nil:
 		c := Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
@@ -134,12 +133,12 @@ func (r *runner) reliableStacktrace() Check {
 func (r *runner) lockdownLevel() (string, error) {
 	return r.lockdownLvl.get(func() (string, error) {
 		path := r.sys("kernel", "security", "lockdown")
-		s, err := sysfile.ReadString(path)
+		s, err := r.k.ReadString(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			// An unmounted securityfs is an empty mount point: then
 			// nothing can be told. A mounted one without the file means
 			// no lockdown LSM.
-			if dirEmpty(r.sys("kernel", "security")) {
+			if r.dirEmpty(r.sys("kernel", "security")) {
 				return "", errNoSecurityfs
 			}
 			return "absent", nil
@@ -236,9 +235,9 @@ const (
 func (r *runner) sigEnforcementState() (sigEnforcement, error) {
 	return r.enforce.get(func() (sigEnforcement, error) {
 		path := r.sys("module", "module", "parameters", "sig_enforce")
-		s, err := sysfile.ReadString(path)
+		s, err := r.k.ReadString(path)
 		if errors.Is(err, fs.ErrNotExist) {
-			if dirEmpty(r.sys("module")) {
+			if r.dirEmpty(r.sys("module")) {
 				return 0, fmt.Errorf("%s does not exist, nor does %s: %w", path, r.sys("module"), err)
 			}
 			return sigUnchecked, nil
@@ -351,7 +350,7 @@ var taintFlags = []struct {
 // module ever loaded and never cleared.
 func (r *runner) taint() Check {
 	path := r.proc("sys", "kernel", "tainted")
-	s, err := sysfile.ReadString(path)
+	s, err := r.k.ReadString(path)
 	if err != nil {
 		return Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
 	}

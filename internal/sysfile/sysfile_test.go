@@ -2,11 +2,14 @@ package sysfile
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func writeFile(t *testing.T, dir, name, data string) string {
@@ -55,7 +58,7 @@ func TestReadBytesErrors(t *testing.T) {
 	if _, err := ReadBytes(filepath.Join(dir, "missing"), 10); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ReadBytes(missing) = %v, want os.ErrNotExist", err)
 	}
-	// A directory opens but does not read: EISDIR, wrapped with the path.
+	// A directory is refused: EISDIR, wrapped with the path.
 	_, err := ReadBytes(dir, 10)
 	if !errors.Is(err, syscall.EISDIR) || !strings.Contains(err.Error(), dir) {
 		t.Errorf("ReadBytes(dir) = %v, want EISDIR naming %s", err, dir)
@@ -169,10 +172,10 @@ func TestWriteString(t *testing.T) {
 	if err := WriteString(p, "0"); err != nil {
 		t.Fatal(err)
 	}
-	// The value is written as given, truncating what was there: no newline
-	// is added.
-	if b, _ := os.ReadFile(p); string(b) != "0" {
-		t.Errorf("file holds %q after WriteString(\"0\"), want %q", b, "0")
+	// The value is written as given, without O_TRUNC: sysfs ignores it, and
+	// a regular file that is not an attribute must not be emptied.
+	if b, _ := os.ReadFile(p); string(b) != "0\n" {
+		t.Errorf("file holds %q after WriteString(\"0\"), want %q", b, "0\n")
 	}
 	// Attribute files are never created.
 	missing := filepath.Join(dir, "force")
@@ -184,20 +187,114 @@ func TestWriteString(t *testing.T) {
 	}
 }
 
+// TestWriteStringRefusesPlanted checks the writes a copied tree could trick:
+// a symbolic link where the attribute should be (its target must stay
+// intact), a FIFO (the open must not block), and a file on a file system
+// that is not sysfs or procfs when the caller demands one.
+func TestWriteStringRefusesPlanted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	victim := writeFile(t, dir, "passwd", "root:x:0:0\n")
+	link := filepath.Join(dir, "force")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteString(link, "1"); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("WriteString(symlink) = %v, want ErrNotRegular", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "root:x:0:0\n" {
+		t.Errorf("the link's target was changed: %q", b)
+	}
+	fifo := filepath.Join(dir, "enabled")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No reader: a blocking open would wait for ever; O_NONBLOCK answers
+	// ENXIO at once.
+	if err := WriteString(fifo, "1"); err == nil {
+		t.Errorf("WriteString(FIFO) succeeded")
+	}
+	plain := writeFile(t, dir, "transition", "0\n")
+	err := WriteString(plain, "1", unix.SYSFS_MAGIC, unix.PROC_SUPER_MAGIC)
+	if !errors.Is(err, ErrNotKernelFile) {
+		t.Errorf("WriteString(tmp file, sysfs only) = %v, want ErrNotKernelFile", err)
+	}
+	if b, _ := os.ReadFile(plain); string(b) != "0\n" {
+		t.Errorf("refused write changed the file: %q", b)
+	}
+}
+
 // TestWriteStringWriteError checks that an error from write(2) (how sysfs
 // refuses a value: EINVAL, EBUSY) keeps its errno reachable and names the
 // file. /dev/full fails every write with ENOSPC.
 func TestWriteStringWriteError(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/dev/full"); err != nil {
+	f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
 		t.Skipf("no /dev/full: %v", err)
 	}
-	err := WriteString("/dev/full", "1")
+	err = writeOpened(f, "/dev/full", "1")
 	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("WriteString(/dev/full) = %v, want ENOSPC", err)
+		t.Fatalf("writeOpened(/dev/full) = %v, want ENOSPC", err)
 	}
 	if !strings.Contains(err.Error(), "/dev/full") {
 		t.Errorf("error %q does not name the file", err)
+	}
+}
+
+// TestOpenRefusesSpecialFiles is the "files that are not files" class: a
+// FIFO, a device, a socket, a directory and a symbolic link where a regular
+// file is expected are refused at once, without blocking, and a link is
+// followed only by OpenFollow.
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	target := writeFile(t, dir, "target", "data")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	fifoLink := filepath.Join(dir, "fifolink")
+	if err := os.Symlink(fifo, fifoLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero", sock, dir, link, fifoLink} {
+		if _, err := ReadBytes(p, 10); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("ReadBytes(%s) = %v, want ErrNotRegular", p, err)
+		}
+		if _, err := ReadPrefix(p, 10); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("ReadPrefix(%s) = %v, want ErrNotRegular", p, err)
+		}
+	}
+	for _, p := range []string{fifo, "/dev/zero", sock, dir, fifoLink} {
+		if f, err := OpenFollow(p); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("OpenFollow(%s) = %v, want ErrNotRegular", p, err)
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	f, err := OpenFollow(link)
+	if err != nil {
+		t.Fatalf("OpenFollow(link to a regular file) = %v", err)
+	}
+	f.Close()
+	if _, err := ReadDir(fifo); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("ReadDir(FIFO) = %v, want ENOTDIR", err)
+	}
+	entries, err := ReadDir(dir)
+	if err != nil || len(entries) != 5 || entries[0].Name() != "fifo" {
+		t.Errorf("ReadDir(dir) = %v, %v; want 5 entries sorted by name", entries, err)
 	}
 }
 

@@ -1,0 +1,264 @@
+package kernel
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// tree makes a copied-tree layout with an osrelease file.
+func tree(t *testing.T, release string) Roots {
+	t.Helper()
+	dir := t.TempDir()
+	r := Roots{Sys: filepath.Join(dir, "sys"), Proc: filepath.Join(dir, "proc"), Dev: filepath.Join(dir, "dev"), Boot: filepath.Join(dir, "boot")}
+	if err := os.MkdirAll(filepath.Join(r.Proc, "sys", "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(r.Sys, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Proc, "sys", "kernel", "osrelease"), []byte(release), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestOpenCopiedTree(t *testing.T) {
+	t.Parallel()
+	r := tree(t, "6.1.0-56-cloud-amd64\n")
+	h, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.KernelFS() {
+		t.Errorf("a tree in a temporary directory claims to be the kernel's sysfs and procfs")
+	}
+	rel, err := h.Release()
+	if err != nil || rel != "6.1.0-56-cloud-amd64" {
+		t.Errorf("Release() = %q, %v", rel, err)
+	}
+	v, err := h.Version()
+	if err != nil || v != (Version{6, 1, 0}) || !v.AtLeast(5, 19) || v.AtLeast(6, 2) {
+		t.Errorf("Version() = %v, %v", v, err)
+	}
+	// Read once: a change of the file is not seen.
+	if err := os.WriteFile(filepath.Join(r.Proc, "sys", "kernel", "osrelease"), []byte("9.9.9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rel, _ := h.Release(); rel != "6.1.0-56-cloud-amd64" {
+		t.Errorf("Release() read again: %q", rel)
+	}
+	if got := h.SysPath("kernel", "livepatch"); got != filepath.Join(r.Sys, "kernel", "livepatch") {
+		t.Errorf("SysPath = %s", got)
+	}
+	// A copied tree cannot be acted on.
+	if _, err := OpenLive(r); !errors.Is(err, ErrNotLive) {
+		t.Errorf("OpenLive(copied tree) = %v, want ErrNotLive", err)
+	}
+}
+
+func TestOpenBadRoots(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Roots{{Sys: filepath.Join(dir, "missing"), Proc: dir}, {Sys: dir, Proc: file}} {
+		if _, err := Open(r); !errors.Is(err, ErrMountPoint) {
+			t.Errorf("Open(%+v) = %v, want ErrMountPoint", r, err)
+		}
+	}
+}
+
+func TestReleaseGarbage(t *testing.T) {
+	t.Parallel()
+	for _, rel := range []string{"", "../../etc", "6.1 evil", "\n"} {
+		h, err := Open(tree(t, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Release(); !errors.Is(err, ErrParse) {
+			t.Errorf("Release() of %q = %q, %v, want ErrParse", rel, got, err)
+		}
+	}
+}
+
+func TestOpenLiveRunningKernel(t *testing.T) {
+	t.Parallel()
+	l, err := OpenLive(Roots{})
+	if err != nil {
+		t.Skipf("no sysfs and procfs here: %v", err)
+	}
+	if !l.KernelFS() {
+		t.Errorf("the running kernel's handle does not know it is")
+	}
+	if _, err := l.Release(); err != nil {
+		t.Errorf("Release() = %v", err)
+	}
+	// A path outside the roots is never written, whatever the seam.
+	if err := l.WriteAttr("/etc/passwd", "x"); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("WriteAttr(/etc/passwd) = %v, want ErrInvalidName", err)
+	}
+	if err := l.WriteAttr("/sys/../etc/passwd", "x"); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("WriteAttr(/sys/../etc/passwd) = %v, want ErrInvalidName", err)
+	}
+}
+
+type recorder struct{ calls []string }
+
+func (r *recorder) WriteAttr(path, value string) error {
+	r.calls = append(r.calls, "write "+path+" "+value)
+	return nil
+}
+func (r *recorder) FinitModule(fd int, params string, flags int) error {
+	r.calls = append(r.calls, "finit")
+	return nil
+}
+func (r *recorder) InitModule(image []byte, params string) error {
+	r.calls = append(r.calls, "init")
+	return nil
+}
+func (r *recorder) DeleteModule(name string, flags int) error {
+	r.calls = append(r.calls, "delete "+name)
+	return nil
+}
+func (r *recorder) Kill(pid int, sig syscall.Signal) error {
+	r.calls = append(r.calls, "kill")
+	return nil
+}
+
+func TestSimulate(t *testing.T) {
+	t.Parallel()
+	r := tree(t, "6.12.0\n")
+	h, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No seams: every action is refused, none reaches the host.
+	none := Simulate(h, Seams{})
+	if err := none.WriteAttr(h.SysPath("kernel", "x"), "1"); !errors.Is(err, ErrNotLive) {
+		t.Errorf("WriteAttr without a seam = %v", err)
+	}
+	if err := none.FinitModule(-1, "", 0); !errors.Is(err, ErrNotLive) {
+		t.Errorf("FinitModule without a seam = %v", err)
+	}
+	if err := none.InitModule(nil, ""); !errors.Is(err, ErrNotLive) {
+		t.Errorf("InitModule without a seam = %v", err)
+	}
+	if err := none.DeleteModule("m", 0); !errors.Is(err, ErrNotLive) {
+		t.Errorf("DeleteModule without a seam = %v", err)
+	}
+	if err := none.Kill(4242, syscall.SIGCONT); !errors.Is(err, ErrNotLive) {
+		t.Errorf("Kill without a seam = %v", err)
+	}
+	rec := &recorder{}
+	l := Simulate(h, Seams{Attr: rec, Modules: rec, Signals: rec})
+	attr := h.SysPath("kernel", "livepatch", "p", "enabled")
+	if err := l.WriteAttr(attr, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteModule("a/b", 0); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("DeleteModule(a/b) = %v", err)
+	}
+	for _, pid := range []int{0, -1, -42, 1} {
+		if err := l.Kill(pid, syscall.SIGSTOP); !errors.Is(err, ErrBadSignalTarget) {
+			t.Errorf("Kill(%d) = %v, want ErrBadSignalTarget", pid, err)
+		}
+	}
+	if err := l.Kill(4242, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"write " + attr + " 0", "kill"}
+	if len(rec.calls) != len(want) || rec.calls[0] != want[0] || rec.calls[1] != want[1] {
+		t.Errorf("seam calls %q, want %q", rec.calls, want)
+	}
+}
+
+func TestModuleNames(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"livepatch-fix":            "livepatch_fix",
+		"lp_cmdline":               "lp_cmdline",
+		"/lib/x/livepatch-a-b.ko":  "livepatch_a_b",
+		"test-klp.ko.xz":           "test_klp",
+		"kpatch-fix.ko.zst":        "kpatch_fix",
+		"/var/lib/klp/r/m.ko.gz":   "m",
+		"dir.with.dots/plain_m.ko": "plain_m",
+	} {
+		if got := FileModuleName(in); got != want {
+			t.Errorf("FileModuleName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if !SameModule("lp-cmdline", "lp_cmdline") || SameModule("lp_cmdline", "lp_cmdlinf") {
+		t.Errorf("SameModule disagrees with the kernel's rule")
+	}
+	for _, bad := range []string{"", "a/b", "..", "a.b", "a,b", "a b", "a\x1b[2J", "a\\b", string(make([]byte, 56)), "a\xff"} {
+		if err := ValidateModuleName(bad); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("ValidateModuleName(%q) = %v, want ErrInvalidName", bad, err)
+		}
+	}
+	if got, err := CleanModuleName("livepatch-x"); err != nil || got != "livepatch_x" {
+		t.Errorf("CleanModuleName = %q, %v", got, err)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	t.Parallel()
+	for rel, want := range map[string]Version{
+		"6.1.0-56-cloud-amd64": {6, 1, 0}, "6.12.117+deb12-cloud-amd64": {6, 12, 117},
+		"5.14.21-150500.55.52-default": {5, 14, 21}, "4.12": {4, 12, 0}, "7.0-rc1": {7, 0, 0},
+	} {
+		if got, err := ParseVersion(rel); err != nil || got != want {
+			t.Errorf("ParseVersion(%q) = %v, %v, want %v", rel, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "six", "6", "-1.2"} {
+		if _, err := ParseVersion(bad); !errors.Is(err, ErrParse) {
+			t.Errorf("ParseVersion(%q) = %v, want ErrParse", bad, err)
+		}
+	}
+}
+
+// faultFiles wraps OSFiles and fails one path: the seam a test double uses
+// to inject read faults.
+type faultFiles struct {
+	OSFiles
+	path string
+	err  error
+}
+
+func (f faultFiles) Lstat(path string) (fs.FileInfo, error) {
+	if path == f.path {
+		return nil, f.err
+	}
+	return f.OSFiles.Lstat(path)
+}
+
+func (f faultFiles) Stat(path string) (fs.FileInfo, error) {
+	if path == f.path {
+		return nil, f.err
+	}
+	return f.OSFiles.Stat(path)
+}
+
+func TestNewHandleInjectedFaults(t *testing.T) {
+	t.Parallel()
+	r := tree(t, "6.1.0\n")
+	h, err := NewHandle(r, faultFiles{path: filepath.Join(r.Sys, "x"), err: syscall.EACCES}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Exists(filepath.Join(r.Sys, "x")) {
+		t.Errorf("Exists() of an unreadable path is false: the caller would skip the real error")
+	}
+	if h.Exists(filepath.Join(r.Sys, "y")) {
+		t.Errorf("Exists() of a missing path is true")
+	}
+	if _, err := NewHandle(r, faultFiles{path: r.Sys, err: fs.ErrNotExist}, true); !errors.Is(err, ErrMountPoint) {
+		t.Errorf("NewHandle with a missing sysfs root = %v", err)
+	}
+}
