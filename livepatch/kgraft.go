@@ -32,18 +32,22 @@ type KGraftPatch struct {
 
 // KGraftFunction is one row of a kGraft patch's state table.
 type KGraftFunction struct {
-	Name   string `json:"name"`
-	Object string `json:"object"` // empty in the older three-column table
-	Sympos int    `json:"sympos"`
+	Name   string
+	Object string // empty in the older three-column table
+	Sympos int
 	// State is enum kgr_patch_state: 0 init, 1 slow, 2 applied,
 	// 3 revert_slow, 4 reverted, 5 skipped (target module not loaded).
-	State int `json:"state"`
+	State int
 }
 
-// kGraft's enum kgr_patch_state.
+// kGraft's enum kgr_patch_state, the State of a [KGraftFunction].
 const (
-	kgrPatchRevertSlow = 3
-	kgrPatchReverted   = 4
+	KGraftStateInit       = 0
+	KGraftStateSlow       = 1 // being applied: tasks may still run the old code
+	KGraftStateApplied    = 2
+	KGraftStateRevertSlow = 3
+	KGraftStateReverted   = 4
+	KGraftStateSkipped    = 5 // the target module is not loaded
 )
 
 // KGraftInProgress reads /sys/kernel/kgraft/in_progress.
@@ -102,7 +106,7 @@ func (fs FS) readKGraftPatch(dir, name string) (KGraftPatch, error) {
 	if len(p.Functions) > 0 {
 		p.Active = false
 		for _, f := range p.Functions {
-			if f.State != kgrPatchRevertSlow && f.State != kgrPatchReverted {
+			if f.State != KGraftStateRevertSlow && f.State != KGraftStateReverted {
 				p.Active = true
 			}
 		}

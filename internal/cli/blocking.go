@@ -7,60 +7,14 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/klp-project/klp/livepatch"
 	"github.com/spf13/cobra"
+
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/report"
+	"github.com/klp-project/klp/livepatch"
 )
 
-// blockingMode says what a blocking command lists.
-type blockingMode int
-
-const (
-	klpThreads   blockingMode = iota // klp blocking, and kgr on upstream kernels
-	kgrProcesses                     // SLE 12 kgr blocking: processes
-	kgrThreads                       // SLE 12 kgr blocking_threads: PID and TID
-)
-
-type jsonBlocking struct {
-	SchemaVersion int             `json:"schema_version"`
-	Interface     string          `json:"interface"`
-	Transition    *jsonTransition `json:"transition"`
-	Tasks         []jsonTask      `json:"tasks"`
-	Unreadable    []jsonTaskError `json:"unreadable"`
-	TasksScanned  int             `json:"tasks_scanned"`
-}
-
-type jsonTask struct {
-	PID          int      `json:"pid"`
-	TID          int      `json:"tid"`
-	Comm         string   `json:"comm"`
-	Cmdline      string   `json:"cmdline"`
-	KernelThread bool     `json:"kernel_thread"`
-	State        string   `json:"state"`
-	PatchState   int      `json:"patch_state"`
-	Stack        []string `json:"stack"`
-	StackError   *string  `json:"stack_error"`
-}
-
-func newJSONTask(t livepatch.Task, state livepatch.PatchState, stack []string, stackErr error) jsonTask {
-	jt := jsonTask{
-		PID: t.PID, TID: t.TID, Comm: t.Comm, Cmdline: t.Cmdline, KernelThread: t.KernelThread,
-		State: t.State, PatchState: int(state), Stack: stack,
-	}
-	if stackErr != nil {
-		s := stackErr.Error()
-		jt.StackError = &s
-	}
-	return jt
-}
-
-type jsonTaskError struct {
-	PID   int    `json:"pid"`
-	TID   int    `json:"tid"`
-	Path  string `json:"path"`
-	Error string `json:"error"`
-}
-
-func newBlockingCmd(opts *rootOptions, name string, mode blockingMode) *cobra.Command {
+func newBlockingCmd(opts *rootOptions, name string, mode admin.BlockingMode) *cobra.Command {
 	short := "List process threads that are preventing live patching from finishing"
 	long := `List the threads that are preventing live patching from finishing: those whose
 /proc/<pid>/task/<tid>/patch_state has not reached the target state of the
@@ -89,11 +43,7 @@ PID and TID of each such thread. Elsewhere both list threads, as klp does.`
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if why {
-				fs, err := opts.fs()
-				if err != nil {
-					return err
-				}
-				return whyRun(opts, fs)
+				return whyRun(opts)
 			}
 			return blockingRun(opts, mode)
 		},
@@ -110,112 +60,38 @@ module's code), and what can be done about it.`
 	return cmd
 }
 
-// blockingReport gathers the blocking tasks with their details.
-type blockingReport struct {
-	iface      livepatch.Interface
-	blocking   livepatch.Blocking
-	tasks      []livepatch.Task
-	states     []livepatch.PatchState
-	stacks     [][]string
-	stackErrs  []error
-	stackFatal error // the first stack error that is the caller's fault (permission)
-}
-
-func gatherBlocking(fs livepatch.FS, mode blockingMode, wantStacks bool) (*blockingReport, error) {
-	r := &blockingReport{iface: fs.Interface()}
-	var err error
-	switch {
-	case r.iface == livepatch.InterfaceKGraft && mode != klpThreads:
-		r.blocking, err = fs.KGraftBlocking(mode == kgrThreads)
-	case r.iface == livepatch.InterfaceKGraft:
-		r.blocking, err = fs.KGraftBlocking(true)
-	case r.iface == livepatch.InterfaceLivepatch:
-		var patches []livepatch.Patch
-		if patches, err = fs.Patches(); err == nil {
-			r.blocking, err = fs.BlockingTasks(patches)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, ts := range r.blocking.Tasks {
-		t, err := fs.Task(ts.PID, ts.TID)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // it exited, so it no longer blocks
-		}
-		if err != nil {
-			return nil, err
-		}
-		r.tasks = append(r.tasks, t)
-		r.states = append(r.states, ts.State)
-		var stack []string
-		var serr error
-		if wantStacks {
-			stack, serr = fs.TaskStack(ts.PID, ts.TID)
-			if serr != nil && r.stackFatal == nil && !errors.Is(serr, livepatch.ErrStackUnavailable) && !errors.Is(serr, os.ErrNotExist) {
-				r.stackFatal = serr
-			}
-		}
-		r.stacks = append(r.stacks, stack)
-		r.stackErrs = append(r.stackErrs, serr)
-	}
-	return r, nil
-}
-
-func blockingRun(opts *rootOptions, mode blockingMode) error {
-	fs, err := opts.fs()
+func blockingRun(opts *rootOptions, mode admin.BlockingMode) error {
+	sys, err := opts.system()
 	if err != nil {
 		return err
 	}
-	r, err := gatherBlocking(fs, mode, opts.verbose >= 2)
+	r, err := sys.Blocking(admin.BlockingOptions{Mode: mode, Stacks: opts.verbose >= 2})
 	if err != nil {
 		return err
-	}
-	if r.iface != livepatch.InterfaceKGraft {
-		mode = klpThreads
 	}
 	out := opts.env.IO.Out
 	if opts.json {
-		if err := writeJSON(out, r.json()); err != nil {
+		if err := report.Write(out, report.NewBlocking(r)); err != nil {
 			return err
 		}
 	} else {
-		r.print(out, mode, opts.verbose)
+		printBlocking(out, r, opts.verbose)
 	}
-	return r.incomplete(opts)
-}
-
-// incomplete turns the parts that could not be read into the exit status: a
-// list that silently lacks other users' tasks would tell a script that
-// nothing blocks.
-func (r *blockingReport) incomplete(opts *rootOptions) error {
-	un := r.blocking.Stats.Unreadable
-	if len(un) > 0 {
-		hint := ""
-		if errors.Is(un[0].Err, os.ErrPermission) {
-			hint = "; run as root to see every blocking task"
-		}
-		return &exitError{code: ExitError, msg: fmt.Sprintf("could not read the state of %d task(s) (%v)%s", len(un), un[0], hint)}
-	}
-	if r.stackFatal != nil {
-		hint := ""
-		if errors.Is(r.stackFatal, os.ErrPermission) {
-			hint = "; stack traces need root (CAP_SYS_ADMIN)"
-		}
-		return &exitError{code: ExitError, msg: fmt.Sprintf("cannot read stack traces: %v%s", r.stackFatal, hint)}
+	if err := r.Incomplete(); err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	return nil
 }
 
-func (r *blockingReport) print(w io.Writer, mode blockingMode, verbose int) {
-	if len(r.tasks) == 0 {
+func printBlocking(w io.Writer, r *admin.BlockingReport, verbose int) {
+	if len(r.Tasks) == 0 {
 		// With tasks left unread, "no threads" would be a false claim: the
 		// unreadable ones may block (stderr says so, and the exit is 1).
-		if verbose > 0 && len(r.blocking.Stats.Unreadable) == 0 {
-			switch mode {
-			case kgrProcesses:
+		if verbose > 0 && r.Complete() {
+			switch r.Mode {
+			case admin.KGraftProcesses:
 				fmt.Fprintln(w, "no processes with kgr_in_progress set")
-			case kgrThreads:
+			case admin.KGraftThreads:
 				fmt.Fprintln(w, "no threads with kgr_in_progress set")
 			default:
 				fmt.Fprintln(w, "no threads with klp_in_progress set")
@@ -223,12 +99,12 @@ func (r *blockingReport) print(w io.Writer, mode blockingMode, verbose int) {
 		}
 		return
 	}
-	for i, t := range r.tasks {
+	for _, t := range r.Tasks {
 		var id string
-		switch mode {
-		case kgrProcesses:
+		switch r.Mode {
+		case admin.KGraftProcesses:
 			id = strconv.Itoa(t.PID)
-		case kgrThreads:
+		case admin.KGraftThreads:
 			id = strconv.Itoa(t.PID) + " " + strconv.Itoa(t.TID)
 		default:
 			id = strconv.Itoa(t.TID)
@@ -241,11 +117,11 @@ func (r *blockingReport) print(w io.Writer, mode blockingMode, verbose int) {
 		if verbose < 2 {
 			continue
 		}
-		switch err := r.stackErrs[i]; {
-		case err == nil && len(r.stacks[i]) == 0:
+		switch err := t.StackErr; {
+		case err == nil && len(t.Stack) == 0:
 			fmt.Fprintln(w, "    (empty stack)")
 		case err == nil:
-			for _, f := range r.stacks[i] {
+			for _, f := range t.Stack {
 				fmt.Fprintf(w, "    %s\n", f)
 			}
 		case errors.Is(err, livepatch.ErrStackUnavailable):
@@ -258,30 +134,23 @@ func (r *blockingReport) print(w io.Writer, mode blockingMode, verbose int) {
 	}
 }
 
-func (r *blockingReport) json() jsonBlocking {
-	doc := jsonBlocking{
-		SchemaVersion: SchemaVersion,
-		Interface:     string(r.iface),
-		Transition:    toJSONTransition(r.blocking.Transition),
-		Tasks:         []jsonTask{},
-		Unreadable:    []jsonTaskError{},
-		TasksScanned:  r.blocking.Stats.Tasks,
+// whyRun is blocking --why: the stall report of the transition in progress.
+func whyRun(opts *rootOptions) error {
+	sys, err := opts.system()
+	if err != nil {
+		return err
 	}
-	for i, t := range r.tasks {
-		doc.Tasks = append(doc.Tasks, newJSONTask(t, r.states[i], r.stacks[i], r.stackErrs[i]))
+	r, err := sys.Blocking(admin.BlockingOptions{Explain: true})
+	if err != nil {
+		return err
 	}
-	for _, u := range r.blocking.Stats.Unreadable {
-		doc.Unreadable = append(doc.Unreadable, jsonTaskError{PID: u.PID, TID: u.TID, Path: u.Path, Error: errText(u.Err)})
+	if opts.json {
+		return report.Write(opts.env.IO.Out, report.NewWhy(r))
 	}
-	return doc
-}
-
-// errText gives the locale-independent text of an error, without the path
-// that the JSON already carries.
-func errText(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
+	if r.Transition == nil {
+		fmt.Fprintln(opts.env.IO.Out, "no transition in progress")
+		return nil
 	}
-	return err.Error()
+	printStall(opts.env.IO.Out, r)
+	return nil
 }

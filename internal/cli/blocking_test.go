@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/txtar"
 
+	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
 )
@@ -69,7 +70,7 @@ SyS_keyctl            vmlinux                    1      2
 	var stdout, stderr strings.Builder
 	env := &cli.Env{
 		IO:       &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
-		Packages: &fakePackages{pkgs: map[string]cli.PackageInfo{"kgraft_patch_1_1_1": {Manager: "rpm", Full: "kgraft-patch-3_12_28-4-default-1-2.1.x86_64"}}},
+		Packages: &fakePackages{pkgs: map[string]admin.PackageInfo{"kgraft_patch_1_1_1": {Manager: "rpm", Full: "kgraft-patch-3_12_28-4-default-1-2.1.x86_64"}}},
 	}
 	if code := cli.Run(withRoots(roots, "kgr", "-v", "patches"), env); code != cli.ExitOK {
 		t.Errorf("kgr -v patches: exit status %d: %s", code, stderr.String())

@@ -6,46 +6,11 @@ import (
 	"io"
 	"strings"
 
-	"github.com/klp-project/klp/livepatch"
 	"github.com/spf13/cobra"
+
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/report"
 )
-
-// Downgrader is what downgrade needs from the package manager. The
-// PackageSource of a real system implements it; tests use a fake.
-type Downgrader interface {
-	// PlanDowngrade finds the package that owns the loaded module and the
-	// newest version of it older than the installed one, and builds the
-	// command that installs it. nonInteractive makes the command ask no
-	// questions.
-	PlanDowngrade(module string, nonInteractive bool) (*DowngradePlan, []string, error)
-	// RunDowngrade runs the plan's command with the given streams. Notes
-	// report informational exit statuses that still mean success.
-	RunDowngrade(plan *DowngradePlan, stdin io.Reader, stdout, stderr io.Writer) ([]string, error)
-}
-
-// DowngradePlan is a downgrade about to be done.
-type DowngradePlan struct {
-	// Manager is "rpm" or "dpkg".
-	Manager string
-	// Package is the package name.
-	Package string
-	// From is the installed version (VERSION-RELEASE for rpm), To the
-	// older version to install.
-	From, To string
-	// Command is the program and its arguments.
-	Command []string
-}
-
-type jsonDowngrade struct {
-	SchemaVersion int      `json:"schema_version"`
-	Patch         string   `json:"patch"`
-	Manager       string   `json:"manager"`
-	Package       string   `json:"package"`
-	From          string   `json:"from"`
-	To            string   `json:"to"`
-	Command       []string `json:"command"`
-	Ran           bool     `json:"ran"`
-}
 
 func newDowngradeCmd(opts *rootOptions) *cobra.Command {
 	return &cobra.Command{
@@ -96,50 +61,44 @@ exit status is in the message).`,
 
 func downgradeRun(opts *rootOptions) error {
 	env, prog := opts.env, opts.prog
-	fs, err := opts.fs()
+	c, err := opts.changer("downgrade")
 	if err != nil {
 		return err
 	}
-	patch, err := activePatch(fs)
-	if err != nil {
-		return err
-	}
-	dg, ok := opts.packages().(Downgrader)
+	dg, ok := opts.packages().(admin.Downgrader)
 	if !ok {
 		return errors.New("downgrade: no package manager support in this build")
 	}
-
-	plan, notes, err := dg.PlanDowngrade(patch, opts.nonInteractive)
-	printNotes(env, prog, notes)
-	if err != nil {
-		return fmt.Errorf("downgrade %s: %w", patch, err)
+	d, err := c.PlanDowngrade(dg, opts.nonInteractive)
+	if d != nil {
+		printNotes(env, prog, d.Notes)
 	}
-	doc := jsonDowngrade{
-		SchemaVersion: SchemaVersion, Patch: patch, Manager: plan.Manager, Package: plan.Package,
-		From: plan.From, To: plan.To, Command: plan.Command,
+	if err != nil {
+		return err
 	}
 	// finish prints the JSON document, whatever happened after planning:
 	// a script learns what would have run and whether it did.
+	ran := false
 	finish := func(err error) error {
 		if opts.json {
-			if jerr := writeJSON(env.IO.Out, doc); jerr != nil && err == nil {
+			if jerr := report.Write(env.IO.Out, report.NewDowngrade(d, ran)); jerr != nil && err == nil {
 				err = jerr
 			}
 		}
 		return err
 	}
-
+	plan := d.Plan
 	if !opts.json {
 		fmt.Fprintf(env.IO.Out, "Downgrading %s from %s to %s:\n%s\n", plan.Package, plan.From, plan.To, shellJoin(plan.Command))
 	}
 	if env.Geteuid != nil && env.Geteuid() != 0 {
-		return finish(fmt.Errorf("downgrade %s: root privileges are needed to run %s", patch, plan.Command[0]))
+		return finish(fmt.Errorf("downgrade %s: root privileges are needed to run %s", d.Patch, plan.Command[0]))
 	}
 	if !opts.nonInteractive {
 		fmt.Fprint(env.IO.ErrOut, "Continue? [y/N] ")
 		answer, err := readAnswer(env.IO.In)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return finish(fmt.Errorf("downgrade %s: read answer: %w", patch, err))
+			return finish(fmt.Errorf("downgrade %s: read answer: %w", d.Patch, err))
 		}
 		if !isYes(answer) {
 			msg := "downgrade cancelled"
@@ -157,88 +116,10 @@ func downgradeRun(opts *rootOptions) error {
 	if opts.json {
 		out = env.IO.ErrOut
 	}
-	doc.Ran = true
-	notes, err = dg.RunDowngrade(plan, env.IO.In, out, env.IO.ErrOut)
+	ran = true
+	notes, err := c.RunDowngrade(dg, d, env.IO.In, out, env.IO.ErrOut)
 	printNotes(env, prog, notes)
-	if err != nil {
-		return finish(fmt.Errorf("downgrade %s: %w", patch, err))
-	}
-	return finish(nil)
-}
-
-// activePatch returns the name of the patch a downgrade replaces: the
-// enabled patch. Several are enabled when patches were stacked without
-// atomic replace; then the topmost wins: the highest stack_order (Linux
-// 6.14+), or else the last by name, the best guess left.
-//
-// While a transition is in progress the kernel refuses to enable another
-// patch (klp_enable_patch fails with EBUSY), so the package's scripts
-// would fail after the package was already swapped; downgrade refuses
-// early instead. (This is also why "the one in transition" never needs to
-// be chosen among several enabled patches.)
-func activePatch(fs livepatch.FS) (string, error) {
-	switch fs.Interface() {
-	case livepatch.InterfaceKGraft:
-		inProgress, err := fs.KGraftInProgress()
-		if err != nil {
-			return "", err
-		}
-		if inProgress {
-			return "", errors.New("downgrade: a kGraft patch transition is in progress; try again when 'klp status' says ready")
-		}
-		patches, err := fs.KGraftPatches()
-		if err != nil {
-			return "", err
-		}
-		name := ""
-		for _, p := range patches {
-			if p.Active {
-				name = p.Name
-			}
-		}
-		if name == "" {
-			return "", errors.New("downgrade: no live patch is loaded")
-		}
-		return name, nil
-	}
-
-	patches, err := fs.Patches()
-	if err != nil {
-		return "", fmt.Errorf("downgrade: %w", err)
-	}
-	if tr := livepatch.TransitionOf(patches); tr != nil {
-		return "", fmt.Errorf("downgrade: %s is in transition (%s); try again when 'klp status' says ready", tr.Patch, tr.Direction())
-	}
-	var enabled []livepatch.Patch
-	for _, p := range patches {
-		if p.Enabled {
-			enabled = append(enabled, p)
-		}
-	}
-	switch len(enabled) {
-	case 0:
-		if len(patches) > 0 {
-			return "", errors.New("downgrade: no live patch is enabled")
-		}
-		return "", errors.New("downgrade: no live patch is loaded")
-	case 1:
-		return enabled[0].Name, nil
-	}
-	best := enabled[len(enabled)-1] // last by name: Patches() sorts by name
-	allOrdered := true
-	for _, p := range enabled {
-		if p.StackOrder == nil {
-			allOrdered = false
-		}
-	}
-	if allOrdered {
-		for _, p := range enabled {
-			if *p.StackOrder > *best.StackOrder {
-				best = p
-			}
-		}
-	}
-	return best.Name, nil
+	return finish(err)
 }
 
 // readAnswer reads one line, one byte at a time: a buffered read would

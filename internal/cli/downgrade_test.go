@@ -15,7 +15,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/pkgmeta"
+	"github.com/klp-project/klp/kernel"
 )
 
 // dgReply is a fake program's answer.
@@ -136,9 +139,10 @@ func dgRun(t *testing.T, root string, r *dgRunner, stdin string, euid int, args 
 	t.Helper()
 	var out, errOut bytes.Buffer
 	env := &Env{
-		IO:      &IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut},
-		Geteuid: func() int { return euid },
-		Packages: newPackageSource(pkgmeta.Config{
+		IO:       &IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut},
+		Geteuid:  func() int { return euid },
+		OpenLive: fakefs.OpenLive(kernel.Seams{}),
+		Packages: admin.NewPackages(pkgmeta.Config{
 			Runner:        r,
 			ModulesDirs:   []string{filepath.Join(root, "lib/modules")},
 			StoreDirs:     []string{},
@@ -426,26 +430,26 @@ type dgFake struct {
 	plans   []string
 }
 
-func (f *dgFake) Describe(string, int) (*PackageInfo, []string, error) { return nil, nil, nil }
+func (f *dgFake) Describe(string, int) (*admin.PackageInfo, []string, error) { return nil, nil, nil }
 
-func (f *dgFake) PlanDowngrade(module string, nonInteractive bool) (*DowngradePlan, []string, error) {
+func (f *dgFake) PlanDowngrade(module string, nonInteractive bool) (*admin.DowngradePlan, []string, error) {
 	f.plans = append(f.plans, fmt.Sprintf("%s/%v", module, nonInteractive))
 	if f.planErr != nil {
 		return nil, f.notes, f.planErr
 	}
-	return &DowngradePlan{Manager: "dpkg", Package: "lp", From: "3-1", To: "2-1", Command: []string{"apt-get", "--yes", "install", "--allow-downgrades", "lp=2-1"}}, f.notes, nil
+	return &admin.DowngradePlan{Manager: "dpkg", Package: "lp", From: "3-1", To: "2-1", Command: []string{"apt-get", "--yes", "install", "--allow-downgrades", "lp=2-1"}}, f.notes, nil
 }
 
-func (f *dgFake) RunDowngrade(plan *DowngradePlan, stdin io.Reader, stdout, stderr io.Writer) ([]string, error) {
+func (f *dgFake) RunDowngrade(plan *admin.DowngradePlan, stdin io.Reader, stdout, stderr io.Writer) ([]string, error) {
 	return nil, nil
 }
 
 func TestDowngradeWithOtherSources(t *testing.T) {
 	t.Parallel()
 	root := dgTree(t, dgOnePatch, nil)
-	run := func(pkgs PackageSource) (string, string, ExitCode) {
+	run := func(pkgs admin.PackageSource) (string, string, ExitCode) {
 		var out, errOut bytes.Buffer
-		env := &Env{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, Packages: pkgs}
+		env := &Env{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, Packages: pkgs, OpenLive: fakefs.OpenLive(kernel.Seams{})}
 		code := Run([]string{"klp", "--sysfs", filepath.Join(root, "sys"), "--procfs", filepath.Join(root, "proc"), "-n", "downgrade"}, env)
 		return out.String(), errOut.String(), code
 	}
@@ -464,8 +468,8 @@ func TestDowngradeWithOtherSources(t *testing.T) {
 		t.Errorf("plan error: %d %q", code, stderr)
 	}
 
-	// A PackageSource that cannot downgrade (Describe only), and none.
-	for _, pkgs := range []PackageSource{describeOnly{}, nil} {
+	// A admin.PackageSource that cannot downgrade (Describe only), and none.
+	for _, pkgs := range []admin.PackageSource{describeOnly{}, nil} {
 		if _, stderr, code := run(pkgs); code != ExitError || stderr != "klp: downgrade: no package manager support in this build\n" {
 			t.Errorf("%T: %d %q", pkgs, code, stderr)
 		}
@@ -474,7 +478,7 @@ func TestDowngradeWithOtherSources(t *testing.T) {
 
 type describeOnly struct{}
 
-func (describeOnly) Describe(string, int) (*PackageInfo, []string, error) { return nil, nil, nil }
+func (describeOnly) Describe(string, int) (*admin.PackageInfo, []string, error) { return nil, nil, nil }
 
 func TestDowngradeNoLivepatch(t *testing.T) {
 	t.Parallel()

@@ -6,9 +6,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/klp-project/klp/internal/lifecycle"
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/audit"
+	"github.com/klp-project/klp/internal/lock"
+	"github.com/klp-project/klp/internal/pkgmeta"
+	"github.com/klp-project/klp/internal/store"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
-	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -30,28 +34,29 @@ type IOStreams struct {
 type Env struct {
 	IO *IOStreams
 	// Getpid, Getppid and Getpgrp identify klp itself, so that kgr poke
-	// never stops its own process, parent shell or process group.
+	// never stops its own process, its ancestors or its process group.
 	Getpid, Getppid, Getpgrp func() int
-	// Kill sends a signal to a process.
-	Kill func(pid int, sig syscall.Signal) error
 	// Sleep waits; tests make it return at once.
 	Sleep func(time.Duration)
 	// Packages answers package questions for patches -v and downgrade.
-	Packages PackageSource
+	Packages admin.PackageSource
 	// Geteuid tells whether klp runs as root.
 	Geteuid func() int
 	// ErrTTY is true when ErrOut is a terminal: transition progress is
 	// drawn there, and only then.
 	ErrTTY bool
 
-	// Kmod configures module loading; its ProcRoot and SysRoot are set
-	// from --procfs and --sysfs. Tests put a fake kernel's syscalls here.
+	// OpenLive opens the running kernel for the commands that change it:
+	// kernel.OpenLive, which refuses roots that are not the kernel's own
+	// sysfs and procfs. Tests return a fake kernel's live handle, whose
+	// every action goes to the fake.
+	OpenLive func(kernel.Roots) (*kernel.Live, error)
+	// Kmod configures module loading (tests: the fake kernel's
+	// decompressor).
 	Kmod kmod.Options
-	// Attr, when set, receives the livepatch attribute writes (tests: the
-	// fake kernel).
-	Attr livepatch.AttrWriter
-	// Audit records mutating actions (syslog by default).
-	Audit lifecycle.Auditor
+	// Audit opens the audit log, only for commands that change something
+	// (nil: none).
+	Audit func() audit.Auditor
 	// LockPath is the lock that serialises mutating commands.
 	LockPath string
 	// LockWait is how long a second klp waits for the lock.
@@ -61,7 +66,7 @@ type Env struct {
 	Inspect func(path string) (*modinfo.Module, error)
 	// Store is where installed patches live (/var/lib/klp, and kpatch's
 	// /var/lib/kpatch read too).
-	Store lifecycle.Store
+	Store store.Store
 	// BootDir holds the kernel configs (config-<release>) that preflight
 	// reads; it is under neither --sysfs nor --procfs. Default "/boot".
 	BootDir string
@@ -77,15 +82,15 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Getpid:   os.Getpid,
 		Getppid:  os.Getppid,
 		Getpgrp:  syscall.Getpgrp,
-		Kill:     syscall.Kill,
 		Sleep:    time.Sleep,
-		Packages: defaultPackageSource(),
+		Packages: admin.NewPackages(pkgmeta.Config{}),
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),
-		Audit:    lifecycle.NewSyslogAuditor(),
-		LockPath: lifecycle.DefaultLockPath,
+		OpenLive: kernel.OpenLive,
+		Audit:    func() audit.Auditor { return audit.NewSyslog() },
+		LockPath: lock.DefaultPath,
 		LockWait: 5 * time.Second,
-		Store:    lifecycle.Store{Dir: lifecycle.DefaultStore, Kpatch: lifecycle.DefaultKpatchStore},
+		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},
 		BootDir:  "/boot",
 	}
 }

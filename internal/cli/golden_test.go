@@ -19,8 +19,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/kernel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -103,7 +105,7 @@ func goldenCommands() []goldenCommand {
 // fakePackages answers package questions from fixed data, like an rpm
 // database would for the modules of one fixture.
 type fakePackages struct {
-	pkgs  map[string]cli.PackageInfo
+	pkgs  map[string]admin.PackageInfo
 	notes map[string][]string
 	errs  map[string]error
 
@@ -111,7 +113,7 @@ type fakePackages struct {
 	calls []string
 }
 
-func (f *fakePackages) Describe(module string, verbose int) (*cli.PackageInfo, []string, error) {
+func (f *fakePackages) Describe(module string, verbose int) (*admin.PackageInfo, []string, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, fmt.Sprintf("%s/%d", module, verbose))
 	f.mu.Unlock()
@@ -139,7 +141,7 @@ func packagesFor(fixture string) *fakePackages {
 	switch fixture {
 	case "kernel-6.11":
 		return &fakePackages{
-			pkgs: map[string]cli.PackageInfo{
+			pkgs: map[string]admin.PackageInfo{
 				"livepatch_3_1_1": {
 					Manager: "rpm", Name: "kernel-livepatch-6_11_8-1-default", Version: "3", Release: "1.1", Arch: "x86_64",
 					Full:       "kernel-livepatch-6_11_8-1-default-3-1.1.x86_64",
@@ -155,7 +157,7 @@ func packagesFor(fixture string) *fakePackages {
 		}
 	case "kernel-5.1":
 		return &fakePackages{
-			pkgs: map[string]cli.PackageInfo{
+			pkgs: map[string]admin.PackageInfo{
 				// SUSE's initial patch: a changelog with no fixes.
 				"livepatch_1_5_3_2": {
 					Manager: "rpm", Name: "kernel-livepatch-5_3_18-24_34-default", Version: "1", Release: "5.3.2", Arch: "x86_64",
@@ -170,7 +172,7 @@ func packagesFor(fixture string) *fakePackages {
 		}
 	case "sle12-kgraft":
 		return &fakePackages{
-			pkgs: map[string]cli.PackageInfo{
+			pkgs: map[string]admin.PackageInfo{
 				"kgraft_patch_3_2_1": {
 					Manager: "rpm", Name: "kgraft-patch-3_12_51-60_25-default", Version: "3", Release: "2.1", Arch: "x86_64",
 					Full: "kgraft-patch-3_12_51-60_25-default-3-2.1.x86_64",
@@ -224,7 +226,7 @@ func runGolden(t *testing.T, root string, c goldenCommand, pkgs *fakePackages) r
 		Getpid:   func() int { return fakePID },
 		Getppid:  func() int { return fakePPID },
 		Getpgrp:  func() int { return fakePGRP },
-		Kill:     kills.kill,
+		OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(kills.kill)}),
 		Sleep:    func(time.Duration) {},
 		Geteuid:  func() int { return 0 },
 		Packages: nil,

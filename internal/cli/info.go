@@ -9,18 +9,12 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/klp-project/klp/modinfo"
 	"github.com/spf13/cobra"
-)
 
-// jsonInfo is `klp info --json`: the modinfo.Module itself (its JSON names
-// are stable, see modinfo/testdata/golden), plus the schema version and the
-// file that was read.
-type jsonInfo struct {
-	SchemaVersion int    `json:"schema_version"`
-	File          string `json:"file"`
-	*modinfo.Module
-}
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/report"
+	"github.com/klp-project/klp/modinfo"
+)
 
 func newInfoCmd(opts *rootOptions) *cobra.Command {
 	return &cobra.Command{
@@ -48,11 +42,11 @@ module is 'klp preflight'.`,
 // argument with a '/' or ".ko" is a path, read as given (so that a missing
 // file is reported by the open that fails); a bare name is looked up among
 // the patches installed for the running kernel, as klp load does.
-func moduleFile(opts *rootOptions, verb, arg string) (string, error) {
+func (o *rootOptions) moduleFile(sys *admin.System, verb, arg string) (string, error) {
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		return arg, nil
 	}
-	return resolveModule(opts, verb, arg)
+	return sys.ResolveModule(o.env.Store, verb, arg)
 }
 
 // inspectModule parses a module file, through the test hook when set.
@@ -64,16 +58,24 @@ func (o *rootOptions) inspectModule(path string) (*modinfo.Module, error) {
 }
 
 func infoRun(opts *rootOptions, arg string) error {
-	path, err := moduleFile(opts, "info", arg)
-	if err != nil {
-		return &exitError{code: ExitError, msg: "info: " + err.Error()}
+	path := arg
+	if !strings.Contains(arg, "/") && !strings.Contains(arg, ".ko") {
+		// Only a NAME needs the kernel: its release says which
+		// installed file.
+		sys, err := opts.system()
+		if err != nil {
+			return &exitError{code: ExitError, msg: "info: " + err.Error()}
+		}
+		if path, err = opts.moduleFile(sys, "info", arg); err != nil {
+			return &exitError{code: ExitError, msg: "info: " + err.Error()}
+		}
 	}
 	mod, err := opts.inspectModule(path)
 	if err != nil {
 		return &exitError{code: ExitError, msg: "info: " + err.Error()}
 	}
 	if opts.json {
-		return writeJSON(opts.env.IO.Out, jsonInfo{SchemaVersion, path, mod})
+		return report.Write(opts.env.IO.Out, report.NewInfo(path, mod))
 	}
 	printInfo(opts.env.IO.Out, path, mod)
 	return nil

@@ -10,7 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/klp-project/klp/internal/lifecycle"
+	"github.com/klp-project/klp/internal/report"
+	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -133,7 +134,7 @@ func TestInfoJSON(t *testing.T) {
 		if err := json.Unmarshal(b, &want); err != nil {
 			t.Fatal(err)
 		}
-		if got["schema_version"] != float64(SchemaVersion) || got["file"] != file {
+		if got["schema_version"] != float64(report.Version) || got["file"] != file {
 			t.Errorf("%s: schema_version %v, file %v", file, got["schema_version"], got["file"])
 		}
 		delete(got, "schema_version")
@@ -183,8 +184,8 @@ func TestInfoErrors(t *testing.T) {
 // running kernel, as klp load does.
 func TestInfoName(t *testing.T) {
 	root := pfTree(t, nil)
-	store := t.TempDir()
-	inst := filepath.Join(store, pfRelease, "klp_vmlinux.ko")
+	storeDir := t.TempDir()
+	inst := filepath.Join(storeDir, pfRelease, "klp_vmlinux.ko")
 	b, err := os.ReadFile(filepath.Join(pfModules, "klp_vmlinux.ko"))
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +196,12 @@ func TestInfoName(t *testing.T) {
 	if err := os.WriteFile(inst, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := &Env{Store: lifecycle.Store{Dir: store}}
+	env := &Env{Store: store.Store{Dir: storeDir}}
 	out, errOut, code := pfRun(t, root, env, "info", "klp_vmlinux")
 	if code != ExitOK || !strings.Contains(out, "file:        "+inst+"\n") {
 		t.Errorf("exit %d, stderr %q, stdout:\n%s", code, errOut, out)
 	}
-	_, errOut, code = pfRun(t, root, &Env{Store: lifecycle.Store{Dir: store}}, "info", "klp_other")
+	_, errOut, code = pfRun(t, root, &Env{Store: store.Store{Dir: storeDir}}, "info", "klp_other")
 	if code != ExitError || !strings.Contains(errOut, "klp_other") {
 		t.Errorf("unknown name: exit %d, stderr %q", code, errOut)
 	}

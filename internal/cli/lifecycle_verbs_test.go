@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
-	"github.com/klp-project/klp/internal/lifecycle"
-	"github.com/klp-project/klp/livepatch"
+	"github.com/klp-project/klp/internal/lock"
+	"github.com/klp-project/klp/internal/report"
+	"github.com/klp-project/klp/internal/store"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -34,10 +39,14 @@ type auditLog struct {
 	records []string
 }
 
-func (a *auditLog) Record(action, target, result string, elapsed time.Duration, err error) {
+func (a *auditLog) Record(r audit.Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.records = append(a.records, action+" "+target+" "+result)
+	target := r.Patch
+	if r.File != "" {
+		target = r.File
+	}
+	a.records = append(a.records, r.Action+" "+target+" "+r.Result)
 }
 
 func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
@@ -54,13 +63,18 @@ func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
 	v.env = &Env{
 		IO:     &IOStreams{In: strings.NewReader(""), Out: v.out, ErrOut: v.errOut},
 		Getpid: os.Getpid, Getppid: os.Getppid, Getpgrp: func() int { return -1 },
-		Sleep:    func(time.Duration) {},
-		Geteuid:  func() int { return 0 },
-		Kmod:     k.KmodOptions(),
-		Attr:     k,
-		Audit:    v.audit,
+		Sleep:   func(time.Duration) {},
+		Geteuid: func() int { return 0 },
+		Kmod:    k.KmodOptions(),
+		OpenLive: func(r kernel.Roots) (*kernel.Live, error) {
+			if r.Sys != k.SysRoot() || r.Proc != k.ProcRoot() {
+				return nil, fmt.Errorf("%w: roots %+v are not the fake kernel's", kernel.ErrNotLive, r)
+			}
+			return k.Live(), nil
+		},
+		Audit:    func() audit.Auditor { return v.audit },
 		LockPath: filepath.Join(dir, "klp.lock"),
-		Store:    lifecycle.Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")},
+		Store:    store.Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")},
 		Inspect: func(path string) (*modinfo.Module, error) {
 			if m, ok := v.specs[path]; ok {
 				return m, nil
@@ -107,11 +121,11 @@ func TestLoadVerb(t *testing.T) {
 	if code := v.run("--json", "unload", "lp_cmdline"); code != ExitOK {
 		t.Fatalf("unload: exit %d, stderr %q", code, v.errOut)
 	}
-	var doc jsonOutcome
+	var doc report.Outcome
 	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
 		t.Fatalf("unload --json: %v\n%s", err, v.out)
 	}
-	if doc.SchemaVersion != 1 || doc.Action != "unload" || doc.Result != "removed" || doc.Error != nil || doc.ExitCode != 0 {
+	if doc.SchemaVersion != 2 || doc.Action != "unload" || doc.Result != "removed" || doc.Error != nil || doc.ExitCode != 0 {
 		t.Errorf("unload --json = %+v", doc)
 	}
 	want := []string{"load " + path + " patched", "load " + path + " already loaded", "unload lp_cmdline removed"}
@@ -164,8 +178,8 @@ func TestBlockingWhy(t *testing.T) {
 		t.Fatal(code)
 	}
 	var doc struct {
-		SchemaVersion int        `json:"schema_version"`
-		Stall         *jsonStall `json:"stall"`
+		SchemaVersion int           `json:"schema_version"`
+		Stall         *report.Stall `json:"stall"`
 	}
 	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil || doc.Stall == nil {
 		t.Fatalf("blocking --why --json: %v\n%s", err, v.out)
@@ -283,7 +297,7 @@ func TestInstallListUninstall(t *testing.T) {
 	if code := v.run("--json", "list"); code != ExitOK {
 		t.Fatal(code)
 	}
-	var doc jsonList
+	var doc report.List
 	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -322,27 +336,9 @@ func TestMutationsNeedRoot(t *testing.T) {
 	}
 }
 
-func TestForceConsequence(t *testing.T) {
-	for _, tc := range []struct {
-		enabled bool
-		release string
-		want    string
-	}{
-		{false, "6.1.0-56-cloud-amd64", "never release module p"},
-		{true, "6.1.0-56-cloud-amd64", "stays removable"},
-		{true, "5.14.21-150400.24.33-default", "every loaded patch module"},
-		{true, "garbage", "every loaded patch module"},
-	} {
-		got := forceConsequence(livepatch.Patch{Name: "p", Enabled: tc.enabled}, tc.release)
-		if !strings.Contains(got, tc.want) {
-			t.Errorf("forceConsequence(enabled=%v, %s) = %q, want %q", tc.enabled, tc.release, got, tc.want)
-		}
-	}
-}
-
 func TestLockSerialisesMutations(t *testing.T) {
 	v := newVerbEnv(t, fakekernel.Options{})
-	l, err := lifecycle.Acquire(v.env.LockPath, 0)
+	l, err := lock.Acquire(context.Background(), v.env.LockPath, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,21 +3,30 @@ package cli
 
 import (
 	"errors"
+
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/klp-project/klp/internal/admin"
 )
 
 // ExitCode is the process exit status. The SUSE-compatible commands use
 // only 0 and 1 (klp(8), kgr(8)): 1 for every error, and for check "a
-// transition is in progress".
+// transition is in progress". The commands that change live patches add the
+// statuses of admin.ExitCode.
 type ExitCode int
 
+// Exit statuses (see admin.ExitCode for when each applies).
 const (
-	ExitOK    ExitCode = 0
-	ExitError ExitCode = 1
+	ExitOK          ExitCode = admin.ExitOK
+	ExitError       ExitCode = admin.ExitError
+	ExitStalled     ExitCode = admin.ExitStalled
+	ExitUnsupported ExitCode = admin.ExitUnsupported
+	ExitPermission  ExitCode = admin.ExitPermission
+	ExitInterrupted ExitCode = admin.ExitInterrupted
 )
 
 // exitError carries an exit code that is not an error message, such as

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/pkgmeta"
 )
 
@@ -18,9 +18,9 @@ const dgChangelog = `* Thu Mar 09 2023 nstange@suse.de
 - Reduce spurious warnings (bsc#1205999)
 `
 
-func dgSource(t *testing.T, root string, r *dgRunner) *packageSource {
+func dgSource(t *testing.T, root string, r *dgRunner) *admin.Packages {
 	t.Helper()
-	return newPackageSource(pkgmeta.Config{
+	return admin.NewPackages(pkgmeta.Config{
 		Runner:        r,
 		ProcRoot:      filepath.Join(root, "proc"),
 		ModulesDirs:   []string{filepath.Join(root, "lib/modules")},
@@ -39,7 +39,7 @@ func TestPackageSourceDescribe(t *testing.T) {
 	r.replies["rpm -q --changelog "+dgPkg+"-6-150400.2.2.x86_64"] = dgReply{out: dgChangelog}
 	src := dgSource(t, root, r)
 
-	want := &PackageInfo{
+	want := &admin.PackageInfo{
 		Manager: "rpm", Name: dgPkg, Version: "6", Release: "150400.2.2", Arch: "x86_64",
 		Full: dgPkg + "-6-150400.2.2.x86_64",
 		CVEs: []string{"CVE-2022-2588"}, Bugs: []string{"bsc#1205999"},
@@ -68,23 +68,6 @@ func TestPackageSourceDescribe(t *testing.T) {
 	}
 }
 
-func TestPackageInfoJSONLists(t *testing.T) {
-	t.Parallel()
-	// An initial patch has no CVEs and no bugs: the JSON says [], not null.
-	pi := toPackageInfo(&pkgmeta.Info{Package: pkgmeta.Package{Manager: pkgmeta.Dpkg, Name: "lp", Version: "1:1-1", Arch: "amd64"}})
-	b, err := json.Marshal(pi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = `{"manager":"dpkg","name":"lp","version":"1:1-1","release":"","arch":"amd64","full":"lp_1-1_amd64","cves":[],"bugs":[]}`
-	if string(b) != want {
-		t.Errorf("got  %s\nwant %s", b, want)
-	}
-	if toPackageInfo(nil) != nil {
-		t.Error("nil info gave a package")
-	}
-}
-
 func TestPackagesBindsProcRoot(t *testing.T) {
 	t.Parallel()
 	snap := t.TempDir()
@@ -94,12 +77,12 @@ func TestPackagesBindsProcRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(snap, "sys/kernel/osrelease"), []byte("6.4.0-snapshot\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := &rootOptions{procRoot: snap, env: &Env{Packages: defaultPackageSource()}}
-	ps, ok := opts.packages().(*packageSource)
+	opts := &rootOptions{procRoot: snap, env: &Env{Packages: admin.NewPackages(pkgmeta.Config{})}}
+	ps, ok := opts.packages().(*admin.Packages)
 	if !ok {
 		t.Fatalf("packages() = %T", opts.packages())
 	}
-	if krel, err := ps.src.KernelRelease(); err != nil || krel != "6.4.0-snapshot" {
+	if krel, err := ps.KernelRelease(); err != nil || krel != "6.4.0-snapshot" {
 		t.Errorf("kernel release from --procfs: %q, %v", krel, err)
 	}
 	// The default root keeps the same source.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/kernel"
 )
 
 // helperEnv makes the test binary a helper process instead of running
@@ -340,13 +341,13 @@ func TestPokeRealProcesses(t *testing.T) {
 		sig.reset()
 		var stdout, stderr bytes.Buffer
 		env := &cli.Env{
-			IO:      &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
-			Getpid:  os.Getpid,
-			Getppid: os.Getppid,
-			Getpgrp: syscall.Getpgrp,
-			Kill:    sig.kill,
-			Sleep:   time.Sleep,
-			Geteuid: os.Geteuid,
+			IO:       &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
+			Getpid:   os.Getpid,
+			Getppid:  os.Getppid,
+			Getpgrp:  syscall.Getpgrp,
+			OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(sig.kill)}),
+			Sleep:    time.Sleep,
+			Geteuid:  os.Geteuid,
 		}
 		argv := append([]string{"kgr", "--sysfs", filepath.Join(tree.root, "sys"), "--procfs", filepath.Join(tree.root, "proc")}, args...)
 		code := cli.Run(argv, env)
@@ -525,13 +526,13 @@ func TestPokeKillErrors(t *testing.T) {
 		calls = nil
 		var stdout, stderr bytes.Buffer
 		env := &cli.Env{
-			IO:      &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
-			Getpid:  func() int { return fakePID },
-			Getppid: func() int { return fakePPID },
-			Getpgrp: func() int { return fakePGRP },
-			Kill:    kill,
-			Sleep:   func(time.Duration) {},
-			Geteuid: func() int { return 0 },
+			IO:       &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
+			Getpid:   func() int { return fakePID },
+			Getppid:  func() int { return fakePPID },
+			Getpgrp:  func() int { return fakePGRP },
+			OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(kill)}),
+			Sleep:    func(time.Duration) {},
+			Geteuid:  func() int { return 0 },
 		}
 		code := cli.Run(append([]string{"kgr", "--sysfs", filepath.Join(root, "sys"), "--procfs", filepath.Join(root, "proc")}, tc.args...), env)
 		if code != cli.ExitError {

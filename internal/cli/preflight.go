@@ -1,16 +1,14 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/klp-project/klp/internal/preflight"
+	"github.com/klp-project/klp/internal/report"
 	"github.com/klp-project/klp/modinfo"
-	"github.com/spf13/cobra"
 )
 
 func newPreflightCmd(opts *rootOptions) *cobra.Command {
@@ -46,29 +44,30 @@ runs the cheap checks before loading and refuses on a failure.`,
 }
 
 func preflightRun(opts *rootOptions, arg string) error {
-	if _, err := opts.fs(); err != nil {
+	sys, err := opts.system()
+	if err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	var mod *modinfo.Module
 	path := ""
 	if arg != "" {
 		var err error
-		if path, err = moduleFile(opts, "preflight", arg); err != nil {
+		if path, err = opts.moduleFile(sys, "preflight", arg); err != nil {
 			return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 		}
 		if mod, err = opts.inspectModule(path); err != nil {
 			return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
-	rep, err := preflight.Run(ctx, opts.preflightInputs(mod, false))
+	rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: sys.K, Module: mod})
 	if err != nil {
 		return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 	}
 	w := opts.env.IO.Out
 	if opts.json {
-		if err := writeJSON(w, preflightJSON(rep, path)); err != nil {
+		if err := report.Write(w, report.NewPreflight(rep, path)); err != nil {
 			return err
 		}
 	} else {
@@ -78,10 +77,6 @@ func preflightRun(opts *rootOptions, arg string) error {
 		return &exitError{code: ExitError}
 	}
 	return nil
-}
-
-func (o *rootOptions) preflightInputs(mod *modinfo.Module, cheap bool) preflight.Inputs {
-	return preflight.Inputs{SysRoot: o.sysRoot, ProcRoot: o.procRoot, BootDir: o.env.BootDir, Module: mod, Cheap: cheap}
 }
 
 // statusLabels are the text forms of the statuses, all four letters wide.
@@ -125,140 +120,4 @@ func printPreflight(w io.Writer, rep *preflight.Report, path string, verbose int
 	}
 	fmt.Fprintf(w, "result: %s (%d failed, %d warned, %d skipped, %d passed)\n", rep.Result(),
 		rep.Count(preflight.Fail), rep.Count(preflight.Warn), rep.Count(preflight.Skip), rep.Count(preflight.Pass))
-}
-
-type jsonPreflight struct {
-	SchemaVersion int                  `json:"schema_version"`
-	Module        *jsonPreflightModule `json:"module"`
-	Checks        []jsonCheck          `json:"checks"`
-	Result        preflight.Status     `json:"result"`
-}
-
-type jsonPreflightModule struct {
-	File      string           `json:"file"`
-	Name      string           `json:"name"`
-	Vermagic  string           `json:"vermagic"`
-	Livepatch bool             `json:"livepatch"`
-	Signed    bool             `json:"signed"`
-	Replace   *bool            `json:"replace"`
-	Functions []modinfo.Target `json:"functions"`
-}
-
-type jsonCheck struct {
-	ID      string           `json:"id"`
-	Title   string           `json:"title"`
-	Status  preflight.Status `json:"status"`
-	Reason  string           `json:"reason"`
-	Fix     *string          `json:"fix"`
-	Details []string         `json:"details"`
-}
-
-func checksJSON(checks []preflight.Check) []jsonCheck {
-	out := make([]jsonCheck, 0, len(checks))
-	for _, c := range checks {
-		j := jsonCheck{ID: c.ID, Title: c.Title, Status: c.Status, Reason: c.Reason, Details: nonNil(c.Details)}
-		if c.Fix != "" {
-			fix := c.Fix
-			j.Fix = &fix
-		}
-		out = append(out, j)
-	}
-	return out
-}
-
-func preflightJSON(rep *preflight.Report, path string) jsonPreflight {
-	doc := jsonPreflight{SchemaVersion: SchemaVersion, Checks: checksJSON(rep.Checks), Result: rep.Result()}
-	if m := rep.Module; m != nil {
-		jm := &jsonPreflightModule{File: path, Name: m.Name, Vermagic: m.Vermagic, Livepatch: m.Livepatch,
-			Signed: m.Signature != nil, Functions: []modinfo.Target{}}
-		if m.Targets != nil {
-			jm.Replace = m.Targets.Replace
-			jm.Functions = m.Targets.Functions
-		}
-		doc.Module = jm
-	}
-	return doc
-}
-
-// preflightExit is the exit status of a load refused by a check: the one
-// the kernel's own refusal would have given (see classify).
-func preflightExit(id string) ExitCode {
-	switch id {
-	case preflight.IDLivepatchSupported:
-		return ExitUnsupported
-	case preflight.IDSigEnforce, preflight.IDLockdown, preflight.IDModulesDisabled:
-		return ExitPermission
-	}
-	return ExitError
-}
-
-// jsonLoadRefused is klp load --json's document when preflight refuses:
-// the usual outcome plus the checks that ran.
-type jsonLoadRefused struct {
-	jsonOutcome
-	Preflight []jsonCheck `json:"preflight"`
-}
-
-// loadPreflight runs the cheap preflight checks before klp load loads a
-// module, and refuses the load when one fails: the kernel (or klp load
-// itself) would refuse it anyway, and here the refusal comes with a reason
-// and a fix instead of an errno. A module that cannot be read is left to
-// the load, which reports it the usual way. Warnings are shown with -v.
-func loadPreflight(opts *rootOptions, path string) error {
-	if opts.env.Geteuid != nil && opts.env.Geteuid() != 0 {
-		// Not root: the load is refused for that (exit 5) before
-		// anything else, and a check failing here would only hide it.
-		return nil
-	}
-	mod, err := opts.inspectModule(path)
-	if err != nil {
-		return nil
-	}
-	rep, err := preflight.Run(context.Background(), opts.preflightInputs(mod, true))
-	if err != nil {
-		return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
-	}
-	errOut := opts.env.IO.ErrOut
-	if !opts.json && opts.verbose > 0 {
-		for _, c := range rep.Checks {
-			if c.Status == preflight.Warn || c.Status == preflight.Skip {
-				fmt.Fprintf(errOut, "%s: preflight: %s  %s: %s\n", opts.prog, statusLabels[c.Status], c.Title, printable(c.Reason))
-			}
-		}
-	}
-	failed := rep.Failed()
-	if len(failed) == 0 {
-		return nil
-	}
-	name := mod.Name
-	if name == "" {
-		name = path
-	}
-	msg := fmt.Sprintf("load %s refused: %d preflight check(s) failed (--skip-preflight loads anyway)", name, len(failed))
-	// The module loader checks permission (modules_disabled, signature,
-	// lockdown) before the patch's init runs, so such a failure is what
-	// the kernel would have answered: its exit status wins.
-	code := ExitError
-	for _, c := range failed {
-		switch e := preflightExit(c.ID); {
-		case e == ExitPermission:
-			code = e
-		case e == ExitUnsupported && code == ExitError:
-			code = e
-		}
-	}
-	if opts.json {
-		doc := jsonLoadRefused{
-			jsonOutcome: jsonOutcome{SchemaVersion: SchemaVersion, Action: "load", Patch: mod.Name, File: path,
-				Result: "refused", Error: &msg, ExitCode: int(code), KernelLog: []string{}, Notes: []string{}},
-			Preflight: checksJSON(rep.Checks),
-		}
-		_ = writeJSON(opts.env.IO.Out, doc)
-		return &exitError{code: code, msg: msg}
-	}
-	for _, c := range failed {
-		fmt.Fprintf(errOut, "%s: preflight: FAIL  %s: %s\n", opts.prog, c.Title, printable(c.Reason))
-		fmt.Fprintf(errOut, "%s: preflight:   fix: %s\n", opts.prog, printable(c.Fix))
-	}
-	return &exitError{code: code, msg: msg}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/preflight"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 )
 
@@ -243,10 +246,16 @@ func (f *fakeSyscalls) calls() int {
 	return f.finit
 }
 
+// noKmsg is a kernel log with nothing in it.
+type noKmsg struct{}
+
+func (noKmsg) OpenKmsg() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }
+
 func pfLoadEnv(t *testing.T, sc *fakeSyscalls) *Env {
 	dir := t.TempDir()
 	return &Env{
-		Kmod:     kmod.Options{Syscalls: sc, DevRoot: dir},
+		OpenLive: fakefs.OpenLive(kernel.Seams{Modules: sc}),
+		Kmod:     kmod.Options{Kmsg: noKmsg{}},
 		LockPath: filepath.Join(dir, "lock"),
 		LockWait: time.Second,
 	}
@@ -342,7 +351,7 @@ func TestLoadPreflightJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if doc.SchemaVersion != 1 || doc.Action != "load" || doc.Patch != "klp_vmlinux" || doc.File != mod || doc.Result != "refused" ||
+	if doc.SchemaVersion != 2 || doc.Action != "load" || doc.Patch != "klp_vmlinux" || doc.File != mod || doc.Result != "refused" ||
 		doc.ExitCode != int(ExitPermission) || !strings.Contains(doc.Error, "refused") {
 		t.Errorf("document %+v", doc)
 	}

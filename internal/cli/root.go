@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
-	"time"
 
-	"github.com/klp-project/klp/livepatch"
 	"github.com/spf13/cobra"
+
+	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/kernel"
+	"github.com/klp-project/klp/livepatch"
 )
 
 // version is set at build time with -ldflags "-X ...cli.version=...".
@@ -21,19 +24,55 @@ type rootOptions struct {
 	sysRoot        string
 	procRoot       string
 	env            *Env
-
-	// load --all only.
-	totalTimeout time.Duration
-	retryCrashed bool
 }
 
-// fs opens the livepatch view of the configured roots.
-func (o *rootOptions) fs() (livepatch.FS, error) {
-	fs, err := livepatch.NewFS(o.sysRoot, o.procRoot)
+// roots are the kernel roots the options name.
+func (o *rootOptions) roots() kernel.Roots {
+	return kernel.Roots{Sys: o.sysRoot, Proc: o.procRoot, Boot: o.env.BootDir}
+}
+
+// system opens the read side on the configured roots: the running kernel,
+// or a copied tree.
+func (o *rootOptions) system() (*admin.System, error) {
+	h, err := kernel.Open(o.roots())
 	if err != nil {
-		return fs, fmt.Errorf("%w (check --sysfs and --procfs)", err)
+		return nil, fmt.Errorf("%w (check --sysfs and --procfs)", err)
 	}
-	return fs, nil
+	return admin.NewSystem(h), nil
+}
+
+// changer opens the write side: the running kernel only. With roots that
+// are not its own sysfs and procfs (a copied tree), the command refuses in
+// one line, before it does anything.
+func (o *rootOptions) changer(verb string) (*admin.Changer, error) {
+	live, err := o.env.OpenLive(o.roots())
+	if errors.Is(err, kernel.ErrNotLive) {
+		return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s changes the running kernel, which --sysfs and --procfs do not name: %v; nothing was changed", verb, err)}
+	}
+	if err != nil {
+		return nil, &exitError{code: ExitCode(admin.ExitCode(err)), msg: fmt.Sprintf("%s: %v (check --sysfs and --procfs)", verb, err)}
+	}
+	cfg := admin.Config{
+		Store: o.env.Store, LockPath: o.env.LockPath, LockWait: o.env.LockWait, Audit: o.env.Audit,
+		Inspect: o.env.Inspect, Kmod: o.env.Kmod,
+		Getpid: o.env.Getpid, Getppid: o.env.Getppid, Getpgrp: o.env.Getpgrp, Sleep: o.env.Sleep,
+	}
+	if o.env.Geteuid != nil {
+		cfg.Euid = o.env.Geteuid()
+	}
+	if !o.json {
+		cfg.Events = func(msg string) { fmt.Fprintf(o.env.IO.ErrOut, "%s: %s\n", o.prog, msg) }
+	}
+	if o.env.ErrTTY && !o.json {
+		cfg.Progress = func(p admin.Progress) {
+			left := "counting tasks"
+			if p.TasksLeft >= 0 {
+				left = fmt.Sprintf("%d task(s) left", p.TasksLeft)
+			}
+			fmt.Fprintf(o.env.IO.ErrOut, "\r\033[K%s %s: %s, %.0fs", p.Direction, p.Patch, left, p.Elapsed.Seconds())
+		}
+	}
+	return admin.NewChanger(live, cfg), nil
 }
 
 func newRootCmd(prog string, env *Env) *cobra.Command {
@@ -77,9 +116,9 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 
 	root.AddCommand(newStatusCmd(opts), newCheckCmd(opts), newPatchesCmd(opts))
 	if prog == "kgr" {
-		root.AddCommand(newBlockingCmd(opts, "blocking", kgrProcesses), newBlockingCmd(opts, "blocking_threads", kgrThreads), newPokeCmd(opts))
+		root.AddCommand(newBlockingCmd(opts, "blocking", admin.KGraftProcesses), newBlockingCmd(opts, "blocking_threads", admin.KGraftThreads), newPokeCmd(opts))
 	} else {
-		root.AddCommand(newBlockingCmd(opts, "blocking", klpThreads), newDowngradeCmd(opts),
+		root.AddCommand(newBlockingCmd(opts, "blocking", admin.Threads), newDowngradeCmd(opts),
 			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
 			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
 			newInfoCmd(opts), newPreflightCmd(opts))
@@ -98,7 +137,7 @@ func dirCompletion(cmd *cobra.Command, args []string, toComplete string) ([]stri
 // patchNameCompletion completes the names of loaded patches from sysfs.
 func patchNameCompletion(opts *rootOptions) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		fs, err := opts.fs()
+		fs, err := livepatch.NewFS(opts.sysRoot, opts.procRoot)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/kernel"
 )
 
 // TestUnprivileged runs the read commands as an ordinary user against the
@@ -70,10 +71,10 @@ func checkUnprivileged(t *testing.T, root string) {
 			Getpid:  func() int { return fakePID },
 			Getppid: func() int { return fakePPID },
 			Getpgrp: func() int { return fakePGRP },
-			Kill: func(pid int, sig syscall.Signal) error {
+			OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(func(pid int, sig syscall.Signal) error {
 				t.Errorf("kill(%d, %d) called", pid, sig)
 				return nil
-			},
+			})}),
 			Sleep:   func(time.Duration) {},
 			Geteuid: os.Geteuid,
 		}

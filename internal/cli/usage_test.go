@@ -10,6 +10,7 @@ import (
 
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/kernel"
 )
 
 // runArgs runs a command line with a test environment in which nothing
@@ -22,10 +23,10 @@ func runArgs(t *testing.T, args ...string) (string, string, cli.ExitCode) {
 		Getpid:  func() int { return fakePID },
 		Getppid: func() int { return fakePPID },
 		Getpgrp: func() int { return fakePGRP },
-		Kill: func(pid int, sig syscall.Signal) error {
+		OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(func(pid int, sig syscall.Signal) error {
 			t.Errorf("kill(%d, %d) called", pid, sig)
 			return nil
-		},
+		})}),
 		Sleep:   func(time.Duration) {},
 		Geteuid: func() int { return 0 },
 	}

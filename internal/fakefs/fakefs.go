@@ -18,9 +18,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/txtar"
+
+	"github.com/klp-project/klp/kernel"
 )
 
 // Unpack writes the archive's files under dir.
@@ -150,3 +153,23 @@ func WriteTasks(procRoot string, tasks []Task) error {
 	}
 	return nil
 }
+
+// OpenLive returns, for tests, an opener of live handles on any tree: the
+// tree is read as it is and every action goes to seams (a nil seam refuses
+// its actions). It stands where the CLI's kernel.OpenLive stands, which
+// refuses every tree but the running kernel's.
+func OpenLive(seams kernel.Seams) func(kernel.Roots) (*kernel.Live, error) {
+	return func(r kernel.Roots) (*kernel.Live, error) {
+		h, err := kernel.Open(r)
+		if err != nil {
+			return nil, err
+		}
+		return kernel.Simulate(h, seams), nil
+	}
+}
+
+// KillFunc is a kernel.Signaller made of a function.
+type KillFunc func(pid int, sig syscall.Signal) error
+
+// Kill implements kernel.Signaller.
+func (f KillFunc) Kill(pid int, sig syscall.Signal) error { return f(pid, sig) }

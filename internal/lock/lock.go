@@ -1,6 +1,9 @@
-package lifecycle
+// Package lock is the lock that serialises the klp commands that change
+// the kernel, so that two of them cannot interleave a load and an unload.
+package lock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,25 +15,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultLockPath is where mutating klp commands take their lock.
-const DefaultLockPath = "/run/klp.lock"
+// DefaultPath is where mutating klp commands take their lock.
+const DefaultPath = "/run/klp.lock"
 
 // ErrLocked reports that another klp holds the lock.
 var ErrLocked = errors.New("another klp is changing live patches")
 
-// Lock is an exclusive advisory lock on a file, so that two klp runs cannot
-// interleave a load and an unload. The kernel drops it when the process
-// exits, so a crashed klp never leaves a stale lock behind.
+// Lock is an exclusive advisory lock on a file. The kernel drops it when the
+// process exits, so a crashed klp never leaves a stale lock behind.
 type Lock struct{ f *os.File }
 
-// Acquire takes the lock at path, retrying for up to wait. The holder's
-// PID is written into the file so that the error can name it.
-func Acquire(path string, wait time.Duration) (*Lock, error) {
+// Acquire takes the lock at path, retrying for up to wait or until ctx is
+// done. The holder's PID is written into the file so that the error can name
+// it. The file is opened without following a symbolic link: /run is
+// root's, but a lock path given elsewhere must not truncate a link's target.
+func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error) {
 	// /run exists on every systemd machine; an initramfs may lack it.
 	_ = os.MkdirAll(filepath.Dir(path), 0o755)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("take lock %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("take lock %s: not a regular file", path)
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -52,7 +60,12 @@ func Acquire(path string, wait time.Duration) (*Lock, error) {
 			f.Close()
 			return nil, fmt.Errorf("%w (%s holds %s)", ErrLocked, holder, path)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("take lock %s: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

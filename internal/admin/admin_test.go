@@ -1,4 +1,4 @@
-package lifecycle
+package admin
 
 import (
 	"context"
@@ -6,10 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/store"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -17,29 +21,61 @@ import (
 
 const release = "6.12.0-fake"
 
-// env is a fake kernel with a Manager on it. Module files are described to
-// the Manager through Inspect, since the fake kernel's files are not ELF.
+// env is a fake kernel with a Changer on it. Module files are described to
+// the Changer through Inspect, since the fake kernel's files are not ELF.
 type env struct {
 	k     *fakekernel.Kernel
-	m     *Manager
+	m     *Changer
+	cfg   Config
 	specs map[string]*modinfo.Module
+	audit *auditLog
 }
 
+// auditLog records audit records for the tests.
+type auditLog struct {
+	mu      sync.Mutex
+	records []audit.Record
+}
+
+func (a *auditLog) Record(r audit.Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records = append(a.records, r)
+}
+
+func (a *auditLog) lines() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, r := range a.records {
+		l := r.Action + " " + r.Patch + " " + r.Result
+		if r.Err != nil {
+			l += " error"
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// newEnv makes a fake kernel whose transitions the kernel's retry work
+// advances every 2 ms (opts.AutoTick < 0: only when the test ticks).
 func newEnv(t *testing.T, opts fakekernel.Options) *env {
 	t.Helper()
-	if opts.AutoTick == 0 {
+	switch {
+	case opts.AutoTick == 0:
 		opts.AutoTick = 2 * time.Millisecond
+	case opts.AutoTick < 0:
+		opts.AutoTick = 0
 	}
 	k := fakekernel.New(t, opts)
 	write(t, filepath.Join(k.ProcRoot(), "sys", "kernel", "osrelease"), release+"\n")
-	lp, err := livepatch.NewFS(k.SysRoot(), k.ProcRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{k: k, specs: map[string]*modinfo.Module{}}
-	e.m = &Manager{
-		LP:  lp.WithWriter(k),
-		Mod: k.FS(t),
+	e := &env{k: k, specs: map[string]*modinfo.Module{}, audit: &auditLog{}}
+	dir := t.TempDir()
+	e.cfg = Config{
+		Store:    store.Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")},
+		LockPath: filepath.Join(dir, "klp.lock"),
+		Audit:    func() audit.Auditor { return e.audit },
+		Kmod:     k.KmodOptions(),
 		Inspect: func(path string) (*modinfo.Module, error) {
 			if m, ok := e.specs[path]; ok {
 				return m, nil
@@ -47,7 +83,14 @@ func newEnv(t *testing.T, opts fakekernel.Options) *env {
 			return nil, os.ErrNotExist
 		},
 	}
+	e.m = NewChanger(k.Live(), e.cfg)
 	return e
+}
+
+// load loads path with the default options of klp load but no preflight
+// (the fake kernel's tree has no kallsyms or config to check).
+func (e *env) load(ctx context.Context, path string, w WaitOptions) (*Outcome, error) {
+	return e.m.Load(ctx, LoadRequest{Path: path, Wait: w, SkipPreflight: true})
 }
 
 func write(t *testing.T, path, data string) {
@@ -82,7 +125,7 @@ func TestLoadAndUnload(t *testing.T) {
 	path := e.patchModule(t, "lp_cmdline", false, "cmdline_proc_show")
 	ctx := context.Background()
 
-	o, err := e.m.Load(ctx, path, "", WaitOptions{Timeout: 5 * time.Second, OnStall: StallRollback})
+	o, err := e.load(ctx, path, WaitOptions{Timeout: 5 * time.Second, OnStall: StallRollback})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -95,7 +138,7 @@ func TestLoadAndUnload(t *testing.T) {
 	}
 
 	// Loading again is not an error: boot services re-run.
-	o, err = e.m.Load(ctx, path, "", WaitOptions{Timeout: time.Second})
+	o, err = e.load(ctx, path, WaitOptions{Timeout: time.Second})
 	if err != nil || o.Result != "already loaded" {
 		t.Errorf("second Load = %+v, %v; want already loaded", o, err)
 	}
@@ -127,7 +170,7 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		{other, ErrWrongKernel},
 		{"/nonexistent.ko", os.ErrNotExist},
 	} {
-		_, err := e.m.Load(context.Background(), tc.path, "", WaitOptions{Timeout: time.Second})
+		_, err := e.load(context.Background(), tc.path, WaitOptions{Timeout: time.Second})
 		if !errors.Is(err, tc.want) {
 			t.Errorf("Load(%s) error = %v, want %v", tc.path, err, tc.want)
 		}
@@ -141,7 +184,7 @@ func TestLoadMissingSymbolShowsKernelLog(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_broken", false, "no_such_function")
 	e.k.SetSymbol("vmlinux", "no_such_function", 0)
-	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: time.Second})
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: time.Second})
 	if !errors.Is(err, kmod.ErrInvalid) {
 		t.Fatalf("Load error = %v, want kmod.ErrInvalid", err)
 	}
@@ -157,7 +200,7 @@ func TestLoadStallRollsBack(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
 	e.k.BlockTask(15, "busy_func") // the kworker sleeps in the function
-	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
 	if !errors.Is(err, livepatch.ErrStalled) {
 		t.Fatalf("Load error = %v, want ErrStalled", err)
 	}
@@ -179,7 +222,7 @@ func TestLoadStallLeave(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
 	e.k.BlockTask(100)
-	o, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 50 * time.Millisecond, OnStall: StallLeave})
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 50 * time.Millisecond, OnStall: StallLeave})
 	if !errors.Is(err, livepatch.ErrStalled) || o.Result != "left in transition" {
 		t.Fatalf("Load = %q, %v; want left in transition, ErrStalled", o.Result, err)
 	}
@@ -188,7 +231,7 @@ func TestLoadStallLeave(t *testing.T) {
 	}
 	// Another load now meets the transition in progress.
 	other := e.patchModule(t, "lp_next", false, "other_func")
-	if _, err := e.m.Load(context.Background(), other, "", WaitOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, livepatch.ErrTransitionInProgress) {
+	if _, err := e.load(context.Background(), other, WaitOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, livepatch.ErrTransitionInProgress) {
 		t.Errorf("load during a transition: %v, want ErrTransitionInProgress", err)
 	}
 	// Releasing the task lets klp wait finish it.
@@ -205,8 +248,8 @@ func TestInterruptedWaitSaysWhereThingsStand(t *testing.T) {
 	e.k.BlockTask(100)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	o, err := e.m.Load(ctx, path, "", WaitOptions{Timeout: time.Minute, OnStall: StallRollback})
-	if !errors.Is(err, context.DeadlineExceeded) || o.Result != "interrupted" {
+	o, err := e.load(ctx, path, WaitOptions{Timeout: time.Minute, OnStall: StallRollback})
+	if !errors.Is(err, ErrInterrupted) || o.Result != "interrupted" {
 		t.Fatalf("Load = %q, %v; want interrupted", o.Result, err)
 	}
 	if !strings.Contains(err.Error(), "still patching") || !strings.Contains(err.Error(), "klp disable lp_slow") {
@@ -219,11 +262,11 @@ func TestReplaceThenUnloadOld(t *testing.T) {
 	ctx := context.Background()
 	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: 2 * time.Second}
 	old := e.patchModule(t, "lp_v1", false, "cmdline_proc_show")
-	if _, err := e.m.Load(ctx, old, "", w); err != nil {
+	if _, err := e.load(ctx, old, w); err != nil {
 		t.Fatal(err)
 	}
 	cumulative := e.patchModule(t, "lp_v2", true, "cmdline_proc_show", "meminfo_proc_show")
-	if _, err := e.m.Load(ctx, cumulative, "", w); err != nil {
+	if _, err := e.load(ctx, cumulative, w); err != nil {
 		t.Fatal(err)
 	}
 	e.k.Flush()
@@ -250,18 +293,19 @@ func TestLoadRemovesStaleSupersededModule(t *testing.T) {
 	ctx := context.Background()
 	w := WaitOptions{Timeout: 5 * time.Second}
 	old := e.patchModule(t, "lp_v1", false, "cmdline_proc_show")
-	if _, err := e.m.Load(ctx, old, "", w); err != nil {
+	if _, err := e.load(ctx, old, w); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Load(ctx, e.patchModule(t, "lp_v2", true, "cmdline_proc_show"), "", w); err != nil {
+	if _, err := e.load(ctx, e.patchModule(t, "lp_v2", true, "cmdline_proc_show"), w); err != nil {
 		t.Fatal(err)
 	}
 	e.k.Flush()
 	// lp_v1 is loaded without a live patch: loading it again must first
 	// remove it (the kernel would say EEXIST).
 	var events []string
-	e.m.Events = func(s string) { events = append(events, s) }
-	o, err := e.m.Load(ctx, old, "", w)
+	e.cfg.Events = func(s string) { events = append(events, s) }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	o, err := e.load(ctx, old, w)
 	if err != nil || o.Result != "patched" {
 		t.Fatalf("reload superseded = %+v, %v", o, err)
 	}
@@ -277,13 +321,13 @@ func TestUnloadAllPre51StackingOrder(t *testing.T) {
 	// Loaded a then b: on these kernels only b (the last enabled) can be
 	// disabled first, whatever order unload --all tries.
 	for _, n := range []string{"lp_b", "lp_a"} {
-		if _, err := e.m.Load(ctx, e.patchModule(t, n, false, "f_"+n), "", w); err != nil {
+		if _, err := e.load(ctx, e.patchModule(t, n, false, "f_"+n), w); err != nil {
 			t.Fatal(err)
 		}
 	}
-	outs, err := e.m.UnloadAll(ctx, w)
+	out, err := e.m.UnloadAll(ctx, w)
 	if err != nil {
-		t.Fatalf("UnloadAll: %v (outcomes %+v)", err, outs)
+		t.Fatalf("UnloadAll: %v (outcomes %+v)", err, out.Outcomes)
 	}
 	if e.k.Loaded("lp_a") || e.k.Loaded("lp_b") {
 		t.Error("patches left loaded")
@@ -294,7 +338,7 @@ func TestReenablePre51(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
 	ctx := context.Background()
 	w := WaitOptions{Timeout: 5 * time.Second}
-	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), w); err != nil {
 		t.Fatal(err)
 	}
 	if o, err := e.m.Disable(ctx, "lp", w); err != nil || o.Result != "unpatched" {
@@ -309,7 +353,7 @@ func TestEnableOnNewKernelExplains(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	ctx := context.Background()
 	w := WaitOptions{Timeout: 5 * time.Second}
-	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), w); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.m.Disable(ctx, "lp", w); err != nil {
@@ -328,14 +372,14 @@ func TestForcedPatchCannotBeRemoved(t *testing.T) {
 	// The long RefTimeout is never reached: a patch gone for a second
 	// whose module keeps exactly its own reference is recognised as forced.
 	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: time.Minute}
-	if _, err := e.m.Load(ctx, e.patchModule(t, "lp", false, "f"), "", w); err != nil {
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), w); err != nil {
 		t.Fatal(err)
 	}
 	e.k.BlockTask(100)
-	if err := e.m.LP.Disable("lp"); err != nil {
+	if err := e.m.Ctl.Disable("lp"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.m.LP.Force("lp"); err != nil {
+	if err := e.m.Ctl.Force("lp"); err != nil {
 		t.Fatalf("Force: %v", err)
 	}
 	_, err := e.m.Unload(ctx, "lp", w)
@@ -349,10 +393,10 @@ func TestForcedPatchCannotBeRemoved(t *testing.T) {
 
 func TestLoadAllGoesOnPastFailures(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
-	store := Store{Dir: filepath.Join(t.TempDir(), "klp"), Kpatch: filepath.Join(t.TempDir(), "kpatch")}
+	st := e.cfg.Store
 	install := func(src, name string) {
 		t.Helper()
-		in, err := store.Install(src, name, release)
+		in, err := st.Install(src, name, release)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,12 +411,20 @@ func TestLoadAllGoesOnPastFailures(t *testing.T) {
 	install(good2, "lp_c")
 	e.k.SetSymbol("vmlinux", "f_lp_b", 0) // lp_b's target is missing
 
-	r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}})
-	if !errors.Is(err, ErrSomeFailed) {
-		t.Fatalf("LoadAll error = %v, want ErrSomeFailed", err)
+	r, err := e.m.LoadAll(context.Background(), BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}})
+	if !errors.Is(err, ErrSomeFailed) || r.Result != ResultIncomplete {
+		t.Fatalf("LoadAll = %q, %v, want incomplete, ErrSomeFailed", r.Result, err)
 	}
-	if len(r.Failed) != 1 || r.Failed[0].Name != "lp_b" {
-		t.Errorf("failed = %+v, want lp_b", r.Failed)
+	var got []string
+	for _, o := range r.Outcomes {
+		got = append(got, o.Patch+" "+o.Result)
+	}
+	if strings.Join(got, ", ") != "lp_a patched, lp_b failed, lp_c patched" {
+		t.Errorf("outcomes %q, want lp_b failed between the patched ones", got)
+	}
+	// One audit record per patch, not one for --all.
+	if got, want := strings.Join(e.audit.lines(), ", "), "load lp_a patched, load lp_b failed error, load lp_c patched"; got != want {
+		t.Errorf("audit records %q, want %q", got, want)
 	}
 	if !e.k.Loaded("lp_a") || !e.k.Loaded("lp_c") {
 		t.Error("the good patches around the bad one were not loaded")
@@ -381,108 +433,48 @@ func TestLoadAllGoesOnPastFailures(t *testing.T) {
 
 func TestLoadAllCrashProtection(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
-	store := Store{Dir: filepath.Join(t.TempDir(), "klp")}
+	st := e.cfg.Store
 	src := e.patchModule(t, "lp_a", false, "f_a")
-	in, err := store.Install(src, "lp_a", release)
+	in, err := st.Install(src, "lp_a", release)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.specs[in.Path] = e.specs[src]
 	e.k.AddModuleFile(t, in.Path, fakekernel.Module{Name: "lp_a", Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "f_a"}}}}}})
 	// The machine went down while lp_a was loading.
-	write(t, filepath.Join(store.Dir, release, markerFile), "lp_a\n")
+	if err := st.MarkLoading(release, "lp_a"); err != nil {
+		t.Fatal(err)
+	}
 	for boot := 0; boot < 2; boot++ {
-		r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: time.Second}})
-		if !errors.Is(err, ErrSomeFailed) || len(r.Skipped) != 1 || e.k.Loaded("lp_a") {
+		r, err := e.m.LoadAll(context.Background(), BootOptions{Wait: WaitOptions{Timeout: time.Second}})
+		if !errors.Is(err, ErrSomeFailed) || len(r.Outcomes) != 1 || r.Outcomes[0].Result != ResultSkipped || e.k.Loaded("lp_a") {
 			t.Fatalf("boot %d: %+v, %v; want lp_a skipped", boot, r, err)
 		}
 	}
-	r, err := e.m.LoadAll(context.Background(), store, BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}, RetryCrashed: true})
-	if err != nil || !e.k.Loaded("lp_a") {
+	r, err := e.m.LoadAll(context.Background(), BootOptions{Wait: WaitOptions{Timeout: 5 * time.Second}, RetryCrashed: true})
+	if err != nil || !e.k.Loaded("lp_a") || r.Result != ResultLoaded {
 		t.Fatalf("retry: %+v, %v", r, err)
 	}
 	write(t, filepath.Join(e.k.ProcRoot(), "cmdline"), "root=/dev/vda klp.enable=0 quiet\n")
-	if r, err := e.m.LoadAll(context.Background(), store, BootOptions{}); err != nil || r.Disabled == "" {
+	if r, err := e.m.LoadAll(context.Background(), BootOptions{}); err != nil || r.Result != ResultDisabled || len(r.Notes) == 0 {
 		t.Errorf("klp.enable=0: %+v, %v", r, err)
 	}
 }
 
-func TestStore(t *testing.T) {
-	dir := t.TempDir()
-	s := Store{Dir: filepath.Join(dir, "klp"), Kpatch: filepath.Join(dir, "kpatch")}
-	src := filepath.Join(dir, "livepatch-fix.ko")
-	write(t, src, "module")
-	write(t, filepath.Join(s.Kpatch, release, "kpatch-old.ko"), "old")
-	write(t, filepath.Join(s.Kpatch, "5.14.0", "kpatch-other.ko"), "other")
-
-	in, err := s.Install(src, "livepatch_fix", release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if in.Path != filepath.Join(s.Dir, release, "livepatch_fix.ko") {
-		t.Errorf("installed at %s", in.Path)
-	}
-	if _, err := s.Install(src, "livepatch_fix", release); err == nil {
-		t.Error("second install did not fail")
-	}
-	if _, err := s.Install(src, "x", "../etc"); err == nil {
-		t.Error("a release with a slash was accepted")
-	}
-	all, err := s.List("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, i := range all {
-		got = append(got, i.Source+":"+i.Release+":"+i.Name)
-	}
-	want := "klp:" + release + ":livepatch_fix kpatch:5.14.0:kpatch_other kpatch:" + release + ":kpatch_old"
-	if strings.Join(got, " ") != want {
-		t.Errorf("List = %q, want %q", got, want)
-	}
-	if f, err := s.Find("kpatch-old", release); err != nil || f.Source != "kpatch" {
-		t.Errorf("Find kpatch-old = %+v, %v", f, err)
-	}
-	if _, err := s.Uninstall("kpatch_old", release); err == nil || !strings.Contains(err.Error(), "kpatch uninstall") {
-		t.Errorf("uninstall of kpatch's patch: %v", err)
-	}
-	if _, err := s.Uninstall("livepatch_fix", release); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Find("livepatch_fix", release); !errors.Is(err, ErrNotInstalled) {
-		t.Errorf("Find after uninstall: %v", err)
-	}
-}
-
-func TestLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "klp.lock")
-	l, err := Acquire(path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Acquire(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "PID") {
-		t.Errorf("second Acquire = %v, want ErrLocked naming the holder", err)
-	}
-	if err := l.Release(); err != nil {
-		t.Fatal(err)
-	}
-	l2, err := Acquire(path, 0)
-	if err != nil {
-		t.Fatalf("Acquire after release: %v", err)
-	}
-	l2.Release()
-}
-
 func TestProgressAndSignalNotes(t *testing.T) {
-	e := newEnv(t, fakekernel.Options{})
+	// Every task but the blocked one switches when the transition starts,
+	// and no retry work runs: the blocked task stays the one task left
+	// however slowly the test runs.
+	e := newEnv(t, fakekernel.Options{AutoTick: -1, SwitchOnStart: true})
 	path := e.patchModule(t, "lp", false, "f")
 	e.k.BlockTask(100)
 	var progress []Progress
 	var events []string
-	e.m.Progress = func(p Progress) { progress = append(progress, p) }
-	e.m.ProgressInterval = 5 * time.Millisecond
-	e.m.Events = func(s string) { events = append(events, s) }
-	_, err := e.m.Load(context.Background(), path, "", WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallLeave, SignalAfter: 10 * time.Millisecond})
+	e.cfg.Progress = func(p Progress) { progress = append(progress, p) }
+	e.cfg.ProgressInterval = 5 * time.Millisecond
+	e.cfg.Events = func(s string) { events = append(events, s) }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	_, err := e.load(context.Background(), path, WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallLeave, SignalAfter: 10 * time.Millisecond})
 	if !errors.Is(err, livepatch.ErrStalled) {
 		t.Fatal(err)
 	}
@@ -491,5 +483,24 @@ func TestProgressAndSignalNotes(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(events, "\n"), "signals the blocking tasks every 15 seconds by itself") {
 		t.Errorf("events %q do not say that the kernel signals by itself", events)
+	}
+}
+
+func TestForceConsequence(t *testing.T) {
+	for _, tc := range []struct {
+		enabled bool
+		release string
+		want    string
+	}{
+		{false, "6.1.0-56-cloud-amd64", "never release module p"},
+		{true, "6.1.0-56-cloud-amd64", "stays removable"},
+		{true, "5.14.21-150400.24.33-default", "every loaded patch module"},
+		{true, "garbage", "every loaded patch module"},
+	} {
+		v, err := kernel.ParseVersion(tc.release)
+		got := forceConsequence(livepatch.Patch{Name: "p", Enabled: tc.enabled}, v, err == nil)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("forceConsequence(enabled=%v, %s) = %q, want %q", tc.enabled, tc.release, got, tc.want)
+		}
 	}
 }

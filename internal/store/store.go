@@ -1,4 +1,9 @@
-package lifecycle
+// Package store keeps the patch modules installed for boot: klp's own
+// /var/lib/klp/<kernel-release>/ (which install and uninstall change) and
+// kpatch's /var/lib/kpatch/<kernel-release>/ (only read, so that kpatch
+// users can switch without reinstalling), and the markers that protect a
+// boot from a patch that crashed the previous one.
+package store
 
 import (
 	"errors"
@@ -9,7 +14,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/klp-project/klp/kmod"
+	"github.com/klp-project/klp/internal/sysfile"
+	"github.com/klp-project/klp/kernel"
 )
 
 // Default store locations. klp keeps the patches to load at boot in
@@ -39,16 +45,26 @@ type Installed struct {
 	Source  string `json:"source"` // "klp" or "kpatch"
 }
 
-var moduleExts = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
-
-// moduleName returns the module name a file name stands for, or "".
+// moduleName returns the module name a file name stands for, or "" when the
+// file is not a module or its name cannot be a module name.
 func moduleName(file string) string {
-	for _, ext := range moduleExts {
-		if strings.HasSuffix(file, ext) {
-			return kmod.NormalizeName(strings.TrimSuffix(file, ext))
-		}
+	if kernel.ModuleExt(file) == "" {
+		return ""
 	}
-	return ""
+	name := kernel.FileModuleName(file)
+	if kernel.ValidateModuleName(name) != nil {
+		return ""
+	}
+	return name
+}
+
+// ValidateRelease checks that a kernel release can name a directory of the
+// store: a release read from a tree or given with -k becomes a path.
+func ValidateRelease(release string) error {
+	if release == "" || release == "." || release == ".." || strings.ContainsAny(release, "/\\\x00 \t\n") || len(release) > 255 {
+		return fmt.Errorf("invalid kernel release %q", release)
+	}
+	return nil
 }
 
 // List returns the installed patches, for one release or (release "")
@@ -58,6 +74,11 @@ func (s Store) List(release string) ([]Installed, error) {
 	for _, src := range []struct{ dir, name string }{{s.Dir, "klp"}, {s.Kpatch, "kpatch"}} {
 		if src.dir == "" {
 			continue
+		}
+		if release != "" {
+			if err := ValidateRelease(release); err != nil {
+				return nil, fmt.Errorf("list installed patches: %w", err)
+			}
 		}
 		releases := []string{release}
 		if release == "" {
@@ -70,7 +91,7 @@ func (s Store) List(release string) ([]Installed, error) {
 			}
 			releases = releases[:0]
 			for _, e := range entries {
-				if e.IsDir() {
+				if e.IsDir() && ValidateRelease(e.Name()) == nil {
 					releases = append(releases, e.Name())
 				}
 			}
@@ -106,7 +127,7 @@ func (s Store) List(release string) ([]Installed, error) {
 // Find returns the installed file of the named patch for release; klp's
 // store wins over kpatch's.
 func (s Store) Find(name, release string) (Installed, error) {
-	name = kmod.NormalizeName(name)
+	name = kernel.FileModuleName(name)
 	list, err := s.List(release)
 	if err != nil {
 		return Installed{}, err
@@ -122,16 +143,19 @@ func (s Store) Find(name, release string) (Installed, error) {
 // Install copies a module file into klp's store for release, under its
 // module name. The copy goes to a temporary file first and is renamed, so
 // that a crash never leaves half a module for the boot to load.
+//
+// name is the module's own name, read from the file, so it is checked like
+// anything read from a file before it becomes part of a path: a crafted
+// module must not write outside the store.
 func (s Store) Install(src, name, release string) (Installed, error) {
-	if strings.ContainsAny(release, "/\x00") || release == "" || release == "." || release == ".." {
-		return Installed{}, fmt.Errorf("install %s: invalid kernel release %q", name, release)
+	if err := ValidateRelease(release); err != nil {
+		return Installed{}, fmt.Errorf("install %s: %w", name, err)
 	}
-	ext := ""
-	for _, e := range moduleExts {
-		if strings.HasSuffix(src, e) {
-			ext = e
-		}
+	if err := kernel.ValidateModuleName(name); err != nil {
+		return Installed{}, fmt.Errorf("install: the module's own name: %w", err)
 	}
+	name = kernel.ModuleName(name)
+	ext := kernel.ModuleExt(src)
 	if ext == "" {
 		return Installed{}, fmt.Errorf("install %s: %s is not a .ko, .ko.xz, .ko.zst or .ko.gz file", name, src)
 	}
@@ -143,7 +167,7 @@ func (s Store) Install(src, name, release string) (Installed, error) {
 		return Installed{}, fmt.Errorf("install %s: %w", name, err)
 	}
 	dst := filepath.Join(dir, name+ext)
-	in, err := os.Open(src)
+	in, err := sysfile.OpenFollow(src)
 	if err != nil {
 		return Installed{}, fmt.Errorf("install %s: %w", name, err)
 	}
@@ -175,6 +199,9 @@ func (s Store) Install(src, name, release string) (Installed, error) {
 // Uninstall removes the named patch from klp's store for release, and the
 // release's directory when it becomes empty. kpatch's store is left alone.
 func (s Store) Uninstall(name, release string) (Installed, error) {
+	if err := kernel.ValidateModuleName(name); err != nil {
+		return Installed{}, fmt.Errorf("uninstall: %w", err)
+	}
 	in, err := s.Find(name, release)
 	if err != nil {
 		return in, err

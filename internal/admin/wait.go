@@ -1,0 +1,324 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klp-project/klp/kernel"
+	"github.com/klp-project/klp/kmod"
+	"github.com/klp-project/klp/livepatch"
+)
+
+// StallPolicy says what to do when a transition does not complete within
+// the timeout.
+type StallPolicy string
+
+const (
+	// StallRollback reverses the transition: a stalled load is disabled
+	// and its module removed, as kpatch does.
+	StallRollback StallPolicy = "rollback"
+	// StallLeave leaves the transition running in the kernel and returns
+	// [livepatch.ErrStalled].
+	StallLeave StallPolicy = "leave"
+	// StallWait reports the stall and keeps waiting, without a limit.
+	StallWait StallPolicy = "wait"
+)
+
+// ParseStallPolicy checks a --on-stall value.
+func ParseStallPolicy(s string) (StallPolicy, error) {
+	switch p := StallPolicy(s); p {
+	case StallRollback, StallLeave, StallWait:
+		return p, nil
+	}
+	return "", fmt.Errorf("invalid stall policy %q: want wait, rollback or leave", s)
+}
+
+// WaitOptions tune how a change waits for its transition.
+type WaitOptions struct {
+	Timeout     time.Duration
+	OnStall     StallPolicy
+	SignalAfter time.Duration
+	// RefTimeout bounds the wait for a module's reference count to drop
+	// after its patch was disabled (default 15 s, as kpatch).
+	RefTimeout time.Duration
+}
+
+// wait waits for o.Patch's transition and applies the stall policy.
+func (c *Changer) wait(ctx context.Context, o *Outcome, start time.Time, opts WaitOptions, policy StallPolicy) error {
+	wopts := livepatch.WaitOptions{
+		Timeout:     opts.Timeout,
+		SignalAfter: opts.SignalAfter,
+		OnSignal: func(err error) {
+			if errors.Is(err, livepatch.ErrUnsupportedAttr) {
+				c.event(o, "transition still running after %s; this kernel signals the blocking tasks every 15 seconds by itself", opts.SignalAfter)
+				return
+			}
+			if err != nil {
+				c.event(o, "signalling the blocking tasks failed: %v", err)
+			} else {
+				c.event(o, "signalled the blocking tasks (signal attribute)")
+			}
+		},
+	}
+	if c.cfg.Progress != nil {
+		wopts.Progress = func(elapsed time.Duration) { c.cfg.Progress(c.progress(o.Patch, elapsed)) }
+		wopts.ProgressInterval = c.cfg.ProgressInterval
+	}
+	res, err := c.Ctl.WaitTransition(ctx, o.Patch, wopts)
+	if errors.Is(err, livepatch.ErrStalled) {
+		o.Stall = c.explain()
+		switch policy {
+		case StallWait:
+			c.event(o, "%v; waiting on (Ctrl-C leaves the transition running)", err)
+			wopts.Timeout = 0
+			res, err = c.Ctl.WaitTransition(ctx, o.Patch, wopts)
+		case StallRollback:
+			return c.rollback(ctx, o, start, opts, err)
+		}
+	}
+	o.Elapsed = time.Since(start)
+	switch {
+	case err == nil:
+		o.Result = resultOf(res)
+		return nil
+	case errors.Is(err, livepatch.ErrStalled):
+		o.Result = ResultLeftInTransition
+		return err
+	case ctx.Err() != nil:
+		o.Result = ResultInterrupted
+		return fmt.Errorf("%w: %s", ErrInterrupted, c.stateOf(o.Patch))
+	}
+	return err
+}
+
+// ErrInterrupted reports a change interrupted by a signal (Ctrl-C, SIGTERM)
+// or the deadline of the whole command; the error says where the patch
+// stands.
+var ErrInterrupted = errors.New("interrupted")
+
+func resultOf(res livepatch.WaitResult) string {
+	switch {
+	case res.Gone:
+		return ResultRemoved
+	case res.Enabled:
+		return ResultPatched
+	}
+	return ResultUnpatched
+}
+
+// stateOf says in words where a patch stands, for an interrupted wait.
+func (c *Changer) stateOf(name string) string {
+	p, err := c.LP.Patch(name)
+	switch {
+	case errors.Is(err, livepatch.ErrNotFound):
+		return fmt.Sprintf("patch %s is no longer loaded", name)
+	case err != nil:
+		return fmt.Sprintf("the state of patch %s cannot be read: %v", name, err)
+	case p.InTransition() && p.Enabled:
+		return fmt.Sprintf("patch %s is still patching; 'klp wait %s' waits for it, 'klp disable %s' reverses it", name, name, name)
+	case p.InTransition():
+		return fmt.Sprintf("patch %s is still unpatching; 'klp wait %s' waits for it, 'klp enable %s' reverses it", name, name, name)
+	case p.Enabled:
+		return fmt.Sprintf("patch %s is enabled", name)
+	}
+	return fmt.Sprintf("patch %s is disabled", name)
+}
+
+// rollback reverses a stalled load: disable (which reverses the patching
+// transition), wait as long again, then remove the module.
+func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opts WaitOptions, stall error) error {
+	c.event(o, "%v; rolling back", stall)
+	if err := c.Ctl.Disable(o.Patch); err != nil && !errors.Is(err, livepatch.ErrAlreadyInState) {
+		o.Result = ResultLeftInTransition
+		return fmt.Errorf("%w; rollback failed: %w", stall, err)
+	}
+	if _, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: opts.Timeout}); err != nil {
+		o.Result = ResultLeftInTransition
+		return fmt.Errorf("%w; rollback did not complete either: %w", stall, err)
+	}
+	if err := c.removeModule(ctx, o.Patch, opts); err != nil {
+		o.Result = ResultUnpatched
+		return fmt.Errorf("%w; rolled back, but the module stays loaded: %w", stall, err)
+	}
+	o.Result = ResultRolledBack
+	o.Elapsed = time.Since(start)
+	return stall
+}
+
+func (c *Changer) progress(name string, elapsed time.Duration) Progress {
+	pr := Progress{Patch: name, Elapsed: elapsed, TasksLeft: -1}
+	r, err := c.Blocking(BlockingOptions{})
+	if err != nil || r.Transition == nil {
+		return pr
+	}
+	pr.Direction = r.Transition.Direction()
+	pr.TasksLeft = r.Count()
+	return pr
+}
+
+// explain returns the stall report, or nil when it cannot be built.
+func (c *Changer) explain() *BlockingReport {
+	r, err := c.Blocking(BlockingOptions{Explain: true})
+	if err != nil || r.Transition == nil {
+		return nil
+	}
+	return r
+}
+
+// Wait waits for the transition in progress, or for the named patch's. A
+// patch that is not loaded is an error ([livepatch.ErrNotFound]), never
+// "removed". With [StallRollback] a stalled transition is reversed: that is
+// a change, made as root, under the lock, and audited.
+func (c *Changer) Wait(ctx context.Context, name string, opts WaitOptions) (*Outcome, error) {
+	o := &Outcome{Action: "wait", Patch: name}
+	if opts.OnStall == StallRollback {
+		return c.change(ctx, o, func(ctx context.Context, o *Outcome) error { return c.waitFor(ctx, o, opts) })
+	}
+	start := time.Now()
+	err := c.waitFor(ctx, o, opts)
+	o.Err = err
+	if o.Elapsed == 0 {
+		o.Elapsed = time.Since(start)
+	}
+	if err != nil && o.Result == "" {
+		o.Result = ResultFailed
+	}
+	return o, err
+}
+
+func (c *Changer) waitFor(ctx context.Context, o *Outcome, opts WaitOptions) error {
+	if o.Patch == "" {
+		patches, err := c.LP.Patches()
+		if err != nil {
+			return err
+		}
+		tr := livepatch.TransitionOf(patches)
+		if tr == nil {
+			o.Result = ResultReady
+			return nil
+		}
+		o.Patch = tr.Patch
+	} else {
+		p, err := c.LP.Patch(o.Patch)
+		if err != nil {
+			return fmt.Errorf("wait %s: %w", o.Patch, err)
+		}
+		o.Patch = p.Name
+	}
+	return c.wait(ctx, o, time.Now(), opts, opts.OnStall)
+}
+
+// Disable starts unpatching and waits for it. While the patch is itself
+// patching, this reverses the transition.
+func (c *Changer) Disable(ctx context.Context, name string, opts WaitOptions) (*Outcome, error) {
+	return c.change(ctx, &Outcome{Action: "disable", Patch: name}, func(ctx context.Context, o *Outcome) error {
+		start := time.Now()
+		p, err := c.LP.Patch(name)
+		if err != nil {
+			return err
+		}
+		o.Patch = p.Name
+		if err := c.Ctl.Disable(o.Patch); err != nil {
+			return err
+		}
+		return c.wait(ctx, o, start, opts, opts.OnStall)
+	})
+}
+
+// Enable re-enables a patch: only kernels before 5.1 keep a disabled patch
+// registered; on any kernel it reverses an unpatching transition.
+func (c *Changer) Enable(ctx context.Context, name string, opts WaitOptions) (*Outcome, error) {
+	return c.change(ctx, &Outcome{Action: "enable", Patch: name}, func(ctx context.Context, o *Outcome) error {
+		start := time.Now()
+		p, err := c.LP.Patch(name)
+		if errors.Is(err, livepatch.ErrNotFound) {
+			return fmt.Errorf("enable %s: %w; since Linux 5.1 a disabled patch is freed at once: load its module again (klp load)", kernel.ModuleName(name), err)
+		}
+		if err != nil {
+			return err
+		}
+		o.Patch = p.Name
+		if err := c.Ctl.Enable(o.Patch); err != nil {
+			return err
+		}
+		return c.wait(ctx, o, start, opts, opts.OnStall)
+	})
+}
+
+// ErrForced reports a patch module the kernel will never release: a forced
+// transition keeps the module's reference for good, because no one can
+// prove that no task still runs its code.
+var ErrForced = errors.New("patch was forced and its module can never be removed")
+
+// ErrStillReferenced reports a module whose reference count did not drop to
+// zero in time.
+var ErrStillReferenced = errors.New("module still in use")
+
+// forcedGrace is how long a module may keep its reference after its patch
+// directory is gone before klp concludes that the patch was forced. The
+// kernel frees the directory and drops the reference in one work item.
+const forcedGrace = time.Second
+
+// removeModule waits for the module's reference count to drop, then
+// removes it. A disabled patch drops its reference when the kernel frees it
+// (asynchronously, after the transition); a forced one never does.
+func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOptions) error {
+	timeout := opts.RefTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last int
+	var goneSince time.Time
+	forced := false
+	err := waitFor(wctx, func() (bool, error) {
+		ref, err := c.Mod.Refcnt(name)
+		if errors.Is(err, kmod.ErrNotLoaded) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		last = ref
+		if ref == 0 {
+			return true, nil
+		}
+		// The kernel drops the reference right after it frees the
+		// patch directory. A module whose patch has been gone for a
+		// second and that still holds exactly its own reference (no
+		// other module uses it) was forced: waiting longer is useless.
+		if _, perr := c.LP.Patch(name); errors.Is(perr, livepatch.ErrNotFound) && ref == 1 {
+			if goneSince.IsZero() {
+				goneSince = time.Now()
+			} else if time.Since(goneSince) > forcedGrace {
+				if holders, herr := c.Mod.Holders(name); herr == nil && len(holders) == 0 {
+					forced = true
+					return true, nil
+				}
+			}
+		} else {
+			goneSince = time.Time{}
+		}
+		return false, nil
+	})
+	if !forced && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && last == 1 {
+		_, perr := c.LP.Patch(name)
+		forced = errors.Is(perr, livepatch.ErrNotFound)
+	}
+	if forced {
+		return fmt.Errorf("unload %s: %w (the patch is gone but the kernel keeps its reference; reboot to remove it)", name, ErrForced)
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("unload %s: %w: reference count still %d after %s", name, ErrStillReferenced, last, timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("unload %s: %w", name, err)
+	}
+	if err := c.Loader.Unload(name, 0); err != nil && !errors.Is(err, kmod.ErrNotLoaded) {
+		return fmt.Errorf("unload %s: %w", name, err)
+	}
+	return nil
+}
