@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// The JSON documents of klp --json (docs/json.md, schema_version 1), as far
-// as the suite checks them. Unknown fields are allowed: the schema may grow.
+// The JSON documents of klp --json (docs/json.md: schema_version 1, and 2
+// for the life-cycle outcome), as far as the suite checks them. Unknown
+// fields are allowed: the schema may grow.
 
 type jsonTransition struct {
 	Patch  *string `json:"patch"`
@@ -93,9 +94,22 @@ type jsonUnreadable struct {
 	Error string `json:"error"`
 }
 
-// decodeJSON parses doc into v and checks that the listed top-level keys
-// are present (a null value must still be spelled out).
+// decodeJSON parses a schema_version 1 document into v and checks that the
+// listed top-level keys are present (a null value must still be spelled
+// out).
 func decodeJSON(doc string, v any, keys ...string) error {
+	return decodeVersion(doc, 1, v, keys...)
+}
+
+// outcomeVersion is the schema_version of the life-cycle outcome.
+const outcomeVersion = 2
+
+// decodeOutcome is decodeJSON for a life-cycle outcome document.
+func decodeOutcome(doc string, v any, keys ...string) error {
+	return decodeVersion(doc, outcomeVersion, v, keys...)
+}
+
+func decodeVersion(doc string, version int, v any, keys ...string) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(doc), &raw); err != nil {
 		return fmt.Errorf("not a JSON object: %w", err)
@@ -112,8 +126,8 @@ func decodeJSON(doc string, v any, keys ...string) error {
 	if err := json.Unmarshal(raw["schema_version"], new(int)); err != nil {
 		return fmt.Errorf("schema_version: %w", err)
 	}
-	if string(raw["schema_version"]) != "1" {
-		return fmt.Errorf("schema_version is %s, want 1", raw["schema_version"])
+	if string(raw["schema_version"]) != strconv.Itoa(version) {
+		return fmt.Errorf("schema_version is %s, want %d", raw["schema_version"], version)
 	}
 	return json.Unmarshal([]byte(doc), v)
 }
@@ -269,4 +283,12 @@ func equalInts(a, b []int) bool {
 		return true
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// str is the value of an optional string, "" for null.
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

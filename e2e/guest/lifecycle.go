@@ -16,7 +16,8 @@ import (
 // jsonOutcome is the document of a life-cycle command (docs/json.md).
 type jsonOutcome struct {
 	Action    string     `json:"action"`
-	Patch     string     `json:"patch"`
+	Patch     *string    `json:"patch"`
+	File      *string    `json:"file"`
 	Result    string     `json:"result"`
 	Error     *string    `json:"error"`
 	ExitCode  int        `json:"exit_code"`
@@ -85,7 +86,7 @@ type jsonInstalled struct {
 func (r *runner) klpVerb(name string, code int, results []string, args ...string) (jsonOutcome, result) {
 	res := klp(append([]string{"--json"}, args...)...)
 	var o jsonOutcome
-	err := decodeJSON(res.stdout, &o, "action", "result", "error", "exit_code")
+	err := decodeOutcome(res.stdout, &o, "action", "patch", "file", "result", "error", "exit_code", "preflight", "outcomes")
 	okResult := false
 	for _, want := range results {
 		okResult = okResult || o.Result == want
@@ -137,7 +138,7 @@ func scenarioKlpLoad(r *runner) {
 
 func scenarioKlpBroken(r *runner) {
 	seq := kmsgLastSeq()
-	o, _ := r.klpVerb("load-fails", 1, []string{"", "failed"}, "load", moduleFile("klp_e2e_broken"))
+	o, _ := r.klpVerb("load-fails", 1, []string{"failed"}, "load", moduleFile("klp_e2e_broken"))
 	r.expect("error", o.Error != nil && *o.Error != "", "the outcome says why")
 	r.expect("kernel-log", strings.Contains(strings.Join(o.KernelLog, "\n"), "klp_e2e_no_such_function"),
 		"klp passes on the kernel's reason: %q", o.KernelLog)
@@ -247,7 +248,7 @@ func (r *runner) checkLoadBusy(file, patch string) {
 	r.expect("load-busy-text", res.code == 1 && strings.Contains(res.stderr, patch) && strings.Contains(res.stderr, "refused"),
 		"exit 1, stderr says the load is refused and names %s; got %v", patch, res)
 	nothing("load-busy-text-nothing-loaded")
-	o, res = r.klpVerb("load-busy-skip-preflight", 1, []string{""}, "load", "--skip-preflight", file)
+	o, res = r.klpVerb("load-busy-skip-preflight", 1, []string{"failed"}, "load", "--skip-preflight", file)
 	r.expect("load-busy-skip-preflight-error", o.Error != nil && strings.Contains(*o.Error, patch) && strings.Contains(*o.Error, "transition"),
 		"without preflight, klp load still refuses before the kernel would say EBUSY, naming %s; got %v", patch, res)
 	nothing("load-busy-skip-preflight-nothing-loaded")

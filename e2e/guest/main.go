@@ -61,6 +61,8 @@ func scenarios() []scenario {
 		{"klp-audit", scenarioKlpAudit},
 		{"klp-info", scenarioKlpInfo},
 		{"klp-preflight", scenarioKlpPreflight},
+		{"klp-names", scenarioKlpNames},
+		{"klp-race", scenarioKlpRace},
 		// Last: it leaves a module loaded for good (see the scenario).
 		{"klp-force-unpatch", scenarioKlpForceUnpatch},
 	}

@@ -294,7 +294,7 @@ func scenarioKlpPreflight(r *runner) {
 	}
 	o, _ := r.klpVerb("ftrace-off-klp-load", 1, []string{"refused"}, "load", moduleFile("klp_e2e_cmdline"))
 	r.expect("ftrace-off-klp-load-check", jsonOutcomeCheck(o, "ftrace_enabled") == "fail", "klp load refuses it on ftrace_enabled: %+v", o.Preflight)
-	o, _ = r.klpVerb("ftrace-off-skip-preflight", 1, []string{""}, "load", "--skip-preflight", moduleFile("klp_e2e_cmdline"))
+	o, _ = r.klpVerb("ftrace-off-skip-preflight", 1, []string{"failed"}, "load", "--skip-preflight", moduleFile("klp_e2e_cmdline"))
 	r.note("ftrace-off-skip-preflight-error", "%s", strPtr(o.Error))
 	loaded, _ = moduleLoaded("klp_e2e_cmdline")
 	r.expect("ftrace-off-nothing-loaded", !loaded && !exists(filepath.Join(lpRoot, "klp_e2e_cmdline")), "nothing left loaded")

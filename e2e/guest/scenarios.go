@@ -612,7 +612,7 @@ func scenarioForce(r *runner) {
 	seq := kmsgLastSeq()
 	dir := filepath.Join(lpRoot, "klp_e2e_target_patch")
 	r.must(r.expectNoErr("force", writeFile(dir+"/force", "1"), "echo 1 > force during the transition"))
-	done := waitFor(5*time.Second, func() bool { return readIntOr(dir+"/transition") == 0 })
+	done := waitFor(30*time.Second, func() bool { return readIntOr(dir+"/transition") == 0 })
 	r.expect("completes", done, "a forced transition completes")
 	r.expect("kmsg", kmsgHas(seq, "forcing remaining tasks to the patched state"), "kernel log: %q", kmsgSince(seq))
 	r.checkStatus("forced")

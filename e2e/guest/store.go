@@ -185,18 +185,13 @@ type jsonInstallDoc struct {
 	Installed jsonInstalled `json:"installed"`
 }
 
+// jsonLoadAll is load --all's outcome document: the per-patch outcomes.
 type jsonLoadAll struct {
-	Release  string        `json:"release"`
-	Disabled string        `json:"disabled"`
+	Patch    *string       `json:"patch"`
+	Release  *string       `json:"release"`
+	Result   string        `json:"result"`
+	Notes    []string      `json:"notes"`
 	Outcomes []jsonOutcome `json:"outcomes"`
-	Failed   []struct {
-		Name  string `json:"name"`
-		Path  string `json:"path"`
-		Error string `json:"error"`
-	} `json:"failed"`
-	Skipped []struct {
-		Name string `json:"name"`
-	} `json:"skipped"`
 }
 
 // scenarioKlpStore installs good patches and a bad one into a fresh store,
@@ -252,8 +247,9 @@ func scenarioKlpStore(r *runner) {
 		res = klp("--json", "load", "--all")
 		_ = syscall.Unmount("/proc/cmdline", 0)
 		var la jsonLoadAll
-		err = decodeJSON(res.stdout, &la, "release", "outcomes", "failed", "skipped")
-		r.expect("load-all-disabled", res.code == 0 && err == nil && strings.Contains(la.Disabled, "klp.enable=0") && len(la.Outcomes) == 0 && len(sysPatchNames()) == 0,
+		err = decodeOutcome(res.stdout, &la, "patch", "release", "result", "notes", "outcomes")
+		r.expect("load-all-disabled", res.code == 0 && err == nil && la.Result == "disabled" && strings.Contains(strings.Join(la.Notes, " "), "klp.enable=0") &&
+			len(la.Outcomes) == 0 && len(sysPatchNames()) == 0,
 			"with klp.enable=0 nothing is loaded and the document says why; decode error %v; got %v", err, res)
 	}
 	r.expect("cmdline-restored", !strings.Contains(procCmdline(), "klp.enable=0"), "/proc/cmdline is the real one again: %q", procCmdline())
@@ -262,16 +258,18 @@ func scenarioKlpStore(r *runner) {
 	seq := kmsgLastSeq()
 	res = klp("--json", "load", "--all")
 	var la jsonLoadAll
-	err = decodeJSON(res.stdout, &la, "release", "outcomes", "failed", "skipped")
+	err = decodeOutcome(res.stdout, &la, "patch", "release", "result", "outcomes")
 	results := map[string]string{}
+	failedOK := false
 	for _, o := range la.Outcomes {
-		results[o.Patch] = o.Result
+		results[str(o.Patch)] = o.Result
+		if str(o.Patch) == "klp_e2e_broken" {
+			failedOK = o.Result == "failed" && str(o.File) == broken.Path && o.Error != nil && strings.Contains(*o.Error, "klp_e2e_no_such_function")
+		}
 	}
-	failedOK := len(la.Failed) == 1 && la.Failed[0].Name == "klp_e2e_broken" && la.Failed[0].Path == broken.Path &&
-		strings.Contains(la.Failed[0].Error, "klp_e2e_no_such_function")
-	r.expect("load-all-json", res.code == 1 && err == nil && la.Release == rel && len(la.Skipped) == 0 && failedOK &&
-		len(results) == 2 && results["klp_e2e_cmdline"] == "patched" && results["klp_e2e_target_patch"] == "patched",
-		"want exit 1, klp_e2e_cmdline and klp_e2e_target_patch patched, klp_e2e_broken in failed with the kernel's reason; decode error %v; got %v", err, res)
+	r.expect("load-all-json", res.code == 1 && err == nil && la.Patch == nil && str(la.Release) == rel && la.Result == "incomplete" && failedOK &&
+		len(results) == 3 && results["klp_e2e_cmdline"] == "patched" && results["klp_e2e_target_patch"] == "patched",
+		"want exit 1, klp_e2e_cmdline and klp_e2e_target_patch patched, klp_e2e_broken failed with the kernel's reason; decode error %v; got %v", err, res)
 	ps, _ := readSysPatches()
 	var states []string
 	for _, p := range ps {
@@ -301,15 +299,15 @@ func scenarioKlpStore(r *runner) {
 	var uo struct {
 		Outcomes []jsonOutcome `json:"outcomes"`
 	}
-	err = decodeJSON(res.stdout, &ua, "action", "result", "exit_code")
+	err = decodeOutcome(res.stdout, &ua, "action", "result", "exit_code")
 	if err == nil {
-		err = decodeJSON(res.stdout, &uo, "outcomes")
+		err = decodeOutcome(res.stdout, &uo, "outcomes")
 	}
 	removed := map[string]string{}
 	for _, o := range uo.Outcomes {
-		removed[o.Patch] = o.Result
+		removed[str(o.Patch)] = o.Result
 	}
-	r.expect("unload-all", res.code == 0 && err == nil && ua.Patch == "--all" && ua.Result == "removed" && len(removed) == 3 &&
+	r.expect("unload-all", res.code == 0 && err == nil && ua.Patch == nil && ua.Result == "removed" && len(removed) == 3 &&
 		removed["klp_e2e_replace"] == "removed" && removed["klp_e2e_cmdline"] == "removed" && removed["klp_e2e_target_patch"] == "removed",
 		"each of the three modules removed; decode error %v; got %v", err, res)
 	r.expect("unload-all-kernel", len(loadedE2EModules()) == 0 && len(sysPatchNames()) == 0,
@@ -319,7 +317,7 @@ func scenarioKlpStore(r *runner) {
 
 	// load by name: the installed file.
 	o, _ := r.klpVerb("load-by-name", 0, []string{"patched"}, "load", "klp_e2e_cmdline")
-	r.expect("load-by-name-file", o.Patch == "klp_e2e_cmdline" && exists(filepath.Join(lpRoot, "klp_e2e_cmdline")),
+	r.expect("load-by-name-file", str(o.Patch) == "klp_e2e_cmdline" && exists(filepath.Join(lpRoot, "klp_e2e_cmdline")),
 		"NAME loads the installed file %s: outcome %+v", cmdline.Path, o)
 	r.klpVerb("unload-by-name", 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
 
@@ -365,12 +363,12 @@ func scenarioKlpAudit(r *runner) {
 	r.must(r.expect("dev-log", waitFor(5*time.Second, func() bool { return exists("/dev/log") }), "syslogd listens on /dev/log"))
 
 	r.klpVerb("load", 0, []string{"patched"}, "load", moduleFile("klp_e2e_cmdline"))
-	r.klpVerb("load-broken", 1, []string{""}, "load", moduleFile("klp_e2e_broken"))
+	r.klpVerb("load-broken", 1, []string{"failed"}, "load", moduleFile("klp_e2e_broken"))
 	r.klpVerb("unload", 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
 	want := []string{
-		`action=load target=` + moduleFile("klp_e2e_cmdline") + ` result="patched"`,
-		`action=load target=` + moduleFile("klp_e2e_broken") + ` result="" `,
-		`action=unload target=klp_e2e_cmdline result="removed"`,
+		`action=load patch=klp_e2e_cmdline file=` + moduleFile("klp_e2e_cmdline") + ` result="patched"`,
+		`action=load patch=klp_e2e_broken file=` + moduleFile("klp_e2e_broken") + ` result="failed" `,
+		`action=unload patch=klp_e2e_cmdline result="removed"`,
 	}
 	var got string
 	ok := waitFor(3*time.Second, func() bool {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/lock"
+	"github.com/klp-project/klp/internal/preflight"
 	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
@@ -502,5 +504,124 @@ func TestForceConsequence(t *testing.T) {
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("forceConsequence(enabled=%v, %s) = %q, want %q", tc.enabled, tc.release, got, tc.want)
 		}
+	}
+}
+
+// TestDashedNames is the bug the kernel handle fixed: a patch name typed
+// with '-' is the patch whose module name has '_' (kbuild and klp-build
+// name modules that way), for every verb. Before, unload of lp-cmdline
+// waited a second and then called the healthy patch forced.
+func TestDashedNames(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second, RefTimeout: 5 * time.Second}
+	path := e.patchModule(t, "lp_cmdline", false, "cmdline_proc_show")
+	if _, err := e.load(ctx, path, w); err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.m.Disable(ctx, "lp-cmdline", w)
+	if err != nil || o.Patch != "lp_cmdline" || (o.Result != ResultUnpatched && o.Result != ResultRemoved) {
+		t.Fatalf("Disable(lp-cmdline) = %+v, %v", o, err)
+	}
+	e.k.Flush()
+	if _, err := e.load(ctx, path, w); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.m.Wait(ctx, "lp-cmdline", w); err != nil || o.Patch != "lp_cmdline" || o.Result != ResultPatched {
+		t.Errorf("Wait(lp-cmdline) = %+v, %v", o, err)
+	}
+	l, err := e.m.List(e.cfg.Store)
+	if err != nil || len(l.Loaded) != 1 || l.Loaded[0].Name != "lp_cmdline" || l.Loaded[0].State != StateEnabled {
+		t.Errorf("List = %+v, %v", l, err)
+	}
+	o, err = e.m.Unload(ctx, "lp-cmdline", w)
+	if err != nil || o.Result != ResultRemoved || o.Patch != "lp_cmdline" {
+		t.Fatalf("Unload(lp-cmdline) = %+v, %v", o, err)
+	}
+	if e.k.Loaded("lp_cmdline") {
+		t.Error("the module is still loaded")
+	}
+}
+
+func TestWaitForAPatchThatIsNotThere(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	o, err := e.m.Wait(context.Background(), "nosuch", WaitOptions{Timeout: time.Second})
+	if !errors.Is(err, livepatch.ErrNotFound) || o.Result == ResultRemoved || ExitCode(err) != ExitError {
+		t.Errorf("Wait(nosuch) = %+v, %v; want ErrNotFound, never removed", o, err)
+	}
+}
+
+// TestChangesAreGuarded: a change needs root and the lock before anything
+// is touched, and wait --on-stall=rollback is a change.
+func TestChangesAreGuarded(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	path := e.patchModule(t, "lp", false, "f")
+	e.k.BlockTask(100, "f") // sleeps in f: it blocks patching, not its reversal
+	if _, err := e.load(ctx, path, WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	rollback := WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback}
+
+	user := e.cfg
+	user.Euid = 1000
+	u := NewChanger(e.k.Live(), user)
+	for name, f := range map[string]func() (*Outcome, error){
+		"wait --on-stall=rollback": func() (*Outcome, error) { return u.Wait(ctx, "lp", rollback) },
+		"disable":                  func() (*Outcome, error) { return u.Disable(ctx, "lp", rollback) },
+		"unload":                   func() (*Outcome, error) { return u.Unload(ctx, "lp", rollback) },
+		"load":                     func() (*Outcome, error) { return u.Load(ctx, LoadRequest{Path: path, SkipPreflight: true}) },
+	} {
+		o, err := f()
+		if !errors.Is(err, kernel.ErrPermission) || ExitCode(err) != ExitPermission || o.Result != ResultRefused {
+			t.Errorf("%s as a user: %+v, %v", name, o, err)
+		}
+	}
+	// A user may wait without a rollback: that changes nothing.
+	if _, err := u.Wait(ctx, "lp", WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Errorf("a user's plain wait: %v", err)
+	}
+
+	l, err := lock.Acquire(ctx, e.cfg.LockPath, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.m.Wait(ctx, "lp", rollback)
+	if !errors.Is(err, lock.ErrLocked) || o.Result != ResultRefused {
+		t.Errorf("rollback while another klp holds the lock: %+v, %v", o, err)
+	}
+	l.Release()
+	if p, err := e.m.LP.Patch("lp"); err != nil || !p.Enabled || !p.InTransition() {
+		t.Fatalf("refused changes changed the patch: %+v, %v", p, err)
+	}
+	if n := len(e.audit.lines()); n != 1 {
+		t.Errorf("refused changes were audited: %q", e.audit.lines())
+	}
+
+	o, err = e.m.Wait(ctx, "lp", WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback, RefTimeout: 5 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack || e.k.Loaded("lp") {
+		t.Errorf("rollback = %+v, %v", o, err)
+	}
+	if got := e.audit.lines(); len(got) != 2 || got[1] != "wait lp rolled back error" {
+		t.Errorf("the rollback was not audited: %q", got)
+	}
+}
+
+// TestPreflightInsideTheLoad: a load's cheap checks run on the module it
+// loads; a failed one refuses with the kernel's own exit status.
+func TestPreflightInsideTheLoad(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp", false, "f")
+	write(t, filepath.Join(e.k.ProcRoot(), "sys", "kernel", "modules_disabled"), "1\n")
+	o, err := e.m.Load(context.Background(), LoadRequest{Path: path, Wait: WaitOptions{Timeout: time.Second}})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || ExitCode(err) != ExitPermission || o.Result != ResultRefused || o.Patch != "lp" {
+		t.Fatalf("load with modules disabled = %+v, %v", o, err)
+	}
+	if len(refused.Failed) != 1 || refused.Failed[0].ID != preflight.IDModulesDisabled {
+		t.Errorf("failed checks %+v", refused.Failed)
+	}
+	if e.k.Loaded("lp") {
+		t.Error("a refused module was loaded")
 	}
 }

@@ -42,17 +42,10 @@
 //     and the pre-5.1 semantics (disabled patches stay and can be
 //     re-enabled, stacking rules, global force).
 //
-// Behaviour follows kernel/livepatch/{core,transition,state}.c and
-// kernel/module/main.c as summarised in docs/kernel-abi.md, with the
-// real kernel's log lines ("livepatch: enabling patch 'p'", ...). Where a
-// real 6.1/6.12 kernel in the e2e suite disagrees, the real kernel wins
-// and this package should be fixed.
-//
-// Known simplifications: idle tasks are a single switch (HoldIdle);
-// blocking is by function name, not address (old and new implementation
-// of a function are not told apart); callbacks other than the pre-patch
-// return value are not modelled; root reads of write-only attributes
-// (force, signal) succeed with an empty value where the kernel gives
-// EACCES; writes that bypass WriteAttr (a shell's echo) change the file
-// without the kernel reacting.
+// Its specification, and the contract it shares with the real kernel, is
+// docs/fakekernel.md: behaviour follows kernel/livepatch/{core,transition,
+// state}.c and kernel/module/main.c, with the real kernel's log lines
+// ("livepatch: enabling patch 'p'", ...). Where a real 6.1/6.12 kernel in
+// the e2e suite disagrees, the real kernel wins and this package is fixed;
+// docs/fakekernel.md lists what it does not model.
 package fakekernel

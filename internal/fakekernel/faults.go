@@ -5,6 +5,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -55,6 +57,11 @@ type faultFiles struct {
 func (f faultFiles) Open(path string) (io.ReadCloser, error) {
 	if err := f.k.readFault("open", path); err != nil {
 		return nil, err
+	}
+	// force and signal are write-only (mode 0200, no show op): kernfs
+	// refuses to open them for reading, even for root.
+	if base := filepath.Base(path); (base == "force" || base == "signal") && strings.HasPrefix(path, filepath.Join(f.k.sys, "kernel", "livepatch")+"/") {
+		return nil, &os.PathError{Op: "open", Path: path, Err: syscall.EACCES}
 	}
 	return f.OSFiles.Open(path)
 }
