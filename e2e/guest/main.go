@@ -61,6 +61,7 @@ func scenarios() []scenario {
 		{"klp-audit", scenarioKlpAudit},
 		{"klp-info", scenarioKlpInfo},
 		{"klp-preflight", scenarioKlpPreflight},
+		{"klp-build", scenarioKlpBuild},
 		// Last: it leaves a module loaded for good (see the scenario).
 		{"klp-force-unpatch", scenarioKlpForceUnpatch},
 	}
