@@ -19,15 +19,20 @@
 //
 // # Patch targets
 //
-// A livepatch module's targets are not in a dedicated section. [Targets]
-// gathers them from three places (Documentation/livepatch/module-elf-format.rst
-// and docs/kernel-abi.md section 5):
+// A hand-written livepatch module's targets are not in a dedicated section.
+// [Targets] gathers them from these places (Documentation/livepatch/module-elf-format.rst
+// and docs/kernel-notes.md):
 //
 //   - the static struct klp_func and klp_object arrays, found by the shape of
 //     their relocations (an old_name string pointer next to a new_func code
 //     pointer; an object's funcs pointer to such an entry), which needs no
-//     config-dependent struct sizes; kpatch-build's .kpatch.funcs and
-//     klp-build's .init.klp_funcs are read too;
+//     config-dependent struct sizes;
+//   - klp-build's section of struct klp_object_ext entries (__klp_objects in
+//     Linux 6.19, .init.klp_objects later) and the struct klp_func_ext arrays
+//     they point at, from which such a module's init code builds its
+//     klp_patch; the layout is fixed, so a malformed section is reported as
+//     such ([SourceKlpBuild]);
+//   - kpatch-build's .kpatch.funcs section;
 //   - the .klp.rela.<object>.<section> relocation sections;
 //   - the .klp.sym.<object>.<symbol>,<sympos> symbols.
 //

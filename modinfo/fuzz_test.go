@@ -49,10 +49,15 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	for _, f := range files {
 		seeds = append(seeds, readTestdata(tb, filepath.Base(f)))
 	}
-	for _, layout := range []string{"klp", "klpbuild", "kpatch"} {
+	for _, layout := range []string{"klp", "klpbuild", "klpbuild-init", "kpatch"} {
 		seeds = append(seeds, synthPatch(tb, binary.LittleEndian, elf.EM_X86_64, uint32(elf.R_X86_64_64), layout, true))
 	}
 	seeds = append(seeds, synthPatch(tb, binary.BigEndian, elf.EM_S390, uint32(elf.R_390_64), "klp", true))
+	// klp-build layouts: two objects with callbacks, and arrays that overlap.
+	kb := twoObjects()
+	seeds = append(seeds, kb.build(tb))
+	kb.funcsAt = 1
+	seeds = append(seeds, kb.build(tb))
 	return append(seeds, []byte(elf.ELFMAG))
 }
 

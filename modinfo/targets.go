@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,7 +38,8 @@ type Targets struct {
 	// Relocations are the .klp.rela sections.
 	Relocations []KlpRelocation `json:"klp_relocations"`
 	// Replace is klp_patch.replace (atomic replace) as statically initialized
-	// in the file, or nil when no static struct klp_patch was found. A module
+	// in the file, or nil when no static struct klp_patch was found (a
+	// klp-build module has none: its init code sets replace). A module
 	// may still change it in its init function (the kernel selftests set it
 	// from a module parameter); the loaded value is in
 	// /sys/kernel/livepatch/<name>/replace (6.11+).
@@ -55,18 +57,34 @@ type Source string
 // Sources of target information, from the most to the least direct.
 const (
 	// SourceKlpFunc: a struct klp_func entry (old_name, new_func,
-	// old_sympos) reached through the data relocations; also klp-build's
-	// struct klp_func_ext, which starts the same way.
+	// old_sympos) reached through the data relocations.
 	SourceKlpFunc Source = "klp_func"
 	// SourceKlpObject: a struct klp_object entry (name, funcs).
 	SourceKlpObject Source = "klp_object"
 	// SourceKpatch: kpatch-build's .kpatch.funcs section.
 	SourceKpatch Source = "kpatch_funcs"
+	// SourceKlpBuild: klp-build's klp_object_ext and klp_func_ext entries
+	// (the __klp_objects or .init.klp_objects section and the arrays its
+	// entries point at), from which the module's init code builds its
+	// klp_patch (Linux 6.19+).
+	SourceKlpBuild Source = "klp-build"
 	// SourceKlpRela: a .klp.rela.<obj>.<section> section name.
 	SourceKlpRela Source = "klp_rela"
 	// SourceKlpSym: a .klp.sym.<obj>.<name>,<pos> symbol name.
 	SourceKlpSym Source = "klp_sym"
 )
+
+// KlpBuild reports whether the targets were read from klp-build's layout
+// (see [SourceKlpBuild]): such a module is an atomic replace patch unless it
+// was built with klp-build --no-replace, which its file does not record.
+func (t *Targets) KlpBuild() bool {
+	for _, o := range t.Objects {
+		if slices.Contains(o.Sources, SourceKlpBuild) {
+			return true
+		}
+	}
+	return false
+}
 
 // TargetObject is an object the patch applies to.
 type TargetObject struct {
@@ -142,10 +160,11 @@ type targetFinder struct {
 	objSize map[secOff]uint64
 }
 
-// findTargets collects the patch targets from the three places they show
-// up in a livepatch module (kernel-abi.md section 5): klp_func/klp_object
-// arrays reached through relocations, .klp.rela section names, and
-// .klp.sym symbol names. It returns nil for an ordinary module.
+// findTargets collects the patch targets from the places they show up in a
+// livepatch module (kernel-abi.md section 5): klp_func/klp_object arrays
+// reached through relocations, klp-build's klp_object_ext section,
+// kpatch-build's .kpatch.funcs, .klp.rela section names, and .klp.sym
+// symbol names. It returns nil for an ordinary module.
 func findTargets(f *elfFile, m *Module) *Targets {
 	tf := &targetFinder{f: f, t: &Targets{}, objIx: map[string]int{}}
 	t := tf.t
@@ -154,14 +173,14 @@ func findTargets(f *elfFile, m *Module) *Targets {
 
 	tf.klpRelas()
 	tf.klpSyms()
-	if !m.Livepatch && len(t.Relocations) == 0 && len(t.Symbols) == 0 {
+	if !m.Livepatch && len(t.Relocations) == 0 && len(t.Symbols) == 0 && !hasKlpBuildSections(f) {
 		return nil
 	}
 	if !m.Livepatch {
 		t.Notes = append(t.Notes, "livepatch ELF sections or symbols without the livepatch modinfo tag: the kernel refuses such a module")
 	}
 
-	var why string
+	var why, klpBuildWhy string
 	typ, known := abs64[f.Machine]
 	switch {
 	case symErr != nil:
@@ -171,7 +190,10 @@ func findTargets(f *elfFile, m *Module) *Targets {
 	case !known:
 		why = fmt.Sprintf("klp does not know the pointer relocation type of %v", f.Machine)
 	default:
-		why = tf.relocTargets(typ, m.Vermagic)
+		if why = tf.collectPointers(typ); why == "" {
+			klpBuildWhy = tf.klpBuild()
+			why = tf.relocTargets(m.Vermagic)
+		}
 	}
 	tf.kpatchFuncs()
 	// Objects in the patch's own order first, then those only named by the
@@ -184,7 +206,14 @@ func findTargets(f *elfFile, m *Module) *Targets {
 	for _, s := range t.Symbols {
 		tf.addObject(s.Object, SourceKlpSym)
 	}
-	if len(t.Functions) == 0 {
+	if klpBuildWhy != "" {
+		// The klp-build layout was there and broken: say so, whatever else
+		// was found (Functions then holds the entries read before it).
+		t.Undetermined = klpBuildWhy
+		if why != "" {
+			tf.note(why)
+		}
+	} else if len(t.Functions) == 0 {
 		if why == "" {
 			why = "no klp_func array (an old_name string pointer followed by a new_func code pointer) was found through the data relocations, nor a .kpatch.funcs section; the module may build its klp_func entries at run time"
 		}
@@ -199,7 +228,9 @@ func findTargets(f *elfFile, m *Module) *Targets {
 		withFuncs[fn.Object] = true
 	}
 	for _, o := range t.Objects {
-		if !withFuncs[o.Name] && len(t.Functions) > 0 {
+		// klp-build entries count their functions: klpBuild noted an
+		// object without any.
+		if !withFuncs[o.Name] && len(t.Functions) > 0 && !slices.Contains(o.Sources, SourceKlpBuild) {
 			tf.note(fmt.Sprintf("object %s has no replaced functions that klp could find", o.Name))
 		}
 	}
@@ -315,8 +346,9 @@ func (tf *targetFinder) klpSyms() {
 }
 
 // collectPointers records, for every allocated non-code section with RELA
-// relocations, which of its 8-byte words are absolute pointers and where to.
-// It returns a reason when it had to give up.
+// relocations (and klp-build's sections, allocated or not), which of its
+// 8-byte words are absolute pointers and where to. It returns a reason when
+// it had to give up.
 func (tf *targetFinder) collectPointers(typ uint32) string {
 	f := tf.f
 	tf.ptrs = map[int]map[uint64]pointer{}
@@ -327,7 +359,7 @@ func (tf *targetFinder) collectPointers(typ uint32) string {
 			continue
 		}
 		d := f.Sections[r.Info]
-		if d.Flags&elf.SHF_ALLOC == 0 || d.Flags&elf.SHF_EXECINSTR != 0 || d.Type != elf.SHT_PROGBITS {
+		if (d.Flags&elf.SHF_ALLOC == 0 && !isKlpBuildSection(d.Name)) || d.Flags&elf.SHF_EXECINSTR != 0 || d.Type != elf.SHT_PROGBITS {
 			continue
 		}
 		rs, err := f.relas(r)
@@ -437,10 +469,11 @@ type objEntry struct {
 //     string pointer at Y (name) or a NULL there (vmlinux);
 //   - klp_patch at Z: a pointer to __this_module at Z (mod) and one to a
 //     klp_object entry at Z+8 (objs); replace is the bool at Z+24.
-func (tf *targetFinder) relocTargets(typ uint32, vermagic string) string {
-	if why := tf.collectPointers(typ); why != "" {
-		return why
-	}
+//
+// klp-build's sections are left to klpBuild: their klp_func_ext entries
+// look like klp_func ones, but their arrays have no terminator. It needs
+// collectPointers to have run.
+func (tf *targetFinder) relocTargets(vermagic string) string {
 	secs := make([]int, 0, len(tf.ptrs))
 	for s := range tf.ptrs {
 		secs = append(secs, s)
@@ -458,6 +491,9 @@ func (tf *targetFinder) relocTargets(typ uint32, vermagic string) string {
 	funcs := map[secOff]funcEntry{}
 	funcOffs := map[int][]uint64{} // sorted klp_func offsets per section
 	for _, sec := range secs {
+		if isKlpBuildSection(tf.f.Sections[sec].Name) {
+			continue
+		}
 		m := tf.ptrs[sec]
 		for _, x := range offsets(sec) {
 			name, ok := tf.str(m[x])

@@ -11,8 +11,9 @@ import (
 
 // synthPatch builds a two-object livepatch (vmlinux and ext4) in one of the
 // layouts klp understands: "klp" (hand-written klp_func/klp_object/klp_patch
-// with 5.5+ layout), "klpbuild" (klp-build's .init.klp_funcs/objects) or
-// "kpatch" (kpatch-build's .kpatch.funcs).
+// with 5.5+ layout), "klpbuild" (klp-build's __klp_objects/__klp_funcs, as
+// in 6.19), "klpbuild-init" (the same in .init.klp_objects/.init.klp_funcs)
+// or "kpatch" (kpatch-build's .kpatch.funcs).
 func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32, layout string, symtab bool) []byte {
 	t.Helper()
 	b := newELF(bo, m)
@@ -44,17 +45,26 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 			abs(f1, strSym, int64(so[0])), abs(f1+8, textSym, 0),
 			abs(f2, strSym, int64(so[1])), abs(f2+8, textSym, 16),
 		)
-	case "klpbuild":
+	case "klpbuild", "klpbuild-init":
+		// 6.19 names the sections __klp_*, later kernels .init.klp_*.
+		objSec, funcSec := "__klp_objects", "__klp_funcs"
+		if layout == "klpbuild-init" {
+			objSec, funcSec = ".init.klp_objects", ".init.klp_funcs"
+		}
 		fd := make([]byte, 2*24)
 		bo.PutUint64(fd[24+16:], 3)
-		fs := b.section(".init.klp_funcs", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, fd)
-		os := b.section(".init.klp_objects", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, make([]byte, 2*64))
+		od := make([]byte, 2*64)
+		bo.PutUint32(od[56:], 1) // nr_funcs
+		bo.PutUint32(od[64+56:], 1)
+		fs := b.section(funcSec, elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, fd)
+		os := b.section(objSec, elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, od)
 		fsym := b.sectionSym(fs)
-		b.rela(".rela.init.klp_funcs", fs, 0,
+		b.rela(".rela"+funcSec, fs, 0,
 			abs(0, strSym, int64(so[0])), abs(8, textSym, 0),
 			abs(24, strSym, int64(so[1])), abs(32, textSym, 16))
-		b.rela(".rela.init.klp_objects", os, 0,
-			abs(0, strSym, int64(so[3])), abs(8, fsym, 0),
+		// The vmlinux entry has a NULL name, as klp-build writes it.
+		b.rela(".rela"+objSec, os, 0,
+			abs(8, fsym, 0),
 			abs(64, strSym, int64(so[2])), abs(72, fsym, 24))
 	case "kpatch":
 		kstr, ko := strs("cmdline_proc_show", "vmlinux", "ext4_foo", "ext4")
@@ -103,8 +113,11 @@ func TestSyntheticTargets(t *testing.T) {
 		{"aarch64", le, elf.EM_AARCH64, uint32(elf.R_AARCH64_ABS64), "klp", "aarch64",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
 		{"klp-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild", "x86_64",
-			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc),
-				Notes: []string{"no static struct klp_patch found; replace is unknown"}}},
+			Targets{Objects: objs(SourceKlpBuild), Functions: funcs(SourceKlpBuild), Notes: []string{klpBuildReplaceNote}}},
+		{"klp-build .init sections", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild-init", "x86_64",
+			Targets{Objects: objs(SourceKlpBuild), Functions: funcs(SourceKlpBuild), Notes: []string{klpBuildReplaceNote}}},
+		{"klp-build big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klpbuild", "s390x",
+			Targets{Objects: objs(SourceKlpBuild), Functions: funcs(SourceKlpBuild), Notes: []string{klpBuildReplaceNote}}},
 		{"kpatch-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "kpatch", "x86_64",
 			Targets{Objects: objs(SourceKpatch), Functions: funcs(SourceKpatch)}},
 	} {

@@ -197,7 +197,7 @@ func (r *runner) cleanup() {
 			return
 		}
 		for _, m := range mods {
-			if strings.HasSuffix(m, "_patch") || m == "klp_e2e_cmdline" || m == "klp_e2e_replace" {
+			if strings.HasSuffix(m, "_patch") || strings.HasPrefix(m, "livepatch_") || m == "klp_e2e_cmdline" || m == "klp_e2e_replace" {
 				waitFor(5*time.Second, func() bool { n, _ := readInt("/sys/module/" + m + "/refcnt"); return n == 0 })
 				rmmod(m)
 			}

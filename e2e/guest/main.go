@@ -63,6 +63,7 @@ func scenarios() []scenario {
 		{"klp-preflight", scenarioKlpPreflight},
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
+		{"klp-build", scenarioKlpBuild},
 		// Last: it leaves a module loaded for good (see the scenario).
 		{"klp-force-unpatch", scenarioKlpForceUnpatch},
 	}

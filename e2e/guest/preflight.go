@@ -18,12 +18,14 @@ type jsonInfo struct {
 	Vermagic  string `json:"vermagic"`
 	Targets   *struct {
 		Objects []struct {
-			Name string `json:"name"`
+			Name    string   `json:"name"`
+			Sources []string `json:"sources"`
 		} `json:"objects"`
 		Functions []struct {
 			Object   string `json:"object"`
 			Function string `json:"function"`
 			Sympos   int    `json:"sympos"`
+			Source   string `json:"source"`
 		} `json:"functions"`
 		Replace      *bool  `json:"replace"`
 		Undetermined string `json:"undetermined"`

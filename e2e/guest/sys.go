@@ -284,11 +284,13 @@ func moduleLoaded(name string) (bool, int) {
 	return false, 0
 }
 
+// loadedE2EModules lists the loaded test modules: klp_e2e_* and the
+// klp-build style livepatch_e2e_*.
 func loadedE2EModules() []string {
 	b, _ := os.ReadFile("/proc/modules")
 	var mods []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "klp_e2e_") {
+		if f := strings.Fields(l); len(f) > 0 && (strings.HasPrefix(f[0], "klp_e2e_") || strings.HasPrefix(f[0], "livepatch_e2e_")) {
 			mods = append(mods, f[0])
 		}
 	}

@@ -232,8 +232,30 @@ func (r *runner) replace() Check {
 	}
 	sort.Strings(keys)
 	undetermined := len(t.Functions) == 0 && t.Undetermined != ""
+	// The functions of the other patches that this one leaves out: as an
+	// atomic replace patch, it sends them back to the original code.
+	var reverting []string
+	for _, k := range keys {
+		if !ours[k] {
+			reverting = append(reverting, k+" (from "+strings.Join(theirs[k], ", ")+")")
+		}
+	}
 
 	switch {
+	case t.Replace == nil && t.KlpBuild():
+		// klp-build's init code sets replace: true unless built with
+		// --no-replace, and the file's data does not record which.
+		reason := "a klp-build patch: atomic replace unless it was built with klp-build --no-replace, which the file does not record"
+		if len(others) == 0 {
+			return Check{Status: Pass, Reason: reason + "; no other patch is loaded, so it replaces nothing either way"}
+		}
+		c := Check{Status: Warn, Reason: reason + "; if it is, it replaces " + joinMax(others, 5),
+			Fix: "find out whether the patch was built with --no-replace; if not, make sure it contains every fix of the patches it replaces"}
+		if !undetermined && len(reverting) > 0 {
+			c.Reason += fmt.Sprintf(", and %s they patch will go back to the original code", plural(len(reverting), "function", "functions"))
+			c.Details = reverting
+		}
+		return c
 	case t.Replace == nil:
 		c := Check{Status: Warn,
 			Reason: "the file has no static struct klp_patch, so klp cannot tell whether this is an atomic replace patch",
@@ -250,12 +272,6 @@ func (r *runner) replace() Check {
 			return Check{Status: Warn,
 				Reason: "atomic replace patch: it replaces " + joinMax(others, 5) + ", and klp cannot tell which of their functions it still patches",
 				Fix:    "make sure this cumulative patch contains every fix of the patches it replaces"}
-		}
-		var reverting []string
-		for _, k := range keys {
-			if !ours[k] {
-				reverting = append(reverting, k+" (from "+strings.Join(theirs[k], ", ")+")")
-			}
 		}
 		if len(reverting) == 0 {
 			return Check{Status: Pass, Reason: "atomic replace patch: it replaces " + joinMax(others, 5) + " and patches every function they patch"}

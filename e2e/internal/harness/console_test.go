@@ -77,21 +77,27 @@ func TestHashSources(t *testing.T) {
 	}
 	write("Kbuild", "obj-m += a.o\n")
 	write("a.c", "int x;\n")
+	write("a.lds", "SECTIONS { }\n")
 	write("notes.txt", "ignored\n")
 	h1, files, err := hashSources(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(files, " ") != "Kbuild a.c" {
-		t.Errorf("files = %q, want Kbuild and a.c only", files)
+	if strings.Join(files, " ") != "Kbuild a.c a.lds" {
+		t.Errorf("files = %q, want Kbuild, a.c and a.lds only", files)
 	}
 	write("notes.txt", "still ignored\n")
 	if h2, _, _ := hashSources(dir); h2 != h1 {
 		t.Error("editing a non-source file changed the hash")
 	}
 	write("a.c", "int y;\n")
-	if h3, _, _ := hashSources(dir); h3 == h1 {
+	h3, _, _ := hashSources(dir)
+	if h3 == h1 {
 		t.Error("editing a source file kept the hash")
+	}
+	write("a.lds", "SECTIONS { .x : { } }\n")
+	if h4, _, _ := hashSources(dir); h4 == h3 {
+		t.Error("editing a linker script kept the hash")
 	}
 }
 

@@ -150,8 +150,8 @@ func (e *Env) Modules(ctx context.Context, kver string, log io.Writer) (string, 
 	return dir, nil
 }
 
-// hashSources hashes the module sources (Kbuild and *.c, *.h) so that any
-// edit invalidates the cached build.
+// hashSources hashes the module sources (Kbuild and *.c, *.h, and the
+// *.lds linker scripts) so that any edit invalidates the cached build.
 func hashSources(dir string) (string, []string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -160,7 +160,7 @@ func hashSources(dir string) (string, []string, error) {
 	var files []string
 	for _, e := range entries {
 		n := e.Name()
-		if n == "Kbuild" || n == "Makefile" || strings.HasSuffix(n, ".c") || strings.HasSuffix(n, ".h") {
+		if n == "Kbuild" || n == "Makefile" || strings.HasSuffix(n, ".c") || strings.HasSuffix(n, ".h") || strings.HasSuffix(n, ".lds") {
 			files = append(files, n)
 		}
 	}
