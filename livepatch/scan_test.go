@@ -195,7 +195,7 @@ banana
 }
 
 // TestScanTasksOutOfRangeState: the kernel prints -1, 0 or 1 in
-// patch_state (kernel-abi.md §2), and the scanner's own error says "want
+// patch_state, and the scanner's own error says "want
 // -1, 0 or 1". A 2 is not a state: it must be reported unreadable, not
 // taken for a blocking task (it is >= 0 and differs from any target).
 func TestScanTasksOutOfRangeState(t *testing.T) {

@@ -1,8 +1,16 @@
 package livepatch
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/klp-project/klp/kernel"
 )
 
 // Transition describes the transition in progress.
@@ -84,4 +92,64 @@ func (fs FS) blockingFor(tr *Transition, opts ScanOptions, blocks func(PatchStat
 		return x.PID < y.PID || x.PID == y.PID && x.TID < y.TID
 	})
 	return b, err
+}
+
+// Transition returns the transition in progress, or nil, reading only each
+// patch's transition attribute and, for the one in transition, its enabled
+// attribute: what status and check need, so that garbage in an attribute
+// they do not need (an object directory, replace, stack_order) cannot make
+// them fail. On a kernel without live patching it returns
+// [ErrNotSupported].
+func (fs FS) Transition() (*Transition, error) {
+	dir := fs.LivepatchPath()
+	entries, err := fs.k.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fs.errNotSupported()
+		}
+		return nil, fmt.Errorf("list patches: %w", err)
+	}
+	for _, e := range entries {
+		if !fs.k.IsDirEntry(dir, e) || kernel.ValidateModuleName(e.Name()) != nil {
+			continue
+		}
+		pdir := filepath.Join(dir, e.Name())
+		inTransition, err := fs.k.ReadBool(filepath.Join(pdir, "transition"))
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.ENODEV):
+			// Gone meanwhile, or a kernel before 4.12 (no
+			// transition: changes are immediate).
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read patch %s: %w", e.Name(), err)
+		case !inTransition:
+			continue
+		}
+		enabled, err := fs.k.ReadBool(filepath.Join(pdir, "enabled"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+				continue
+			}
+			return nil, fmt.Errorf("read patch %s: %w", e.Name(), err)
+		}
+		t := &Transition{Patch: e.Name(), Target: StateUnpatched}
+		if enabled {
+			t.Target = StatePatched
+		}
+		return t, nil
+	}
+	return nil, nil
+}
+
+// Blocking finds the tasks that block the transition in progress, as
+// [FS.BlockingTasks] does, reading of the patches only what
+// [FS.Transition] reads.
+func (fs FS) Blocking() (Blocking, error) {
+	tr, err := fs.Transition()
+	if err != nil || tr == nil {
+		return Blocking{}, err
+	}
+	return fs.blockingFor(tr, ScanOptions{}, func(v PatchState) bool {
+		return v >= 0 && v != tr.Target
+	})
 }

@@ -7,7 +7,7 @@
 // file gives the same [Module] on every machine, so it reads no /proc, /sys or
 // uname. Whether vermagic matches, whether the target symbols exist (see
 // internal/kallsyms) or whether the patch is loaded is for callers to decide
-// (the spec/object split of cilium/ebpf, docs/style.md habit 8).
+// (the spec/object split of docs/architecture.md).
 //
 // [Open] takes a path and [Parse] an [io.ReaderAt]; both accept plain, xz,
 // zstd and gzip modules. The ELF is parsed with debug/elf, but only after its

@@ -161,7 +161,7 @@ type targetFinder struct {
 }
 
 // findTargets collects the patch targets from the places they show up in a
-// livepatch module (kernel-abi.md section 5): klp_func/klp_object arrays
+// livepatch module: klp_func/klp_object arrays
 // reached through relocations, klp-build's klp_object_ext section,
 // kpatch-build's .kpatch.funcs, .klp.rela section names, and .klp.sym
 // symbol names. It returns nil for an ordinary module.
@@ -460,7 +460,7 @@ type objEntry struct {
 }
 
 // relocTargets finds klp_func, klp_object and klp_patch structs by the shape
-// of their relocations (kernel-abi.md section 5.5), without needing the
+// of their relocations, without needing the
 // config-dependent struct sizes:
 //
 //   - klp_func at X: a string pointer at X (old_name), a code pointer at X+8

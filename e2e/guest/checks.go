@@ -298,7 +298,7 @@ func (r *runner) checkBlocking(label string, want blockingWant) jsonBlocking {
 			"decode error %v; differences %v; got %v", err, diffs, bj)
 
 		// kgr: blocking and blocking_threads list threads like klp on an
-		// upstream kernel (suse-klp.md 1.3).
+		// upstream kernel (the kGraft forms need /sys/kernel/kgraft).
 		r.expect(label+"-kgr-blocking", gb.code == 0 && gb.stdout == b0.stdout && gt.code == 0 && gt.stdout == b0.stdout &&
 			gv.code == 0 && sameLines(gv.stdout, b1.stdout),
 			"kgr blocking, blocking_threads and -v blocking must match klp's; got %v; %v; %v", gb, gt, gv)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -166,8 +167,9 @@ func scenarioKlpBuild(r *runner) {
 		"list names the modules as /proc/modules does: %s enabled, %s superseded; decode error %v; got %v",
 		klpBuildReplace.name, klpBuildNoReplace.name, err, res)
 
-	// Unload, by the names the kernel uses.
-	r.klpVerb(klpBuildNoReplace.name+"-unload", 0, []string{"removed"}, "unload", klpBuildNoReplace.name)
+	// Unload, by the name the kernel uses, and by the file's dashed
+	// spelling, which users will type.
+	r.klpVerb(klpBuildNoReplace.name+"-unload-dashed", 0, []string{"removed"}, "unload", strings.ReplaceAll(klpBuildNoReplace.name, "_", "-"))
 	loaded, _ = moduleLoaded(klpBuildNoReplace.name)
 	r.expect(klpBuildNoReplace.name+"-unloaded", !loaded && !exists("/sys/module/"+klpBuildNoReplace.name), "gone from /proc/modules and /sys/module")
 	r.klpVerb(klpBuildReplace.name+"-unload", 0, []string{"removed"}, "unload", klpBuildReplace.name)
@@ -177,6 +179,27 @@ func scenarioKlpBuild(r *runner) {
 		procCmdline() == origCmdline && version == origVersion,
 		"after unload: in /proc/modules %v, sysfs dir %v, /proc/cmdline %q, /proc/version %q",
 		loaded, exists(filepath.Join(lpRoot, klpBuildReplace.name)), procCmdline(), version)
+
+	// The store and NAME lookups, in the dashed spelling of klp-build's
+	// file names: installed under the kernel's name, loaded, unloaded and
+	// uninstalled by the dashed one.
+	dashed := strings.ReplaceAll(klpBuildReplace.name, "_", "-")
+	res = klp("--json", "install", klpBuildReplace.path())
+	var inst jsonInstallDoc
+	err = decodeJSON(res.stdout, &inst, "action", "installed")
+	installedPath := filepath.Join(storeDir, r.kernel, klpBuildReplace.name+".ko")
+	r.atCleanup(func() { _ = os.Remove(installedPath) })
+	r.expect("install-dashed-file", res.code == 0 && err == nil && inst.Installed.Name == klpBuildReplace.name && inst.Installed.Path == installedPath && exists(installedPath),
+		"installed under the module's name %s; decode error %v; got %v", installedPath, err, res)
+	o, _ := r.klpVerb("load-dashed-name", 0, []string{"patched"}, "load", dashed)
+	r.expect("load-dashed-name-kernel", str(o.File) == installedPath && exists(filepath.Join(lpRoot, klpBuildReplace.name)) && procCmdline() == buildMarker,
+		"the installed file %s is loaded: outcome file %q, /proc/cmdline %q", installedPath, str(o.File), procCmdline())
+	r.klpVerb("unload-dashed-name", 0, []string{"removed"}, "unload", dashed)
+	loaded, _ = moduleLoaded(klpBuildReplace.name)
+	r.expect("unload-dashed-name-kernel", !loaded && procCmdline() == origCmdline, "gone from /proc/modules; /proc/cmdline %q", procCmdline())
+	res = klp("uninstall", dashed)
+	r.expect("uninstall-dashed-name", res.code == 0 && !exists(installedPath), "uninstalled by the dashed name; got %v", res)
+
 	res = rmmod("klp_e2e_target")
 	r.expect("rmmod-target", res.code == 0, "%v", res)
 	r.checkStatus("after")

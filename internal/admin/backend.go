@@ -28,12 +28,11 @@ type upstreamBackend struct{ lp livepatch.FS }
 
 func (b upstreamBackend) status() (Status, error) {
 	st := Status{Interface: livepatch.InterfaceLivepatch, Path: b.lp.LivepatchPath()}
-	patches, err := b.lp.Patches()
+	tr, err := b.lp.Transition()
 	if err != nil {
 		return st, err
 	}
-	st.Transition = livepatch.TransitionOf(patches)
-	st.InProgress = st.Transition != nil
+	st.Transition, st.InProgress = tr, tr != nil
 	return st, nil
 }
 
@@ -50,11 +49,7 @@ func (b upstreamBackend) patches() ([]PatchEntry, error) {
 }
 
 func (b upstreamBackend) blocking(bool) (livepatch.Blocking, error) {
-	patches, err := b.lp.Patches()
-	if err != nil {
-		return livepatch.Blocking{}, err
-	}
-	return b.lp.BlockingTasks(patches)
+	return b.lp.Blocking()
 }
 
 func (b upstreamBackend) changedFunctions(tr *livepatch.Transition) ([]string, map[string]bool, error) {

@@ -145,12 +145,23 @@ func whyRun(opts *rootOptions) error {
 		return err
 	}
 	if opts.json {
-		return report.Write(opts.env.IO.Out, report.NewWhy(r))
+		if err := report.Write(opts.env.IO.Out, report.NewWhy(r)); err != nil {
+			return err
+		}
+		if err := r.Incomplete(); err != nil && r.Transition != nil {
+			return &exitError{code: ExitError, msg: err.Error()}
+		}
+		return nil
 	}
 	if r.Transition == nil {
 		fmt.Fprintln(opts.env.IO.Out, "no transition in progress")
 		return nil
 	}
 	printStall(opts.env.IO.Out, r)
+	if err := r.Incomplete(); err != nil {
+		// As blocking: an explanation that could not read every task
+		// is not the whole story.
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
 	return nil
 }

@@ -122,35 +122,6 @@ func downgradeRun(opts *rootOptions) error {
 	return finish(err)
 }
 
-// readAnswer reads one line, one byte at a time: a buffered read would
-// swallow input meant for the command run next (zypper asks its own
-// question when -n is not given).
-func readAnswer(r io.Reader) (string, error) {
-	var b strings.Builder
-	buf := make([]byte, 1)
-	// Bounded, so that a reader returning (0, nil) cannot spin forever.
-	for range 4096 {
-		n, err := r.Read(buf)
-		if n == 1 {
-			if buf[0] == '\n' {
-				return strings.TrimSpace(b.String()), nil
-			}
-			if b.Len() < 1024 {
-				b.WriteByte(buf[0])
-			}
-		}
-		if err != nil {
-			return strings.TrimSpace(b.String()), err
-		}
-	}
-	return strings.TrimSpace(b.String()), nil
-}
-
-func isYes(s string) bool {
-	s = strings.ToLower(s)
-	return s == "y" || s == "yes"
-}
-
 func printNotes(env *Env, prog string, notes []string) {
 	seen := map[string]bool{}
 	for _, n := range notes {

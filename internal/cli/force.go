@@ -2,8 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -53,15 +51,4 @@ unless --yes is given.`,
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	return cmd
-}
-
-// confirm asks a yes/no question; anything but y or yes is no.
-func confirm(in io.Reader, w io.Writer, question string) bool {
-	fmt.Fprint(w, question)
-	var answer string
-	if _, err := fmt.Fscanln(in, &answer); err != nil {
-		return false
-	}
-	answer = strings.ToLower(strings.TrimSpace(answer))
-	return answer == "y" || answer == "yes"
 }

@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/report"
 )
 
 // ExitCode is the process exit status. The SUSE-compatible commands use
@@ -57,28 +60,50 @@ func Run(args []string, env *Env) ExitCode {
 	if len(args) > 0 && strings.HasPrefix(filepath.Base(args[0]), "kgr") {
 		prog = "kgr"
 	}
-	root := newRootCmd(prog, env)
+	out := &countingWriter{w: env.IO.Out}
+	streams := *env.IO
+	streams.Out = out
+	runEnv := *env
+	runEnv.IO = &streams
+	root := newRootCmd(prog, &runEnv)
 	root.SetArgs(args[1:])
 	root.SetIn(env.IO.In)
-	root.SetOut(env.IO.Out)
+	root.SetOut(out)
 	root.SetErr(env.IO.ErrOut)
 	err := root.Execute()
 	if err == nil {
 		return ExitOK
 	}
+	code, msg := ExitError, err.Error()
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.msg != "" {
-			fmt.Fprintf(env.IO.ErrOut, "%s: %s\n", prog, ee.msg)
-		}
-		return ee.code
+		code, msg = ee.code, ee.msg
 	}
-	fmt.Fprintf(env.IO.ErrOut, "%s: %s\n", prog, err)
+	if msg != "" {
+		fmt.Fprintf(env.IO.ErrOut, "%s: %s\n", prog, msg)
+	}
 	var ue *usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	if ee == nil && (errors.As(err, &ue) || isCobraUsageError(err)) {
 		fmt.Fprintf(env.IO.ErrOut, "Run '%s --help' for usage.\n", prog)
 	}
-	return ExitError
+	// --json promises one document whatever happens: a command that failed
+	// before printing its own prints the error.
+	if jsonFlag, _ := root.PersistentFlags().GetBool("json"); jsonFlag && out.n == 0 && msg != "" {
+		_ = report.Write(out, report.NewError(msg, int(code)))
+	}
+	return code
+}
+
+// countingWriter counts what a command wrote to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
 }
 
 // isCobraUsageError recognises cobra's own command-line errors, which it
@@ -93,12 +118,14 @@ func isCobraUsageError(err error) bool {
 	return false
 }
 
-// stdoutIsTTY reports whether w is a terminal.
+// isTerminal reports whether w is a terminal: it answers the terminal
+// ioctl. A character device is not enough (/dev/null is one), and a
+// confirmation must never be taken from a file or a pipe.
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -96,7 +96,13 @@ func writeFlags(b *bytes.Buffer, fs *pflag.FlagSet, nested bool) {
 		argName, usage := pflag.UnquoteUsage(f)
 		arg := ""
 		if argName != "" && f.Value.Type() != "count" {
-			arg = " \\fI" + strings.ToUpper(argName) + "\\fR"
+			// A placeholder is upper case (DIR, DURATION); a list of
+			// the accepted values (wait|rollback|leave) is shown as it
+			// must be typed.
+			if !strings.Contains(argName, "|") {
+				argName = strings.ToUpper(argName)
+			}
+			arg = " \\fI" + argName + "\\fR"
 		}
 		fmt.Fprintf(b, ".TP\n.B %s%s\n%s\n", name, arg, roffEscape(usage))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {

@@ -123,11 +123,54 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
 			newInfoCmd(opts), newPreflightCmd(opts))
 	}
+	root.SetHelpCommand(newHelpCmd(root))
+	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		c.Flags().SortFlags = false
 		c.SilenceErrors, c.SilenceUsage = true, true
+		if c.Name() == "completion" {
+			// An unknown shell is a usage error, not the command's help
+			// with exit status 0.
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return &usageError{fmt.Errorf("completion: unknown shell %q: want bash, zsh, fish or powershell", args[0])}
+				}
+				return nil
+			}
+			c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+		}
 	}
 	return root
+}
+
+// newHelpCmd is help [COMMAND]: an unknown command is a usage error.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "Help about any command",
+		Args:  cobra.MaximumNArgs(1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			var names []string
+			for _, c := range root.Commands() {
+				if !c.Hidden {
+					names = append(names, c.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := root
+			if len(args) == 1 {
+				c, rest, err := root.Find(args)
+				if err != nil || c == root || len(rest) > 0 {
+					return &usageError{fmt.Errorf("unknown help topic %q", args[0])}
+				}
+				target = c
+			}
+			target.SetOut(cmd.OutOrStdout())
+			return target.Help()
+		},
+	}
 }
 
 func dirCompletion(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {

@@ -12,11 +12,11 @@ import (
 // procfs store functions react, which a file in a temporary directory
 // cannot do by itself:
 //
-//   - /sys/kernel/livepatch/<p>/enabled follows enabled_store (kernel-abi.md
-//     §1.2): kstrtobool, EINVAL for the current value, reverse when <p> is
+//   - /sys/kernel/livepatch/<p>/enabled follows enabled_store
+//     (docs/fakekernel.md): kstrtobool, EINVAL for the current value, reverse when <p> is
 //     in transition, EBUSY when another patch is, EINVAL for re-enabling
 //     on 5.1+ (pre-5.1: re-enable, with the stacking rules);
-//   - force follows force_store (§1.5), signal follows signal_store (§1.4);
+//   - force follows force_store, signal follows signal_store;
 //   - transition, replace, stack_order and <obj>/patched are read-only:
 //     EACCES, as kernfs answers a write to a file without a store op;
 //   - /sys/module/<m>/parameters/<x>: set if writable, else EACCES;

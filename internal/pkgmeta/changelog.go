@@ -211,7 +211,7 @@ func parseChangelog(entries []string) Changelog {
 		ids = append(ids, id)
 	}
 	// Newest first: by year, then by number, both descending, as numbers.
-	// SUSE's samples (suse-klp.md §3.2) are in this order; plain reverse
+	// SUSE's published klp -v patches samples are in this order; plain reverse
 	// string order agrees with them but would put CVE-2022-9999 before
 	// CVE-2022-10000, and five-digit numbers are common since 2021.
 	slices.SortFunc(ids, func(a, b cveID) int { return -a.compare(b) })

@@ -105,8 +105,8 @@ func TestSplitRPMEntries(t *testing.T) {
 	}
 }
 
-// TestCVEOrder checks the order against SUSE's published sample (suse-klp.md
-// §3.2, klp -v patches on an AWS lab machine), shuffled, and the case
+// TestCVEOrder checks the order against SUSE's published sample (klp -v
+// patches on an AWS lab machine), shuffled, and the case
 // where numeric and string order differ.
 func TestCVEOrder(t *testing.T) {
 	t.Parallel()

@@ -50,7 +50,7 @@ func (s *Source) FindPackage(ctx context.Context, module string) (*Package, stri
 
 // Describe returns what the package manager knows about the loaded module,
 // or nil when no package owns it: SUSE's klp then leaves out the RPM, CVE
-// and bug fix lines (suse-klp.md §3.2). Missing programs and unreadable
+// and bug fix lines. Missing programs and unreadable
 // data are reported as notes and leave the information out; they are not
 // errors, because klp patches -v must still list the patches. An error
 // means a query failed, and comes with whatever was found before it.

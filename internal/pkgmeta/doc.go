@@ -13,7 +13,9 @@
 // functions return notes ("zypper is not installed; ...") for the caller to
 // show once. Errors are kept for things that went wrong.
 //
-// The SUSE behaviour this reproduces is described in docs suse-klp.md §3.3,
-// §3.4 and §5; where SUSE's own script could not be consulted, the choices
-// are documented next to the code that makes them.
+// The SUSE behaviour this reproduces is klp -v patches' RPM, CVE and bug
+// fix lines, -vv's expiration and update status, and klp downgrade's zypper
+// procedure (docs/json.md describes the results); where SUSE's own script
+// could not be consulted, the choices are documented next to the code that
+// makes them.
 package pkgmeta

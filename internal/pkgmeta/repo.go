@@ -301,7 +301,7 @@ func unknownStatus(err error) (string, []string) {
 
 // DowngradeCommand returns the command that installs version to of pkg in
 // place of the newer installed one. For rpm it is SUSE's documented manual
-// procedure (suse-klp.md §5):
+// procedure:
 //
 //	zypper in --oldpackage NAME=VERSION-RELEASE
 //

@@ -9,7 +9,8 @@ import (
 // few microseconds per check, so checking every 10 ms costs well under 1%
 // of a CPU while noticing a change within about 10 ms, which is what a
 // user waiting on a transition perceives as immediate. (A loop polling
-// once a second noticed completion up to a second late; real-kernel-facts.md.)
+// once a second noticed completion up to a second late in the real-kernel
+// suite's guests.)
 const (
 	DefaultInitial = 1 * time.Millisecond
 	DefaultMax     = 10 * time.Millisecond

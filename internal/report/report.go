@@ -108,3 +108,17 @@ func NewStatus(st admin.Status) Status {
 		Transition:         transition(st.Transition),
 	}
 }
+
+// Error is the document of a command that failed before it could print its
+// own (a bad --sysfs, a lock held by another klp, a refusal to act on a
+// copied tree): what --json promises, also when it fails.
+type Error struct {
+	SchemaVersion int    `json:"schema_version"`
+	Error         string `json:"error"`
+	ExitCode      int    `json:"exit_code"`
+}
+
+// NewError builds the error document.
+func NewError(msg string, code int) Error {
+	return Error{SchemaVersion: Version, Error: msg, ExitCode: code}
+}
