@@ -185,20 +185,6 @@ type jsonInstallDoc struct {
 	Installed jsonInstalled `json:"installed"`
 }
 
-type jsonLoadAll struct {
-	Release  string        `json:"release"`
-	Disabled string        `json:"disabled"`
-	Outcomes []jsonOutcome `json:"outcomes"`
-	Failed   []struct {
-		Name  string `json:"name"`
-		Path  string `json:"path"`
-		Error string `json:"error"`
-	} `json:"failed"`
-	Skipped []struct {
-		Name string `json:"name"`
-	} `json:"skipped"`
-}
-
 // scenarioKlpStore installs good patches and a bad one into a fresh store,
 // loads them all as the boot service does, lists them, replaces and unloads
 // them all, and uninstalls them.
@@ -251,9 +237,10 @@ func scenarioKlpStore(r *runner) {
 	if r.expectNoErr("bind-cmdline", syscall.Mount(fake, "/proc/cmdline", "", syscall.MS_BIND, ""), "bind %s over /proc/cmdline", fake) {
 		res = klp("--json", "load", "--all")
 		_ = syscall.Unmount("/proc/cmdline", 0)
-		var la jsonLoadAll
-		err = decodeJSON(res.stdout, &la, "release", "outcomes", "failed", "skipped")
-		r.expect("load-all-disabled", res.code == 0 && err == nil && strings.Contains(la.Disabled, "klp.enable=0") && len(la.Outcomes) == 0 && len(sysPatchNames()) == 0,
+		var la jsonOutcome
+		err = decodeJSON(res.stdout, &la, "release", "outcomes", "notes")
+		r.expect("load-all-disabled", res.code == 0 && err == nil && la.Result == "disabled" && strings.Contains(strings.Join(la.Notes, "\n"), "klp.enable=0") &&
+			len(la.Outcomes) == 0 && len(sysPatchNames()) == 0,
 			"with klp.enable=0 nothing is loaded and the document says why; decode error %v; got %v", err, res)
 	}
 	r.expect("cmdline-restored", !strings.Contains(procCmdline(), "klp.enable=0"), "/proc/cmdline is the real one again: %q", procCmdline())
@@ -261,17 +248,21 @@ func scenarioKlpStore(r *runner) {
 	// load --all: the good patches load, the bad one fails, exit 1.
 	seq := kmsgLastSeq()
 	res = klp("--json", "load", "--all")
-	var la jsonLoadAll
-	err = decodeJSON(res.stdout, &la, "release", "outcomes", "failed", "skipped")
+	var la jsonOutcome
+	err = decodeJSON(res.stdout, &la, "release", "outcomes")
 	results := map[string]string{}
+	var notLoaded []jsonOutcome
 	for _, o := range la.Outcomes {
 		results[o.Patch] = o.Result
+		if o.Result == "failed" || o.Result == "skipped" {
+			notLoaded = append(notLoaded, o)
+		}
 	}
-	failedOK := len(la.Failed) == 1 && la.Failed[0].Name == "klp_e2e_broken" && la.Failed[0].Path == broken.Path &&
-		strings.Contains(la.Failed[0].Error, "klp_e2e_no_such_function")
-	r.expect("load-all-json", res.code == 1 && err == nil && la.Release == rel && len(la.Skipped) == 0 && failedOK &&
-		len(results) == 2 && results["klp_e2e_cmdline"] == "patched" && results["klp_e2e_target_patch"] == "patched",
-		"want exit 1, klp_e2e_cmdline and klp_e2e_target_patch patched, klp_e2e_broken in failed with the kernel's reason; decode error %v; got %v", err, res)
+	failedOK := len(notLoaded) == 1 && notLoaded[0].Patch == "klp_e2e_broken" && notLoaded[0].Result == "failed" && notLoaded[0].File == broken.Path &&
+		notLoaded[0].Error != nil && strings.Contains(*notLoaded[0].Error, "klp_e2e_no_such_function")
+	r.expect("load-all-json", res.code == 1 && err == nil && la.Result == "incomplete" && la.Patch == "" && la.Release == rel && failedOK &&
+		len(results) == 3 && results["klp_e2e_cmdline"] == "patched" && results["klp_e2e_target_patch"] == "patched",
+		"want exit 1, result incomplete, klp_e2e_cmdline and klp_e2e_target_patch patched, klp_e2e_broken failed with the kernel's reason; decode error %v; got %v", err, res)
 	ps, _ := readSysPatches()
 	var states []string
 	for _, p := range ps {
@@ -298,18 +289,12 @@ func scenarioKlpStore(r *runner) {
 	r.checkList("replaced", installed)
 	res = klp("--json", "unload", "--all")
 	var ua jsonOutcome
-	var uo struct {
-		Outcomes []jsonOutcome `json:"outcomes"`
-	}
-	err = decodeJSON(res.stdout, &ua, "action", "result", "exit_code")
-	if err == nil {
-		err = decodeJSON(res.stdout, &uo, "outcomes")
-	}
+	err = decodeJSON(res.stdout, &ua, "action", "result", "exit_code", "outcomes")
 	removed := map[string]string{}
-	for _, o := range uo.Outcomes {
+	for _, o := range ua.Outcomes {
 		removed[o.Patch] = o.Result
 	}
-	r.expect("unload-all", res.code == 0 && err == nil && ua.Patch == "--all" && ua.Result == "removed" && len(removed) == 3 &&
+	r.expect("unload-all", res.code == 0 && err == nil && ua.Patch == "" && ua.Result == "removed" && len(removed) == 3 &&
 		removed["klp_e2e_replace"] == "removed" && removed["klp_e2e_cmdline"] == "removed" && removed["klp_e2e_target_patch"] == "removed",
 		"each of the three modules removed; decode error %v; got %v", err, res)
 	r.expect("unload-all-kernel", len(loadedE2EModules()) == 0 && len(sysPatchNames()) == 0,
