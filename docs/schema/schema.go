@@ -21,7 +21,6 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -166,22 +165,23 @@ var printer = message.NewPrinter(language.English)
 // violations lists the leaves of the validator's error tree.
 func violations(e *jsonschema.ValidationError) []string {
 	if len(e.Causes) == 0 {
-		var ptr strings.Builder // RFC 6901 JSON pointer; "" is the document
-		for _, tok := range e.InstanceLocation {
-			ptr.WriteString("/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
-		}
-		msg := e.ErrorKind.LocalizedString(printer)
-		if _, ok := e.ErrorKind.(*kind.FalseSchema); ok && strings.HasSuffix(e.SchemaURL, "/unevaluatedProperties") && len(e.InstanceLocation) > 0 {
-			// The library says "false schema": say which property.
-			msg = fmt.Sprintf("property '%s' not allowed", e.InstanceLocation[len(e.InstanceLocation)-1])
-		}
-		return []string{fmt.Sprintf("at '%s': %s", ptr.String(), msg)}
+		return []string{fmt.Sprintf("at '%s': %s", pointer(e.InstanceLocation), e.ErrorKind.LocalizedString(printer))}
 	}
 	var out []string
 	for _, c := range e.Causes {
 		out = append(out, violations(c)...)
 	}
 	return out
+}
+
+// pointer is the RFC 6901 JSON pointer of a place in a document; "" is the
+// document itself.
+func pointer(tokens []string) string {
+	var b strings.Builder
+	for _, tok := range tokens {
+		b.WriteString("/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+	}
+	return b.String()
 }
 
 // DocumentFor returns the document that klp (or kgr) prints with --json for
