@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -136,7 +137,9 @@ func Validate(document string, data []byte) error {
 		if !errors.As(err, &ve) {
 			return fmt.Errorf("validate %s document: %w", document, err)
 		}
-		return &InvalidError{Document: document, Violations: violations(ve), err: ve}
+		v := violations(ve)
+		slices.Sort(v) // the validator's order follows Go's map order
+		return &InvalidError{Document: document, Violations: slices.Compact(v), err: ve}
 	}
 	return nil
 }
@@ -144,9 +147,9 @@ func Validate(document string, data []byte) error {
 // InvalidError is a document that its schema rejects.
 type InvalidError struct {
 	Document string
-	// Violations holds one line per failed keyword: "at '/json/pointer':
-	// what is wrong". A failed allOf, anyOf, oneOf or $ref is represented
-	// by the failures under it.
+	// Violations holds one line per failed keyword, "at '/json/pointer':
+	// what is wrong", sorted. A failed allOf, anyOf, oneOf or $ref is
+	// represented by the failures under it.
 	Violations []string
 	err        *jsonschema.ValidationError
 }
@@ -164,6 +167,9 @@ var printer = message.NewPrinter(language.English)
 
 // violations lists the leaves of the validator's error tree.
 func violations(e *jsonschema.ValidationError) []string {
+	if ap, ok := e.ErrorKind.(*kind.AdditionalProperties); ok {
+		slices.Sort(ap.Properties) // listed in Go's map order
+	}
 	if len(e.Causes) == 0 {
 		return []string{fmt.Sprintf("at '%s': %s", pointer(e.InstanceLocation), e.ErrorKind.LocalizedString(printer))}
 	}

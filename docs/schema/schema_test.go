@@ -386,6 +386,25 @@ func TestValidateRejectsNonDocuments(t *testing.T) {
 	}
 }
 
+// The violations come sorted, the same every time, though the validator
+// walks Go maps.
+func TestViolationsSorted(t *testing.T) {
+	doc := []byte(`{"schema_version": 2, "a": 1, "b": 2, "c": 3, "action": "x", "result": "y", "exit_code": 7}`)
+	var first string
+	for i := 0; i < 20; i++ {
+		err := schema.Validate(schema.Outcome, doc)
+		var inv *schema.InvalidError
+		if !errors.As(err, &inv) || len(inv.Violations) < 4 || !slices.IsSorted(inv.Violations) {
+			t.Fatalf("violations not sorted: %v", err)
+		}
+		if i == 0 {
+			first = err.Error()
+		} else if err.Error() != first {
+			t.Fatalf("the error changed between runs:\n%s\n%s", first, err)
+		}
+	}
+}
+
 func TestDocumentFor(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
