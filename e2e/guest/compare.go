@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// The JSON documents of klp --json (docs/json.md: schema_version 1, and 2
-// for the life-cycle outcome), as far as the suite checks them. Unknown
-// fields are allowed: the schema may grow.
+// The JSON documents of klp --json (docs/json.md), as far as the suite
+// compares them with the kernel. Their shape, schema_version included, is
+// checked against docs/schema for every command (schema.go).
 
 type jsonTransition struct {
 	Patch  *string `json:"patch"`
@@ -96,7 +96,7 @@ type jsonUnreadable struct {
 
 // decodeJSON parses a schema_version 1 document into v and checks that the
 // listed top-level keys are present (a null value must still be spelled
-// out).
+// out). The whole shape is the schema's to check (schema.go).
 func decodeJSON(doc string, v any, keys ...string) error {
 	return decodeVersion(doc, 1, v, keys...)
 }

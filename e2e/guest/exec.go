@@ -64,6 +64,7 @@ func runCred(cred *syscall.Credential, argv ...string) result {
 	default:
 		res.code = -1
 	}
+	recordOutput(argv, res.stdout)
 	return res
 }
 

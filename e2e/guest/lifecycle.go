@@ -13,11 +13,14 @@ import (
 // force, list) on the real kernel. Each verb's --json outcome is checked,
 // and so is the state the kernel is left in.
 
-// jsonOutcome is the document of a life-cycle command (docs/json.md).
+// jsonOutcome is the document of a life-cycle command (docs/json.md), of
+// load --all and unload --all too (with the per-patch outcomes in
+// Outcomes).
 type jsonOutcome struct {
 	Action    string     `json:"action"`
 	Patch     *string    `json:"patch"`
 	File      *string    `json:"file"`
+	Release   *string    `json:"release"`
 	Result    string     `json:"result"`
 	Error     *string    `json:"error"`
 	ExitCode  int        `json:"exit_code"`
@@ -25,7 +28,8 @@ type jsonOutcome struct {
 	Notes     []string   `json:"notes"`
 	Stall     *jsonStall `json:"stall"`
 	// Preflight is set when klp load refused the module before loading.
-	Preflight []jsonCheck `json:"preflight"`
+	Preflight []jsonCheck   `json:"preflight"`
+	Outcomes  []jsonOutcome `json:"outcomes"`
 }
 
 // jsonStall is the stall report of a life-cycle outcome and of

@@ -137,6 +137,7 @@ func (r *runner) runScenario(s scenario) {
 		}()
 		s.run(r)
 	}()
+	r.reportDocuments()
 	r.cleanup()
 	r.note("duration", "%.1fs", time.Since(start).Seconds())
 	if r.scenFail {

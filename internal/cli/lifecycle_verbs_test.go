@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/klp-project/klp/docs/schema"
 	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/lock"
@@ -103,7 +105,14 @@ func (v *verbEnv) run(args ...string) ExitCode {
 	v.out.Reset()
 	v.errOut.Reset()
 	full := append([]string{"klp", "--sysfs", v.k.SysRoot(), "--procfs", v.k.ProcRoot()}, args...)
-	return Run(full, v.env)
+	code := Run(full, v.env)
+	// Every document a verb prints is valid against its published schema.
+	if slices.Contains(args, "--json") {
+		if doc, err := schema.ValidateOutput(full[1:], v.out.Bytes()); err != nil {
+			v.t.Errorf("klp %q printed an invalid %s document: %v\n%s", args, doc, err, v.out)
+		}
+	}
+	return code
 }
 
 func TestLoadVerb(t *testing.T) {
@@ -349,5 +358,51 @@ func TestLockSerialisesMutations(t *testing.T) {
 	}
 	if v.k.Loaded("lp") {
 		t.Error("loaded despite the lock")
+	}
+}
+
+// TestOutcomeDocuments runs the life-cycle verbs with --json on their
+// successful and failing paths; run validates every document against
+// docs/schema.
+func TestOutcomeDocuments(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	good := v.module("lp_good", "good_func")
+	bad := v.module("lp_bad", "bad_func")
+	v.k.SetSymbol("vmlinux", "bad_func", 0)
+	for _, m := range []struct{ name, path, fn string }{{"lp_good", good, "good_func"}, {"lp_bad", bad, "bad_func"}} {
+		if code := v.run("install", m.path); code != ExitOK {
+			t.Fatalf("install %s: %d %s", m.path, code, v.errOut)
+		}
+		// The store's copy is a module file of the fake kernel's too.
+		inst := filepath.Join(v.env.Store.Dir, fakeRelease, m.name+".ko")
+		v.k.AddModuleFile(t, inst, fakekernel.Module{Name: m.name, Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: m.fn}}}}}})
+		v.specs[inst] = v.specs[m.path]
+	}
+	for _, tc := range []struct {
+		args []string
+		code ExitCode
+	}{
+		{[]string{"--json", "wait"}, ExitOK},
+		{[]string{"--json", "wait", "nosuch"}, ExitError},
+		{[]string{"--json", "load", "--all"}, ExitError},
+		{[]string{"--json", "load", good}, ExitOK},
+		{[]string{"--json", "disable", "lp-good"}, ExitOK},
+		{[]string{"--json", "enable", "lp-good"}, ExitError},
+		{[]string{"--json", "signal"}, ExitError},
+		{[]string{"--json", "unload", "--all"}, ExitOK},
+		{[]string{"--json", "unload", "--all"}, ExitOK},
+		{[]string{"--json", "unload", "../x"}, ExitError},
+		{[]string{"--json", "load", bad}, ExitError},
+	} {
+		if code := v.run(tc.args...); code != tc.code {
+			t.Errorf("klp %q: exit %d, want %d; stderr %q", tc.args, code, tc.code, v.errOut)
+		}
+		if v.out.Len() == 0 {
+			t.Errorf("klp %q printed no document", tc.args)
+		}
+	}
+	v.env.Geteuid = func() int { return 1000 }
+	if code := v.run("--json", "load", good); code != ExitPermission {
+		t.Errorf("load as a user: exit %d", code)
 	}
 }

@@ -7,15 +7,14 @@ import (
 
 // Outcome is the document of every life-cycle command: load, unload,
 // disable, enable, wait, signal, force, and their --all forms, whose
-// per-patch outcomes are in Outcomes.
+// per-patch outcomes are in Outcomes, each of the same shape.
 type Outcome struct {
 	SchemaVersion int `json:"schema_version"`
 	SubOutcome
-	Release  *string      `json:"release"`
-	Outcomes []SubOutcome `json:"outcomes"`
 }
 
-// SubOutcome is one patch's outcome (and the common part of an Outcome).
+// SubOutcome is an outcome without the schema version: the document's
+// body, and each per-patch outcome of --all.
 type SubOutcome struct {
 	Action    string   `json:"action"`
 	Patch     *string  `json:"patch"`
@@ -28,6 +27,9 @@ type SubOutcome struct {
 	KernelLog []string `json:"kernel_log"`
 	Notes     []string `json:"notes"`
 	Preflight []Check  `json:"preflight"`
+	// Release is the kernel release of load --all; null otherwise.
+	Release  *string      `json:"release"`
+	Outcomes []SubOutcome `json:"outcomes"`
 }
 
 func subOutcome(o *admin.Outcome) SubOutcome {
@@ -35,21 +37,21 @@ func subOutcome(o *admin.Outcome) SubOutcome {
 		Action: o.Action, Patch: optString(o.Patch), File: optString(o.File), Result: o.Result,
 		ElapsedMS: o.Elapsed.Milliseconds(), Error: errString(o.Err), ExitCode: admin.ExitCode(o.Err),
 		Stall: NewStall(o.Stall), KernelLog: nonNil(o.KernelLog), Notes: nonNil(o.Notes),
+		Release: optString(o.Release), Outcomes: []SubOutcome{},
 	}
 	// The checks are shown when they are why nothing was loaded.
 	if o.Result == admin.ResultRefused && len(o.Preflight) > 0 {
 		s.Preflight = checks(o.Preflight)
+	}
+	for _, sub := range o.Outcomes {
+		s.Outcomes = append(s.Outcomes, subOutcome(sub))
 	}
 	return s
 }
 
 // NewOutcome builds the outcome document.
 func NewOutcome(o *admin.Outcome) Outcome {
-	doc := Outcome{SchemaVersion: OutcomeVersion, SubOutcome: subOutcome(o), Release: optString(o.Release), Outcomes: []SubOutcome{}}
-	for _, s := range o.Outcomes {
-		doc.Outcomes = append(doc.Outcomes, subOutcome(s))
-	}
-	return doc
+	return Outcome{SchemaVersion: OutcomeVersion, SubOutcome: subOutcome(o)}
 }
 
 // Check is one preflight check.
