@@ -50,13 +50,12 @@ func TestDocsExamples(t *testing.T) {
 		if args[0] == "klp" || args[0] == "kgr" {
 			args = args[1:]
 		}
-		doc, ok := schema.DocumentFor(args)
-		if !ok {
+		if _, ok := schema.DocumentFor(args); !ok {
 			t.Errorf("json.md:%d: no document for the heading %q", start, heading)
 			continue
 		}
-		if err := schema.Validate(doc, []byte(example)); err != nil {
-			t.Errorf("json.md:%d: the example of %q: %v", start, heading, err)
+		if doc, err := schema.ValidateOutput(args, []byte(example)); err != nil {
+			t.Errorf("json.md:%d: the example of %q (%s): %v", start, heading, doc, err)
 		}
 		n++
 	}
