@@ -58,6 +58,7 @@ func Open(path string) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
 	}
+	a.size = fi.Size()
 	return a, nil
 }
 
@@ -330,10 +331,14 @@ func (a *Archive) insert(name string, n *node) error {
 type Archive struct {
 	manifest Manifest
 	root     *node
+	size     int64
 }
 
 // Manifest returns the snapshot's manifest.
 func (a *Archive) Manifest() Manifest { return a.manifest }
+
+// Size is the archive file's size ([Open]; 0 from [Read]).
+func (a *Archive) Size() int64 { return a.size }
 
 // node is a file or directory of the tree.
 type node struct {

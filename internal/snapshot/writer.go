@@ -139,6 +139,10 @@ func (r *Records) Placeholder(name string, perm fs.FileMode) error {
 	return nil
 }
 
+// Counts returns how many files the records hold content of, and their
+// bytes.
+func (r *Records) Counts() (files int, bytes int64) { return r.files, r.bytes }
+
 // Len is the size of the records.
 func (r *Records) Len() int { return len(r.b) }
 
