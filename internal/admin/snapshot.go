@@ -1035,7 +1035,7 @@ func (c *capture) packages() []snapshot.Package {
 			}
 			if info != nil {
 				rec.Package = &snapshot.PackageInfo{Manager: info.Manager, Name: info.Name, Version: info.Version, Release: info.Release,
-					Arch: info.Arch, Full: info.Full, CVEs: nonNilStrings(info.CVEs), Bugs: nonNilStrings(info.Bugs),
+					Arch: info.Arch, Full: info.Full, CVEs: info.CVEs, Bugs: info.Bugs,
 					Expiration: info.Expiration, Update: info.Update}
 			}
 			out = append(out, rec)
@@ -1047,6 +1047,9 @@ func (c *capture) packages() []snapshot.Package {
 // errString is an error's text without the path, which the manifest
 // names apart.
 func errString(err error) string {
+	if err == nil {
+		return ""
+	}
 	for {
 		var pe *fs.PathError
 		if !errors.As(err, &pe) {
@@ -1109,7 +1112,7 @@ func (r recordedPackages) Describe(module string, verbose int) (*PackageInfo, []
 		}
 		i := p.Package
 		return &PackageInfo{Manager: i.Manager, Name: i.Name, Version: i.Version, Release: i.Release, Arch: i.Arch, Full: i.Full,
-			CVEs: append([]string{}, i.CVEs...), Bugs: append([]string{}, i.Bugs...), Expiration: i.Expiration, Update: i.Update}, p.Notes, err
+			CVEs: i.CVEs, Bugs: i.Bugs, Expiration: i.Expiration, Update: i.Update}, p.Notes, err
 	}
 	return nil, nil, nil
 }

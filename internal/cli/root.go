@@ -145,7 +145,7 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.CountVarP(&opts.verbose, "verbose", "v", "more output; repeat (-vv) for even more")
 	pf.BoolVar(&opts.json, "json", false, "print one JSON document (see docs/json.md)")
-	pf.StringVar(&opts.sysRoot, "sysfs", livepatch.DefaultSysMountPoint, "read sysfs from `DIR`, for example a snapshot of another machine")
+	pf.StringVar(&opts.sysRoot, "sysfs", livepatch.DefaultSysMountPoint, "read sysfs from `DIR`, for example a copy of another machine's")
 	pf.StringVar(&opts.procRoot, "procfs", livepatch.DefaultProcMountPoint, "read procfs from `DIR`")
 	if prog == "klp" {
 		pf.BoolVarP(&opts.nonInteractive, "non-interactive", "n", false, "do not ask for confirmation (downgrade)")

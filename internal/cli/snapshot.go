@@ -68,8 +68,12 @@ func snapshotRun(opts *rootOptions, out string, redact bool) error {
 	}
 	sopts := admin.SnapshotOptions{
 		Redact: redact, Version: version, Installed: opts.installed(), Packages: opts.packages(),
-		StoreDirs: []string{opts.env.Store.Dir, opts.env.Store.Kpatch},
-		Root:      opts.env.Geteuid == nil || opts.env.Geteuid() == 0,
+		Root: opts.env.Geteuid == nil || opts.env.Geteuid() == 0,
+	}
+	for _, d := range []string{opts.env.Store.Dir, opts.env.Store.Kpatch} {
+		if d != "" {
+			sopts.StoreDirs = append(sopts.StoreDirs, d)
+		}
 	}
 	if opts.snapshotFile != "" {
 		a, _ := opts.archive() // read by system() already

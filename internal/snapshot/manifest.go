@@ -135,7 +135,7 @@ type PackageInfo struct {
 	Release    string   `json:"release"`
 	Arch       string   `json:"arch"`
 	Full       string   `json:"full"`
-	CVEs       []string `json:"cves"`
+	CVEs       []string `json:"cves"` // null as the package source said
 	Bugs       []string `json:"bugs"`
 	Expiration string   `json:"expiration"`
 	Update     string   `json:"update"`
