@@ -783,27 +783,34 @@ func (c *capture) tasks(before Status) error {
 // process captures one process: its command line and each thread's files.
 func (c *capture) process(res *taskResult, pid, file string) {
 	dir := "proc/" + pid
-	raw, err := c.read(c.path(dir+"/cmdline"), maxCmdline)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return // it exited
-	case err != nil:
-		_ = res.rec.Error(dir+"/cmdline", false, opOf(err), err, 0o444)
-	default:
-		if len(raw) > maxCmdline {
-			raw = raw[:maxCmdline]
+	exited := false
+	err := c.h.ReadFiles(c.path(dir), []string{"cmdline"}, maxCmdline, func(_ string, raw []byte, err error) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			exited = true
+		case err != nil:
+			_ = res.rec.Error(dir+"/cmdline", false, opOf(err), err, 0o444)
+		default:
+			if len(raw) > maxCmdline {
+				raw = raw[:maxCmdline]
+			}
+			if c.opts.Redact {
+				raw = redactCmdline(raw)
+			}
+			_ = res.rec.Data(dir+"/cmdline", raw)
 		}
-		if c.opts.Redact {
-			raw = redactCmdline(raw)
-		}
-		_ = res.rec.Data(dir+"/cmdline", raw)
+	})
+	if exited || errors.Is(err, fs.ErrNotExist) {
+		return
 	}
 	res.n.procs++
 	id, _ := strconv.Atoi(pid)
 	if file == "kgr_in_progress" {
-		if v, ok := c.taskFile(res, dir+"/"+file); ok {
-			res.procs = append(res.procs, livepatch.TaskState{PID: id, TID: id, State: v})
-		}
+		_ = c.h.ReadFiles(c.path(dir), []string{file}, kernel.MaxAttrSize, func(_ string, b []byte, err error) {
+			if v, ok := res.taskFile(dir+"/"+file, b, err); ok {
+				res.procs = append(res.procs, livepatch.TaskState{PID: id, TID: id, State: v})
+			}
+		})
 	}
 	tasks, err := c.h.ReadDir(c.path(dir + "/task"))
 	if err != nil {
@@ -812,26 +819,32 @@ func (c *capture) process(res *taskResult, pid, file string) {
 		}
 		return
 	}
+	names := []string{file, "comm", "stat"}
 	for _, t := range tasks {
 		if !isPID(t.Name()) {
 			continue
 		}
 		tdir := dir + "/task/" + t.Name()
 		tid, _ := strconv.Atoi(t.Name())
-		v, ok := c.taskFile(res, tdir+"/"+file)
-		if ok {
-			res.states = append(res.states, livepatch.TaskState{PID: id, TID: tid, State: v})
+		err := c.h.ReadFiles(c.path(tdir), names, kernel.MaxAttrSize, func(name string, b []byte, err error) {
+			v, ok := res.taskFile(tdir+"/"+name, b, err)
+			if ok && name == file {
+				res.states = append(res.states, livepatch.TaskState{PID: id, TID: tid, State: v})
+			}
+		})
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // it exited
+		case err != nil:
+			_ = res.rec.Error(tdir, true, "open", err, 0o555)
 		}
-		c.taskFile(res, tdir+"/comm")
-		c.taskFile(res, tdir+"/stat")
 		res.n.threads++
 	}
 }
 
-// taskFile captures one small task file and, for a state file, returns its
-// value.
-func (c *capture) taskFile(res *taskResult, name string) (livepatch.PatchState, bool) {
-	b, err := c.read(c.path(name), kernel.MaxAttrSize)
+// taskFile records one small task file read (or its error) and, for a
+// state file, returns its value.
+func (res *taskResult) taskFile(name string, b []byte, err error) (livepatch.PatchState, bool) {
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			_ = res.rec.Error(name, false, opOf(err), err, 0o444)
@@ -886,22 +899,24 @@ func (c *capture) stacksOf(before Status, states, procs []livepatch.TaskState) {
 	var rec snapshot.Records
 	k := c.kinds["stacks"]
 	for _, t := range want {
-		name := fmt.Sprintf("proc/%d/task/%d/stack", t.PID, t.TID)
-		b, err := c.read(c.path(name), kernel.MaxAttrSize)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				_ = rec.Error(name, false, opOf(err), err, 0o400)
+		dir := fmt.Sprintf("proc/%d/task/%d", t.PID, t.TID)
+		_ = c.h.ReadFiles(c.path(dir), []string{"stack"}, kernel.MaxAttrSize, func(_ string, b []byte, err error) {
+			name := dir + "/stack"
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					_ = rec.Error(name, false, opOf(err), err, 0o400)
+				}
+				return
 			}
-			continue
-		}
-		if int64(len(b)) > kernel.MaxAttrSize {
-			b = b[:kernel.MaxAttrSize]
-		}
-		if rec.Data(name, b) == nil {
-			c.stacks++
-			k.Files++
-			k.Bytes += int64(len(b))
-		}
+			if int64(len(b)) > kernel.MaxAttrSize {
+				b = b[:kernel.MaxAttrSize]
+			}
+			if rec.Data(name, b) == nil {
+				c.stacks++
+				k.Files++
+				k.Bytes += int64(len(b))
+			}
+		})
 	}
 	if err := c.w.AddRecords(&rec); err != nil {
 		c.note("stacks not captured: %v", err)

@@ -48,15 +48,19 @@ func (f *faultFiles) ReadDir(p string) ([]fs.DirEntry, error) {
 	return f.OSFiles.ReadDir(p)
 }
 
-// fixture loads a fixture tree and returns the handle on it.
+// fixture loads a fixture tree and returns the handle on it, reading
+// through files when given.
 func fixture(t *testing.T, name string, files kernel.Files) (string, *kernel.Handle) {
 	t.Helper()
 	root := fakefs.Load(t, filepath.Join("..", "..", "testdata", name+".txtar"))
 	roots := kernel.Roots{Sys: filepath.Join(root, "sys"), Proc: filepath.Join(root, "proc"), Dev: filepath.Join(root, "dev"), Boot: filepath.Join(root, "boot")}
+	// A handle whose files inject faults is no host directory the
+	// capture may open itself.
+	osDirs := files == nil
 	if files == nil {
 		files = kernel.OSFiles{}
 	}
-	h, err := kernel.NewHandle(roots, files, true)
+	h, err := kernel.NewHandle(roots, files, osDirs)
 	if err != nil {
 		t.Fatal(err)
 	}

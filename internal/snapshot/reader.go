@@ -238,14 +238,18 @@ func readTar(tr *tar.Reader, lim Limits) (*Archive, error) {
 	return a, nil
 }
 
-// readEntry reads the current entry, growing the buffer as data comes, so
-// that a header announcing gigabytes allocates nothing until they arrive.
+// trustedSize is how much of an entry's announced size readEntry allocates
+// at once; beyond it the buffer grows as data comes, so that a header
+// announcing gigabytes costs nothing until they arrive.
+const trustedSize = 64 << 20
+
+// readEntry reads the current entry.
 func readEntry(tr *tar.Reader, hdr *tar.Header, limit int64) ([]byte, error) {
 	if hdr.Size > limit {
 		return nil, fmt.Errorf("%w: entry %q is too large", ErrCorrupt, hdr.Name)
 	}
 	var b bytes.Buffer
-	b.Grow(int(min(hdr.Size, 1<<20)))
+	b.Grow(int(min(hdr.Size, trustedSize)) + bytes.MinRead)
 	n, err := b.ReadFrom(io.LimitReader(tr, hdr.Size))
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ type Writer struct {
 	entries []tarEntry
 	names   map[string]bool
 	dirs    map[string]bool
-	packed  []byte
+	packed  [][]byte // chunks of packed records
 	errs    []Error
 	files   int
 	bytes   int64
@@ -92,13 +92,27 @@ func (w *Writer) Dir(name string, perm fs.FileMode) error {
 }
 
 // Records are packed records built apart from a [Writer] (by one worker of
-// a concurrent capture), added with [Writer.AddRecords].
+// a concurrent capture), added with [Writer.AddRecords]. They are kept in
+// chunks, so that a million records are never copied to grow a buffer.
 type Records struct {
-	b     []byte
-	names []string
-	errs  []Error
-	files int
-	bytes int64
+	chunks  [][]byte
+	scratch []byte
+	names   []string
+	errs    []Error
+	files   int
+	bytes   int64
+}
+
+// chunkSize is the size of a chunk of records.
+const chunkSize = 1 << 20
+
+// add copies one encoded record into the chunks.
+func (r *Records) add(rec []byte) {
+	if len(r.chunks) == 0 || cap(r.chunks[len(r.chunks)-1])-len(r.chunks[len(r.chunks)-1]) < len(rec) {
+		r.chunks = append(r.chunks, make([]byte, 0, max(chunkSize, len(rec))))
+	}
+	last := &r.chunks[len(r.chunks)-1]
+	*last = append(*last, rec...)
 }
 
 // Data adds a file's content.
@@ -106,7 +120,8 @@ func (r *Records) Data(name string, data []byte) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
-	r.b = appendData(r.b, name, data)
+	r.scratch = appendData(r.scratch[:0], name, data)
+	r.add(r.scratch)
 	r.names = append(r.names, name)
 	r.files++
 	r.bytes += int64(len(data))
@@ -122,7 +137,8 @@ func (r *Records) Error(name string, dir bool, op string, err error, perm fs.Fil
 	if op != "open" && op != "read" {
 		return fmt.Errorf("snapshot: %s: operation %q is neither open nor read", name, op)
 	}
-	r.b = appendError(r.b, name, dir, op, err, perm)
+	r.scratch = appendError(r.scratch[:0], name, dir, op, err, perm)
+	r.add(r.scratch)
 	r.names = append(r.names, name)
 	r.errs = append(r.errs, Error{Name: name, Dir: dir, Err: err, Perm: perm})
 	return nil
@@ -134,7 +150,8 @@ func (r *Records) Placeholder(name string, perm fs.FileMode) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
-	r.b = appendPlaceholder(r.b, name, perm)
+	r.scratch = appendPlaceholder(r.scratch[:0], name, perm)
+	r.add(r.scratch)
 	r.names = append(r.names, name)
 	return nil
 }
@@ -144,7 +161,13 @@ func (r *Records) Placeholder(name string, perm fs.FileMode) error {
 func (r *Records) Counts() (files int, bytes int64) { return r.files, r.bytes }
 
 // Len is the size of the records.
-func (r *Records) Len() int { return len(r.b) }
+func (r *Records) Len() int {
+	n := 0
+	for _, c := range r.chunks {
+		n += len(c)
+	}
+	return n
+}
 
 // AddRecords adds packed records.
 func (w *Writer) AddRecords(r *Records) error {
@@ -156,7 +179,7 @@ func (w *Writer) AddRecords(r *Records) error {
 	for _, n := range r.names {
 		w.names[n] = true
 	}
-	w.packed = append(w.packed, r.b...)
+	w.packed = append(w.packed, r.chunks...)
 	w.errs = append(w.errs, r.errs...)
 	w.files += r.files
 	w.bytes += r.bytes
@@ -208,7 +231,17 @@ func (w *Writer) WriteTo(out io.Writer, m *Manifest) (int64, error) {
 		}
 	}
 	if err == nil {
-		err = put(PackedName, tar.TypeReg, 0o644, w.packed)
+		size := int64(0)
+		for _, c := range w.packed {
+			size += int64(len(c))
+		}
+		err = tw.WriteHeader(&tar.Header{Name: PackedName, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: w.mtime, Format: tar.FormatPAX})
+		for _, c := range w.packed {
+			if err != nil {
+				break
+			}
+			_, err = tw.Write(c)
+		}
 	}
 	if err == nil {
 		err = tw.Close()
