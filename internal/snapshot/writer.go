@@ -201,7 +201,7 @@ func (w *Writer) WriteTo(out io.Writer, m *Manifest) (int64, error) {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	cw := &countWriter{w: out}
-	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}

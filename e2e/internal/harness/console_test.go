@@ -104,3 +104,51 @@ func TestHashSources(t *testing.T) {
 func writeFile(path, data string) error {
 	return os.WriteFile(path, []byte(data), 0o644)
 }
+
+func TestConsoleFiles(t *testing.T) {
+	const k = "6.12.117+deb12-cloud-amd64"
+	data := []byte(strings.Repeat("klp snapshot \x00\xff", 100))
+	var out strings.Builder
+	if err := SendFile(&out, k, "snap.tar.zst", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := SendFile(&out, k, "empty", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := SendFile(&out, k, "a name", nil); err == nil {
+		t.Error("a name with a space was sent")
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	c := ParseConsole(append([]string{"noise", "KLPFILE 6.1 other BEGIN 1 x"}, lines...), k)
+	if string(c.Files["snap.tar.zst"]) != string(data) || c.Files["empty"] == nil || len(c.Files["empty"]) != 0 || len(c.FileErrors) != 0 || len(c.Files) != 2 {
+		t.Errorf("files %d, errors %v", len(c.Files), c.FileErrors)
+	}
+	// A DATA line that a kernel message broke, a lost line, no END.
+	broken := append([]string(nil), lines...)
+	broken[2] = broken[2][:20] + "[ 12.3] livepatch: x" + broken[2][20:]
+	lost := append(append([]string(nil), lines[:3]...), lines[4:]...)
+	for name, ls := range map[string][]string{"broken": broken, "lost": lost, "unended": lines[:5]} {
+		c := ParseConsole(ls, k)
+		if c.FileErrors["snap.tar.zst"] == nil || c.Files["snap.tar.zst"] != nil {
+			t.Errorf("%s: files %d, errors %v", name, len(c.Files), c.FileErrors)
+		}
+	}
+}
+
+func TestSameOutput(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"ready\n", "ready\n", true},
+		{"ready\n", "in_progress\n", false},
+		{`{"tasks": [], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 61}`, true},
+		{`{"tasks": [], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 159}`, false},
+		{`{"tasks": [1], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 59}`, false},
+		{`{"tasks_scanned": 59}`, `{}`, false},
+	} {
+		if got := SameOutput(c.a, c.b); got != c.same {
+			t.Errorf("SameOutput(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}
