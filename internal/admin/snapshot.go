@@ -303,9 +303,11 @@ func (c *capture) placeholder(name string, perm fs.FileMode) {
 
 // walk captures the tree below name, maxDepth directories deep: its
 // directories (an empty one matters: a function directory has no files),
-// its regular files, and the errors met. skip names entries left out (with
-// their subtrees).
-func (c *capture) walk(what, name string, maxDepth int, skip func(name string) bool) {
+// its regular files, and the errors met. With follow, a symbolic link to a
+// directory is walked as the directory (a copy made with cp -rs, which klp
+// reads the same way); other links are left out. skip names entries left
+// out (with their subtrees).
+func (c *capture) walk(what, name string, maxDepth int, follow bool, skip func(name string) bool) {
 	budget := maxWalk
 	var rec func(name string, depth int)
 	rec = func(name string, depth int) {
@@ -346,7 +348,7 @@ func (c *capture) walk(what, name string, maxDepth int, skip func(name string) b
 				continue
 			}
 			switch {
-			case e.IsDir():
+			case e.IsDir() || follow && c.h.IsDirEntry(p, e):
 				if depth < maxDepth {
 					rec(child, depth+1)
 				}
@@ -364,7 +366,7 @@ func (c *capture) walk(what, name string, maxDepth int, skip func(name string) b
 // livepatchTree captures /sys/kernel/livepatch and /sys/kernel/kgraft.
 func (c *capture) livepatchTree() error {
 	for _, name := range []string{"sys/kernel/livepatch", "sys/kernel/kgraft"} {
-		c.walk("livepatch", name, maxWalkDepth, nil)
+		c.walk("livepatch", name, maxWalkDepth, true, nil)
 	}
 	return nil
 }
@@ -407,11 +409,11 @@ func (c *capture) modules() error {
 		case deep[name]:
 			// sections/ holds the module's addresses, holders/ links:
 			// nothing klp reads.
-			c.walk("modules", dir, maxWalkDepth, func(n string) bool {
+			c.walk("modules", dir, maxWalkDepth, false, func(n string) bool {
 				return n == dir+"/sections" || n == dir+"/holders"
 			})
 		case loaded[name]:
-			c.walk("modules", dir, 0, nil) // its attributes
+			c.walk("modules", dir, 0, false, nil) // its attributes
 		default:
 			// A built-in object: its directory says so; its parameters
 			// are nothing klp reads.

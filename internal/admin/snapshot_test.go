@@ -274,3 +274,35 @@ func TestSnapshotKGraft(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotLinkedPatch: a copy made with cp -rs holds links where sysfs
+// has directories; klp reads through them, and so does the capture.
+func TestSnapshotLinkedPatch(t *testing.T) {
+	t.Parallel()
+	root, h := fixture(t, "kernel-6.1", nil)
+	lp := filepath.Join(root, "sys/kernel/livepatch")
+	ents, err := os.ReadDir(lp)
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("%v %v", ents, err)
+	}
+	moved := filepath.Join(root, "elsewhere")
+	if err := os.Rename(filepath.Join(lp, ents[0].Name()), moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(moved, filepath.Join(lp, ents[0].Name())); err != nil {
+		t.Fatal(err)
+	}
+	want, err := NewSystem(h).LP.Patches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, a := captureOf(t, h, SnapshotOptions{})
+	sh, _ := a.Handle()
+	got, err := NewSystem(sh).LP.Patches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" || len(got) == 0 {
+		t.Errorf("patches (-tree +snapshot):\n%s", diff)
+	}
+}
