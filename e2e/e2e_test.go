@@ -147,8 +147,13 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 	if run := os.Getenv("KLP_E2E_RUN"); run != "" {
 		cmdline += " klp_e2e_run=" + run
 	}
+	outbox := filepath.Join(work, "outbox.img")
+	if err := harness.NewOutbox(outbox); err != nil {
+		t.Fatal(err)
+	}
 	bootStart := time.Now()
 	accel, bootErr := harness.Boot(ctx, harness.BootConfig{
+		Outbox:  outbox,
 		Kernel:  env.KernelImage(kver),
 		Initrd:  initrd,
 		Append:  cmdline,
@@ -178,7 +183,11 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 			t.Errorf("%s\n--- console excerpt of scenario %s:\n%s", ch.Detail, ch.Scenario, c.Excerpt(ch.Scenario, 80))
 		})
 	}
-	checkSnapshot(t, c, g, bins, work)
+	files, err := harness.ReadOutbox(outbox)
+	if err != nil {
+		t.Error(err)
+	}
+	checkSnapshot(t, c, files, g, bins, work)
 	if bootErr != nil || !c.Done {
 		t.Fatalf("guest did not finish (no KLPTEST-DONE): %v\n--- console tail:\n%s", bootErr, harness.Tail(lines, 60))
 	}
@@ -198,7 +207,7 @@ const (
 // and checks that klp --snapshot prints there exactly what klp printed live
 // in the guest at that moment: every read command, plain, verbose and JSON,
 // and preflight of every module of the suite (the same .ko files, here).
-func checkSnapshot(t *testing.T, c *harness.Console, g harness.Guest, bins harness.Binaries, work string) {
+func checkSnapshot(t *testing.T, c *harness.Console, files map[string][]byte, g harness.Guest, bins harness.Binaries, work string) {
 	ran := false
 	for _, ch := range c.Checks {
 		ran = ran || ch.Scenario == "klp-snapshot"
@@ -208,10 +217,7 @@ func checkSnapshot(t *testing.T, c *harness.Console, g harness.Guest, bins harne
 	}
 	t.Run("klp-snapshot/host", func(t *testing.T) {
 		for _, n := range []string{snapshotArchive, snapshotLive} {
-			if err := c.FileErrors[n]; err != nil {
-				t.Fatalf("%s from the guest: %v", n, err)
-			}
-			if c.Files[n] == nil {
+			if files[n] == nil {
 				t.Fatalf("%s: the guest did not send it", n)
 			}
 		}
@@ -220,7 +226,7 @@ func checkSnapshot(t *testing.T, c *harness.Console, g harness.Guest, bins harne
 			t.Fatal(err)
 		}
 		file := filepath.Join(dir, snapshotArchive)
-		if err := os.WriteFile(file, c.Files[snapshotArchive], 0o600); err != nil {
+		if err := os.WriteFile(file, files[snapshotArchive], 0o600); err != nil {
 			t.Fatal(err)
 		}
 		kgr := filepath.Join(dir, "kgr")
@@ -229,7 +235,7 @@ func checkSnapshot(t *testing.T, c *harness.Console, g harness.Guest, bins harne
 			t.Fatal(err)
 		}
 		var live []harness.Command
-		if err := json.Unmarshal(c.Files[snapshotLive], &live); err != nil {
+		if err := json.Unmarshal(files[snapshotLive], &live); err != nil {
 			t.Fatal(err)
 		}
 		// The module files are here under other names.
@@ -277,7 +283,7 @@ func checkSnapshot(t *testing.T, c *harness.Console, g harness.Guest, bins harne
 			}
 			same++
 		}
-		t.Logf("%d of %d commands print here, from the %d-byte archive, what they printed live in the guest", same, len(live), len(c.Files[snapshotArchive]))
+		t.Logf("%d of %d commands print here, from the %d-byte archive, what they printed live in the guest", same, len(live), len(files[snapshotArchive]))
 		out, err := exec.Command(bins.Klp, "--json", "snapshot", "--show", file).Output()
 		if err != nil {
 			t.Fatalf("klp snapshot --show: %v", err)

@@ -18,7 +18,7 @@ import (
 )
 
 // The klp-snapshot scenario's files, in the guest and as sent to the host
-// (e2e_test.go reads them from the console).
+// (e2e_test.go reads them from the outbox).
 const (
 	snapFile         = "/tmp/klp-snapshot.tar.zst"
 	snapRedactedFile = "/tmp/klp-snapshot-redacted.tar.zst"
@@ -147,7 +147,7 @@ type jsonSnapshot struct {
 // scenarioKlpSnapshot: klp snapshot during a transition that a kernel
 // thread holds open. klp --snapshot then prints exactly what klp printed
 // live at that moment, here and (e2e_test.go, from the files sent on the
-// console) on the host; --redact leaves out a secret of a command line;
+// outbox) on the host; --redact leaves out a secret of a command line;
 // what would change the kernel is refused.
 func scenarioKlpSnapshot(r *runner) {
 	r.must(r.expectNoErr("mkdir-store", os.MkdirAll(storeDir, 0o755), "mkdir %s", storeDir))
@@ -226,9 +226,9 @@ func scenarioKlpSnapshot(r *runner) {
 	j, err := json.Marshal(live)
 	r.must(r.expectNoErr("encode-live", err, "encode what klp printed"))
 	sent := time.Now()
-	err = harness.SendFile(os.Stdout, r.kernel, snapshotArchive, data)
+	err = sendFile(snapshotArchive, data)
 	if err == nil {
-		err = harness.SendFile(os.Stdout, r.kernel, snapshotLive, j)
+		err = sendFile(snapshotLive, j)
 	}
-	r.expectNoErr("send", err, "sent the archive (%d bytes) and what klp printed (%d bytes) on the console in %v", len(data), len(j), time.Since(sent).Round(time.Millisecond))
+	r.expectNoErr("send", err, "sent the archive (%d bytes) and what klp printed (%d bytes) to the host's outbox in %v", len(data), len(j), time.Since(sent).Round(time.Millisecond))
 }

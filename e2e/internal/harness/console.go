@@ -20,10 +20,6 @@ type Console struct {
 	Checks []Check
 	Notes  []string // "<scenario>/<key> <value>" from KLPNOTE lines
 	Done   bool     // KLPTEST-DONE seen: the guest ran to the end
-	// Files are the files the guest sent (SendFile), by name, and
-	// FileErrors those that arrived damaged or incomplete.
-	Files      map[string][]byte
-	FileErrors map[string]error
 	// scenarios maps a scenario to its range of lines [first, end).
 	scenarios map[string][2]int
 }
@@ -32,7 +28,6 @@ type Console struct {
 // of other kernels are ignored, so a stray line cannot pose as a result.
 func ParseConsole(lines []string, kernel string) *Console {
 	c := &Console{Lines: lines, scenarios: map[string][2]int{}}
-	files := newFileReceiver()
 	cur := ""
 	closeScenario := func(i int) {
 		if cur != "" {
@@ -62,20 +57,12 @@ func ParseConsole(lines []string, kernel string) *Console {
 			c.Checks = append(c.Checks, ch)
 		case f[0] == "KLPNOTE" && len(f) >= 3:
 			c.Notes = append(c.Notes, strings.Join(f[2:], " "))
-		case f[0] == fileMarker && len(f) >= 4:
-			rest := ""
-			if len(f) == 5 {
-				rest = f[4]
-			}
-			files.line(f[2], f[3], rest)
 		case f[0] == "KLPTEST-DONE":
 			c.Done = true
 			closeScenario(i)
 			cur = ""
 		}
 	}
-	files.finish()
-	c.Files, c.FileErrors = files.files, files.errs
 	return c
 }
 

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"archive/tar"
 	"os"
 	"strings"
 	"testing"
@@ -105,36 +106,6 @@ func writeFile(path, data string) error {
 	return os.WriteFile(path, []byte(data), 0o644)
 }
 
-func TestConsoleFiles(t *testing.T) {
-	const k = "6.12.117+deb12-cloud-amd64"
-	data := []byte(strings.Repeat("klp snapshot \x00\xff", 100))
-	var out strings.Builder
-	if err := SendFile(&out, k, "snap.tar.zst", data); err != nil {
-		t.Fatal(err)
-	}
-	if err := SendFile(&out, k, "empty", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := SendFile(&out, k, "a name", nil); err == nil {
-		t.Error("a name with a space was sent")
-	}
-	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	c := ParseConsole(append([]string{"noise", "KLPFILE 6.1 other BEGIN 1 x"}, lines...), k)
-	if string(c.Files["snap.tar.zst"]) != string(data) || c.Files["empty"] == nil || len(c.Files["empty"]) != 0 || len(c.FileErrors) != 0 || len(c.Files) != 2 {
-		t.Errorf("files %d, errors %v", len(c.Files), c.FileErrors)
-	}
-	// A DATA line that a kernel message broke, a lost line, no END.
-	broken := append([]string(nil), lines...)
-	broken[2] = broken[2][:20] + "[ 12.3] livepatch: x" + broken[2][20:]
-	lost := append(append([]string(nil), lines[:3]...), lines[4:]...)
-	for name, ls := range map[string][]string{"broken": broken, "lost": lost, "unended": lines[:5]} {
-		c := ParseConsole(ls, k)
-		if c.FileErrors["snap.tar.zst"] == nil || c.Files["snap.tar.zst"] != nil {
-			t.Errorf("%s: files %d, errors %v", name, len(c.Files), c.FileErrors)
-		}
-	}
-}
-
 func TestSameOutput(t *testing.T) {
 	for _, c := range []struct {
 		a, b string
@@ -150,5 +121,36 @@ func TestSameOutput(t *testing.T) {
 		if got := SameOutput(c.a, c.b); got != c.same {
 			t.Errorf("SameOutput(%q, %q) = %v", c.a, c.b, got)
 		}
+	}
+}
+
+// TestOutbox reads what a guest wrote: tar entries, flushed, on an image of
+// zeros, and nothing when it wrote nothing.
+func TestOutbox(t *testing.T) {
+	path := t.TempDir() + "/outbox.img"
+	if err := NewOutbox(path); err != nil {
+		t.Fatal(err)
+	}
+	files, err := ReadOutbox(path)
+	if err != nil || len(files) != 0 {
+		t.Fatalf("an empty outbox: %v, %v", files, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	for name, data := range map[string]string{"a.tar.zst": "\x28\xb5\x2f\xfd binary", "b.json": "[]"} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(data))
+		tw.Flush() // the guest never closes: the zeros end the archive
+	}
+	f.Close()
+	files, err = ReadOutbox(path)
+	if err != nil || string(files["a.tar.zst"]) != "\x28\xb5\x2f\xfd binary" || string(files["b.json"]) != "[]" || len(files) != 2 {
+		t.Errorf("files %q, %v", files, err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() != OutboxSize {
+		t.Errorf("size %d", fi.Size())
 	}
 }

@@ -31,6 +31,9 @@ type BootConfig struct {
 	OnLine func(line string)
 	// Log, if set, receives a line about each failed accelerator attempt.
 	Log io.Writer
+	// Outbox, if set, is an image (NewOutbox) the guest gets as an NVMe
+	// drive to send files on (ReadOutbox).
+	Outbox string
 }
 
 // accels returns the accelerators to try in order. TCG is the default: on
@@ -87,6 +90,10 @@ func boot(ctx context.Context, cfg BootConfig, accel string, probe bool) error {
 	}
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
+	}
+	if cfg.Outbox != "" {
+		args = append(args, "-drive", "file="+cfg.Outbox+",if=none,id=outbox,format=raw",
+			"-device", "nvme,serial="+OutboxSerial+",drive=outbox")
 	}
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	// QEMU gets its own process group so that a kill reaches nothing else.
