@@ -981,11 +981,11 @@ func (c *capture) manifest(start, end time.Time, before, after Status) *snapshot
 	}
 	m.Kernel.Interface = string(c.s.Interface())
 	k := c.kinds["tasks"]
-	k.Paths = append(k.Paths, fmt.Sprintf("%d processes, %d threads", c.procs, c.threads))
+	k.Paths = append(k.Paths, plural(c.procs, "process", "processes")+", "+plural(c.threads, "thread", "threads"))
 	if c.s.Interface() == livepatch.InterfaceKGraft {
 		k.Paths = append(k.Paths, "/proc/<pid>/kgr_in_progress", "/proc/<pid>/task/<tid>/kgr_in_progress")
 	}
-	c.kinds["stacks"].Paths = append(c.kinds["stacks"].Paths, fmt.Sprintf("%d blocking tasks, %d stacks", c.blocking, c.stacks))
+	c.kinds["stacks"].Paths = append(c.kinds["stacks"].Paths, plural(c.blocking, "blocking task", "blocking tasks")+", "+plural(c.stacks, "stack", "stacks"))
 	for _, kind := range captureKinds {
 		m.Captured = append(m.Captured, *c.kinds[kind.What])
 	}
@@ -1132,4 +1132,12 @@ func (r recordedPackages) Describe(module string, verbose int) (*PackageInfo, []
 			CVEs: i.CVEs, Bugs: i.Bugs, Expiration: i.Expiration, Update: i.Update}, p.Notes, err
 	}
 	return nil, nil, nil
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
