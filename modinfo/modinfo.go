@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/klp-project/klp/internal/modcompress"
+	"github.com/klp-project/klp/internal/sysfile"
 )
 
 // DefaultLimit caps the size of a file and of the image it decompresses to.
@@ -133,18 +133,21 @@ func (m *Module) RequireLivepatch() error {
 
 // Open parses the kernel module file at path, which may be compressed with
 // xz, zstd or gzip (detected from its contents). Errors name the file.
+//
+// Only a regular file (or a link to one) is read: a FIFO, a device or a
+// socket given as a module is refused at once, without blocking.
 func Open(path string) (*Module, error) {
-	f, err := os.Open(path)
+	f, err := sysfile.OpenFollow(path)
 	if err != nil {
 		return nil, err // *PathError names the file
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, DefaultLimit+1))
+	b, err := modcompress.ReadAllLimit(f, DefaultLimit)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("file %s: over %d bytes: %w", path, DefaultLimit, ErrTooLarge)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > DefaultLimit {
-		return nil, fmt.Errorf("file %s: over %d bytes: %w", path, DefaultLimit, ErrTooLarge)
 	}
 	m, err := ParseBytes(b)
 	if err != nil {
