@@ -222,9 +222,10 @@ func replaceNeeds(m *modinfo.Module) need {
 
 // replace: an atomic replace patch disables every loaded patch when its
 // transition completes; functions they patch that it does not go back to
-// the original code (nops, kernel-abi.md section 4.1). A non-replace patch
-// stacks on the others, and the newest patch wins for a function both
-// patch.
+// the original code (the kernel gives the new patch a "nop" function for
+// each of them during the transition: docs/kernel-notes.md). A non-replace
+// patch stacks on the others, and the newest patch wins for a function
+// both patch.
 func replace(f *facts) Check {
 	t := f.module.Targets
 	if t == nil {

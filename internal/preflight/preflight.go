@@ -239,8 +239,10 @@ func readFixFor(err error, mount string) string {
 }
 
 // kernelVersion returns the major and minor version of a release string
-// ("6.1.0-56-cloud-amd64" -> 6, 1). It is used only for behaviour the sysfs
-// tree cannot show (docs/kernel-abi.md section 8, "Rules for klp").
+// ("6.1.0-56-cloud-amd64" -> 6, 1). It is used only for behaviour no file
+// of the kernel shows: whether a kernel refuses a patch without reliable
+// stack traces (4.16 to 5.0), and whether every kprobe on a function's
+// ftrace call site modifies the instruction pointer (before 5.4).
 func kernelVersion(release string) (major, minor int, ok bool) {
 	parts := strings.SplitN(release, ".", 3)
 	if len(parts) < 2 {

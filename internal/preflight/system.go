@@ -13,8 +13,8 @@ import (
 )
 
 // livepatchSupported: /sys/kernel/livepatch is created by the livepatch
-// core at boot, so its presence is the test (kernel-abi.md section 1). A
-// module tagged livepatch is refused with ENOEXEC by a kernel without it.
+// core at boot, so its presence is the test. A module tagged livepatch is
+// refused with ENOEXEC by a kernel without it.
 func livepatchSupported(f *facts) Check {
 	switch f.iface {
 	case livepatch.InterfaceLivepatch:
@@ -383,7 +383,7 @@ func taint(f *facts) Check {
 }
 
 // transition: at most one transition runs at a time; a load during
-// another patch's transition gets EBUSY (real-kernel-facts.md).
+// another patch's transition gets EBUSY (docs/kernel-notes.md).
 func transition(f *facts) Check {
 	patches, err := f.patches.v, f.patches.err
 	if errors.Is(err, livepatch.ErrNotSupported) {
