@@ -56,39 +56,67 @@ const maxConfig = 16 << 20
 // returns an error only when ctx is done.
 func gather(ctx context.Context, in Inputs, needs need) (*facts, error) {
 	k := in.Kernel
-	lp := livepatch.New(k)
-	km := kmod.New(k, kmod.Options{})
-	f := &facts{
+	r := &reader{ctx: ctx, k: k, lp: livepatch.New(k), km: kmod.New(k, kmod.Options{}), mod: in.Module, needs: needs}
+	r.f = &facts{
 		module:       in.Module,
-		livepatchDir: lp.LivepatchPath(),
+		livepatchDir: r.lp.LivepatchPath(),
 		kgraftDir:    k.SysPath("kernel", "kgraft"),
 	}
-	f.release.path = k.ProcPath("sys", "kernel", "osrelease")
-	f.patches.path = f.livepatchDir
-	f.modules.path = k.ProcPath("modules")
+	r.f.release.path = k.ProcPath("sys", "kernel", "osrelease")
+	r.f.patches.path = r.f.livepatchDir
+	r.f.modules.path = k.ProcPath("modules")
+	for _, read := range []func(){r.kernel, r.settings, r.loaded, r.scans} {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		read()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	return r.f, nil
+}
 
-	readConfig := needs&needConfig != 0
-	if needs&needInterface != 0 {
-		f.iface = lp.Interface()
+// reader is one run of gather.
+type reader struct {
+	ctx   context.Context
+	k     *kernel.Handle
+	lp    livepatch.FS
+	km    *kmod.FS
+	mod   *modinfo.Module
+	needs need
+	f     *facts
+}
+
+func (r *reader) need(n need) bool { return r.needs&n != 0 }
+
+// kernel reads the live patching interface, the release and the config.
+func (r *reader) kernel() {
+	f, k := r.f, r.k
+	readConfig := r.need(needConfig)
+	if r.need(needInterface) {
+		f.iface = r.lp.Interface()
 		if f.iface == livepatch.InterfaceNone {
 			f.sysKernel = readDir(k, k.SysPath("kernel"))
 			readConfig = readConfig || !f.sysKernel.empty
 		}
 	}
-	if needs&(needRelease|needMachine) != 0 {
+	if r.need(needRelease | needMachine) {
 		f.release.v, f.release.err = k.Release()
 	}
-	if needs&needMachine != 0 && in.Module != nil && f.release.err == nil && builtFor(in.Module) == f.release.v {
+	if r.need(needMachine) && r.mod != nil && f.release.err == nil && builtFor(r.mod) == f.release.v {
 		readConfig = true
 	}
 	if readConfig {
 		f.config.v, f.config.err = readKernelConfig(k)
 	}
+}
 
-	if needs&needModulesDisabled != 0 {
+// settings reads the sysctls and attributes that say whether the kernel
+// loads modules, and on what terms.
+func (r *reader) settings() {
+	f, k := r.f, r.k
+	if r.need(needModulesDisabled) {
 		f.modulesDisabled = readAttr(k, k.ProcPath("sys", "kernel", "modules_disabled"))
 		if errors.Is(f.modulesDisabled.err, fs.ErrNotExist) {
 			// Both files come with CONFIG_MODULES.
@@ -98,61 +126,63 @@ func gather(ctx context.Context, in Inputs, needs need) (*facts, error) {
 			}
 		}
 	}
-	if needs&needFtrace != 0 {
+	if r.need(needFtrace) {
 		f.ftraceEnabled = readAttr(k, k.ProcPath("sys", "kernel", "ftrace_enabled"))
 	}
-	if needs&needLockdown != 0 {
+	if r.need(needLockdown) {
 		f.lockdown = readAttr(k, k.SysPath("kernel", "security", "lockdown"))
 		if errors.Is(f.lockdown.err, fs.ErrNotExist) {
 			f.securityfs = readDir(k, k.SysPath("kernel", "security"))
 		}
 	}
-	if needs&needSigEnforce != 0 {
+	if r.need(needSigEnforce) {
 		f.sigEnforce = readAttr(k, k.SysPath("module", "module", "parameters", "sig_enforce"))
 		if errors.Is(f.sigEnforce.err, fs.ErrNotExist) {
 			f.sysModule = readDir(k, k.SysPath("module"))
 		}
 	}
-	if needs&needTaint != 0 {
+	if r.need(needTaint) {
 		f.tainted = readAttr(k, k.ProcPath("sys", "kernel", "tainted"))
 	}
-	if needs&needPatches != 0 {
-		f.patches.v, f.patches.err = lp.Patches()
+}
+
+// loaded reads what is loaded: patches, modules, the loaded module of the
+// patch's name, the target objects.
+func (r *reader) loaded() {
+	f := r.f
+	if r.need(needPatches) {
+		f.patches.v, f.patches.err = r.lp.Patches()
 	}
-	if needs&needModules != 0 {
-		f.modules.v, f.modules.err = km.Modules()
+	if r.need(needModules) {
+		f.modules.v, f.modules.err = r.km.Modules()
 	}
-	if needs&needBuild != 0 && in.Module != nil {
+	if r.need(needBuild) && r.mod != nil {
 		_, perr := patchesOrNone(f)
 		_, merr := modulesOrNone(f)
 		if perr == nil || merr == nil {
-			f.build = readBuild(k, in.Module)
+			f.build = readBuild(r.k, r.mod)
 		}
 	}
-	if needs&needObjects != 0 && in.Module != nil && in.Module.Targets != nil {
-		f.objects = readObjectStates(k, km, in.Module.Targets)
+	if r.need(needObjects) && r.mod != nil && r.mod.Targets != nil {
+		f.objects = readObjectStates(r.k, r.km, r.mod.Targets)
 	}
+}
 
-	// The scans: megabytes each, and only for a module's names.
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// scans reads the big files, megabytes each, for the module's names only.
+func (r *reader) scans() {
+	f, k := r.f, r.k
+	if r.need(needKallsyms) {
+		f.kallsyms = scanKallsyms(r.ctx, k, wantedSymbols(r.mod.Targets))
 	}
-	if needs&needKallsyms != 0 {
-		f.kallsyms = scanKallsyms(ctx, k, wantedSymbols(in.Module.Targets))
+	if r.need(needFilterFunctions) {
+		f.filterFunctions = readFilterFunctions(r.ctx, k, targetNames(r.mod))
 	}
-	if needs&needFilterFunctions != 0 {
-		f.filterFunctions = readFilterFunctions(ctx, k, targetNames(in.Module))
+	if r.need(needEnabledFunctions) {
+		f.enabledFunctions = readEnabledFunctions(r.ctx, k, targetNames(r.mod))
 	}
-	if needs&needEnabledFunctions != 0 {
-		f.enabledFunctions = readEnabledFunctions(ctx, k, targetNames(in.Module))
+	if r.need(needKprobes) {
+		f.kprobes = readKprobes(r.ctx, k)
 	}
-	if needs&needKprobes != 0 {
-		f.kprobes = readKprobes(ctx, k)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return f, nil
 }
 
 // readAttr reads a small file, white space trimmed.

@@ -212,6 +212,31 @@ func alreadyLoaded(f *facts) Check {
 // "<object>/<function,sympos>".
 func funcKey(object, dir string) string { return object + "/" + dir }
 
+// otherPatches returns the names of the loaded patches but the one called
+// name, the functions they patch (by [funcKey]) with the patches that patch
+// each, and those functions sorted.
+func otherPatches(patches []livepatch.Patch, name string) (others []string, theirs map[string][]string, keys []string) {
+	theirs = map[string][]string{}
+	for _, p := range patches {
+		if p.Name == name {
+			continue
+		}
+		others = append(others, p.Name)
+		for _, o := range p.Objects {
+			for _, fn := range o.Functions {
+				k := funcKey(o.Name, fn.DirName())
+				theirs[k] = append(theirs[k], p.Name)
+			}
+		}
+	}
+	keys = make([]string, 0, len(theirs))
+	for k := range theirs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return others, theirs, keys
+}
+
 // replaceNeeds: the loaded patches, for a livepatch module.
 func replaceNeeds(m *modinfo.Module) need {
 	if m.Targets == nil {
@@ -238,29 +263,11 @@ func replace(f *facts) Check {
 	if err != nil {
 		return Check{Status: Skip, Reason: "cannot read the loaded patches: " + err.Error(), Fix: readFixFor(err, "")}
 	}
-	var others []string
-	theirs := map[string][]string{} // function key -> patches
-	for _, p := range patches {
-		if p.Name == f.module.Name {
-			continue
-		}
-		others = append(others, p.Name)
-		for _, o := range p.Objects {
-			for _, fn := range o.Functions {
-				k := funcKey(o.Name, fn.DirName())
-				theirs[k] = append(theirs[k], p.Name)
-			}
-		}
-	}
+	others, theirs, keys := otherPatches(patches, f.module.Name)
 	ours := map[string]bool{}
 	for _, fn := range t.Functions {
 		ours[funcKey(fn.Object, fn.SysfsName())] = true
 	}
-	keys := make([]string, 0, len(theirs))
-	for k := range theirs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	undetermined := len(t.Functions) == 0 && t.Undetermined != ""
 
 	switch {

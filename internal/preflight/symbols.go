@@ -93,29 +93,8 @@ func symbols(f *facts) Check {
 	if res.Objects[kallsyms.Vmlinux] == 0 {
 		return Check{Status: Skip, Reason: path + " lists no vmlinux symbols", Fix: "check the --procfs tree (and that the kernel has CONFIG_KALLSYMS)"}
 	}
-	var failed, pending, details []string
-	var firstErr error
-	for _, w := range want {
-		loaded, lerr := objectLoaded(f, w.object, res)
-		switch {
-		case lerr != nil:
-			pending = append(pending, w.String())
-			details = append(details, w.String()+": "+lerr.Error())
-		case !loaded:
-			pending = append(pending, w.String())
-			details = append(details, w.String()+": module "+w.object+" is not loaded; the kernel resolves it when the module loads, and refuses that module if it cannot")
-		default:
-			if err := res.Resolve(w.object, w.name, w.sympos); err != nil {
-				failed = append(failed, w.String())
-				details = append(details, w.String()+": "+kernelMessage(w, err))
-				if firstErr == nil {
-					firstErr = err
-				}
-			} else {
-				details = append(details, fmt.Sprintf("%s: found (%s)", w, plural(res.Count(w.object, w.name), "occurrence", "occurrences")))
-			}
-		}
-	}
+	r := resolveAll(f, want, res)
+	failed, pending, details, firstErr := r.failed, r.pending, r.details, r.firstErr
 	if undetermined {
 		details = append(details, "the replaced functions could not be determined from the file: "+t.Undetermined)
 	}
@@ -144,4 +123,39 @@ func symbols(f *facts) Check {
 		reason = "the symbol resolves as the kernel will look it up"
 	}
 	return Check{Status: Pass, Reason: reason, Details: details}
+}
+
+// resolution is what [resolveAll] found.
+type resolution struct {
+	failed, pending []string // the symbols that do not resolve, and those not checked yet
+	details         []string // one line per symbol
+	firstErr        error    // why the first failed symbol does not resolve
+}
+
+// resolveAll looks each wanted symbol up in the scan as the kernel will,
+// once its object is loaded.
+func resolveAll(f *facts, want []wanted, res *kallsyms.Result) resolution {
+	var r resolution
+	for _, w := range want {
+		loaded, lerr := objectLoaded(f, w.object, res)
+		switch {
+		case lerr != nil:
+			r.pending = append(r.pending, w.String())
+			r.details = append(r.details, w.String()+": "+lerr.Error())
+		case !loaded:
+			r.pending = append(r.pending, w.String())
+			r.details = append(r.details, w.String()+": module "+w.object+" is not loaded; the kernel resolves it when the module loads, and refuses that module if it cannot")
+		default:
+			if err := res.Resolve(w.object, w.name, w.sympos); err != nil {
+				r.failed = append(r.failed, w.String())
+				r.details = append(r.details, w.String()+": "+kernelMessage(w, err))
+				if r.firstErr == nil {
+					r.firstErr = err
+				}
+			} else {
+				r.details = append(r.details, fmt.Sprintf("%s: found (%s)", w, plural(res.Count(w.object, w.name), "occurrence", "occurrences")))
+			}
+		}
+	}
+	return r
 }
