@@ -3,12 +3,16 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
@@ -623,5 +627,59 @@ func TestPreflightInsideTheLoad(t *testing.T) {
 	}
 	if e.k.Loaded("lp") {
 		t.Error("a refused module was loaded")
+	}
+}
+
+// TestPokePolicy is the "signals that hurt" class: poke never stops klp's
+// ancestors (the shell that ran sudo is the parent's parent), never resumes
+// a process an administrator stopped, never signals kernel threads or PID
+// 1, and decides its whole list before the first signal.
+func TestPokePolicy(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1, Tasks: []fakekernel.Task{
+		{PID: 1, Comm: "systemd", Cmdline: []string{"/sbin/init"}},
+		{PID: 300, PPID: 1, Comm: "bash", Cmdline: []string{"-bash"}},
+		{PID: 301, PPID: 300, Comm: "sudo", Cmdline: []string{"sudo", "kgr", "poke"}},
+		{PID: 302, PPID: 301, Comm: "kgr", Cmdline: []string{"kgr", "poke"}},
+		{PID: 400, PPID: 1, Comm: "app", Cmdline: []string{"/usr/bin/app"}},
+		{PID: 500, PPID: 1, Comm: "held", Cmdline: []string{"/usr/bin/held"}},
+		{PID: 600, PPID: 2, Comm: "kworker/0:1", Kthread: true},
+	}})
+	e.cfg.Getpid = func() int { return 302 }
+	e.cfg.Getppid = func() int { return 301 }
+	e.cfg.Getpgrp = func() int { return 302 }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	path := e.patchModule(t, "lp", false, "f")
+	if err := e.k.Kill(500, syscall.SIGSTOP); err != nil { // an administrator stopped it
+		t.Fatal(err)
+	}
+	for _, tid := range []int{1, 300, 301, 400, 500, 600} {
+		e.k.BlockTask(tid)
+	}
+	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: 10 * time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	plan, err := e.m.PlanPoke()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range plan.Targets {
+		got = append(got, fmt.Sprintf("%d %s", p.PID, p.Skip))
+	}
+	want := []string{"1 PID 1", "300 an ancestor of klp", "301 klp's parent process", "302 klp itself", "400 ", "500 stopped (state T): SIGCONT would resume it", "600 kernel thread"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("plan: unexpected diff (-want +got):\n%s", diff)
+	}
+	before := len(e.k.Signals())
+	if err := e.m.Poke(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.k.Signals()[before:]
+	if diff := cmp.Diff([]fakekernel.Signal{{PID: 400, Sig: syscall.SIGSTOP}, {PID: 400, Sig: syscall.SIGCONT}}, sent); diff != "" {
+		t.Errorf("signals: unexpected diff (-want +got):\n%s", diff)
+	}
+	e.k.Tick()
+	if e.k.PatchState(400) != 1 {
+		t.Errorf("the poked process did not switch: patch_state %d", e.k.PatchState(400))
 	}
 }

@@ -219,8 +219,18 @@ type result struct {
 // environment in which nothing leaves the process.
 func runGolden(t *testing.T, root string, c goldenCommand, pkgs *fakePackages) result {
 	t.Helper()
+	return runGoldenPkgs(t, root, c, pkgs, &killRecorder{})
+}
+
+// runGoldenEnv is runGolden with the caller's kill recorder.
+func runGoldenEnv(t *testing.T, root string, c goldenCommand, kills *killRecorder) result {
+	t.Helper()
+	return runGoldenPkgs(t, root, c, nil, kills)
+}
+
+func runGoldenPkgs(t *testing.T, root string, c goldenCommand, pkgs *fakePackages, kills *killRecorder) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	kills := &killRecorder{}
 	env := &cli.Env{
 		IO:       &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
 		Getpid:   func() int { return fakePID },

@@ -115,8 +115,10 @@ func NewWhy(r *admin.BlockingReport) Why {
 
 // Poke is `kgr poke --json`.
 type Poke struct {
-	SchemaVersion int       `json:"schema_version"`
-	Poked         []PokePID `json:"poked"`
+	SchemaVersion int `json:"schema_version"`
+	// DryRun: nothing was signalled; Poked lists what would have been.
+	DryRun bool      `json:"dry_run"`
+	Poked  []PokePID `json:"poked"`
 	Skipped       []PokePID `json:"skipped"`
 	Failed        []PokePID `json:"failed"`
 }
@@ -128,9 +130,10 @@ type PokePID struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// NewPoke builds the poke document of a plan that ran.
-func NewPoke(plan *admin.PokePlan) Poke {
-	doc := Poke{SchemaVersion: Version, Poked: []PokePID{}, Skipped: []PokePID{}, Failed: []PokePID{}}
+// NewPoke builds the poke document of a plan that ran, or with dryRun of
+// one that did not.
+func NewPoke(plan *admin.PokePlan, dryRun bool) Poke {
+	doc := Poke{SchemaVersion: Version, DryRun: dryRun, Poked: []PokePID{}, Skipped: []PokePID{}, Failed: []PokePID{}}
 	for _, t := range plan.Targets {
 		switch {
 		case t.Skip != "":
