@@ -683,3 +683,29 @@ func TestPokePolicy(t *testing.T) {
 		t.Errorf("the poked process did not switch: patch_state %d", e.k.PatchState(400))
 	}
 }
+
+// TestUnloadAllTimeoutBoundsTheRun: --timeout bounds unload --all as a
+// whole, not each of its waits: with every transition blocked, the run
+// ends with the first stall and reports each module, none removed.
+func TestUnloadAllTimeoutBoundsTheRun(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	for _, n := range []string{"lp_a", "lp_b", "lp_c"} {
+		if _, err := e.load(ctx, e.patchModule(t, n, false, "f_"+n), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.k.BlockTask(100) // blocks every transition
+	o, err := e.m.UnloadAll(ctx, WaitOptions{Timeout: 30 * time.Millisecond})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultIncomplete || ExitCode(err) != ExitStalled {
+		t.Fatalf("UnloadAll = %q, %v", o.Result, err)
+	}
+	if len(o.Outcomes) != 3 {
+		t.Fatalf("outcomes %+v, want one per module", o.Outcomes)
+	}
+	for _, s := range o.Outcomes {
+		if s.Result == ResultRemoved || !errors.Is(s.Err, livepatch.ErrStalled) {
+			t.Errorf("%s: %q, %v", s.Patch, s.Result, s.Err)
+		}
+	}
+}

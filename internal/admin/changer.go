@@ -178,6 +178,10 @@ func (c *Changer) change(ctx context.Context, o *Outcome, fn func(ctx context.Co
 		return finish(&NotRootError{o.Action})
 	}
 	l, err := lock.Acquire(ctx, c.cfg.LockPath, c.cfg.LockWait)
+	if ctx.Err() != nil {
+		o.Result = ResultRefused
+		return finish(fmt.Errorf("%s: %w while waiting for klp's lock; nothing was changed", o.Action, ErrInterrupted))
+	}
 	if err != nil {
 		o.Result = ResultRefused
 		return finish(fmt.Errorf("%s: %w; nothing was changed", o.Action, err))

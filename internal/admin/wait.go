@@ -265,9 +265,14 @@ const forcedGrace = time.Second
 // removes it. A disabled patch drops its reference when the kernel frees it
 // (asynchronously, after the transition); a forced one never does.
 func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOptions) error {
+	// --timeout bounds this wait too: the default 15 s (kpatch's) is
+	// never longer than the transition's own timeout.
 	timeout := opts.RefTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
+		if opts.Timeout > 0 && opts.Timeout < timeout {
+			timeout = opts.Timeout
+		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -313,6 +318,9 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("unload %s: %w: reference count still %d after %s", name, ErrStillReferenced, last, timeout)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: unload %s: the patch is gone, its module is still loaded (klp unload %s removes it)", ErrInterrupted, name, name)
 	}
 	if err != nil {
 		return fmt.Errorf("unload %s: %w", name, err)
