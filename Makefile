@@ -18,7 +18,7 @@ ZSHCOMPDIR := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 SYSTEMDDIR ?= $(DESTDIR)/etc/systemd/system
 
-.PHONY: all build test unit lint e2e demo bench fuzz docs install uninstall clean deps
+.PHONY: all build test unit lint e2e demo bench fuzz docs install uninstall clean deps attack
 
 all: build
 
@@ -26,8 +26,8 @@ all: build
 # expected at /usr/local/go or on PATH).
 deps:
 	@command -v $(GO) >/dev/null || { echo "make: Go is required (https://go.dev/dl/), not found on PATH" >&2; exit 1; }
-	@command -v gcc >/dev/null && command -v make >/dev/null || { \
-		apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 gcc make; }
+	@command -v gcc >/dev/null && command -v make >/dev/null && command -v strace >/dev/null || { \
+		apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 gcc make strace; }
 
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/klp ./cmd/klp
@@ -52,7 +52,7 @@ lint:
 	$(GO) tool staticcheck ./...
 
 # fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
-FUZZTIME ?= 20s
+FUZZTIME ?= 8s
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
@@ -60,6 +60,11 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime=200x $$pkg; \
 		done; \
 	done
+
+# attack runs every command over hostile inputs (FIFOs, links, bombs,
+# garbage trees) with a time limit; make unit runs it too.
+attack: deps
+	TMPDIR=$(TEST_TMPDIR) $(GO) test -count=1 -run 'TestAttack|TestCopiedTreeIsReadOnly' -v ./cmd/klp/
 
 # e2e boots Debian's 6.1 and 6.12 kernels in QEMU and runs klp in them. It
 # installs QEMU, busybox and the kernel headers, and caches the kernels in
