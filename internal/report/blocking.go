@@ -117,10 +117,10 @@ func NewWhy(r *admin.BlockingReport) Why {
 type Poke struct {
 	SchemaVersion int `json:"schema_version"`
 	// DryRun: nothing was signalled; Poked lists what would have been.
-	DryRun bool      `json:"dry_run"`
-	Poked  []PokePID `json:"poked"`
-	Skipped       []PokePID `json:"skipped"`
-	Failed        []PokePID `json:"failed"`
+	DryRun  bool      `json:"dry_run"`
+	Poked   []PokePID `json:"poked"`
+	Skipped []PokePID `json:"skipped"`
+	Failed  []PokePID `json:"failed"`
 }
 
 // PokePID is one process of a poke.
