@@ -67,8 +67,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// MarshalText makes Kind appear as its name in JSON.
-func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 var (
 	magicGzip = []byte{0x1f, 0x8b}
