@@ -186,7 +186,11 @@ func (t BlockingTask) Advice(tr livepatch.Transition) string {
 	}
 	switch {
 	case t.KernelThread && len(t.Culprits) > 0:
-		return "a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function" + orReverse + force
+		advice := "a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function"
+		if reverse != "" {
+			advice += ", " + reverse + force
+		}
+		return advice
 	case t.KernelThread:
 		return "a kernel thread: signals cannot move it; wait" + orReverse
 	case t.State == "D":
