@@ -49,6 +49,7 @@ type options struct {
 	out       string
 	kernel    string
 	timeout   time.Duration
+	render    []string // reports to summarise again instead of measuring
 }
 
 func parseFlags(args []string) (options, error) {
@@ -64,8 +65,18 @@ func parseFlags(args []string) (options, error) {
 	out := fs.String("out", "", "directory for the JSON and Markdown results (default bench/results, or e2e/.work/bench-smoke with -smoke)")
 	kernel := fs.String("kernel", "", "kernel release to boot (default: the 6.1 kernel of e2e/setup.sh)")
 	timeout := fs.Duration("timeout", 0, "per-boot timeout (default 2h, 5m with -smoke)")
+	render := fs.Bool("render", false, "measure nothing: summarise the samples of the JSON reports named as arguments again (after a change of the summary or the tables), rewriting them and their Markdown")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
+	}
+	if *render {
+		if fs.NArg() == 0 {
+			return options{}, errors.New("-render needs the JSON reports to summarise")
+		}
+		return options{render: fs.Args()}, nil
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
 	if *smoke {
 		set := map[string]bool{}
@@ -143,6 +154,9 @@ func run(args []string) error {
 	o, err := parseFlags(args)
 	if err != nil {
 		return err
+	}
+	if o.render != nil {
+		return renderAgain(o.render)
 	}
 	ctx := context.Background()
 	repo, err := harness.RepoRoot(".")
@@ -349,6 +363,35 @@ func boot(ctx context.Context, env *harness.Env, o options, kver, initrd string,
 		return r, fmt.Errorf("the guest reported nothing: %s (console in %s)", strings.Join(g.Notes, "; "), logPath)
 	}
 	return r, nil
+}
+
+// renderAgain summarises reports again from their samples and rewrites
+// them; with more than one it also writes their summary side by side.
+func renderAgain(paths []string) error {
+	var reports []*benchdata.Report
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var old benchdata.Report
+		if err := json.Unmarshal(data, &old); err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		env := old.Guest
+		r := benchdata.NewReport(&benchdata.Guest{Env: &env, Samples: old.Samples, Notes: old.Notes, Done: true}, old.Host, old.Date)
+		if err := writeReport(strings.TrimSuffix(p, ".json"), r); err != nil {
+			return err
+		}
+		fmt.Println(r.Markdown())
+		reports = append(reports, r)
+	}
+	if len(reports) > 1 {
+		s := benchdata.Summary(reports)
+		fmt.Println(s)
+		return os.WriteFile(filepath.Join(filepath.Dir(paths[0]), reports[0].Date+"-summary.md"), []byte(s), 0o644)
+	}
+	return nil
 }
 
 func writeReport(base string, r *benchdata.Report) error {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klp-project/klp/e2e/internal/benchdata"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -24,7 +28,11 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || !cmp.Equal(want, o, cmp.AllowUnexported(options{})) {
 		t.Errorf("smoke: got %+v, %v; want %+v", o, err, want)
 	}
-	for _, bad := range [][]string{{"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}} {
+	o, err = parseFlags([]string{"-render", "a.json", "b.json"})
+	if err != nil || !cmp.Equal([]string{"a.json", "b.json"}, o.render) {
+		t.Errorf("render: got %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"-render"}, {"extra"}, {"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v: no error", bad)
 		}
@@ -43,5 +51,35 @@ func TestMemoryFor(t *testing.T) {
 		if got := memoryFor(c.threads); got != c.want {
 			t.Errorf("memoryFor(%v) = %s, want %s", c.threads, got, c.want)
 		}
+	}
+}
+
+func TestRenderAgain(t *testing.T) {
+	dir := t.TempDir()
+	r := benchdata.NewReport(&benchdata.Guest{
+		Env:     &benchdata.GuestEnv{CPUs: 1},
+		Samples: []benchdata.Sample{{Threads: 10, Command: benchdata.CmdCScan, Kind: benchdata.KindScan, Wall: 0.5}},
+		Done:    true,
+	}, benchdata.HostEnv{VCPUs: 1}, "2026-11-24")
+	var paths []string
+	for _, name := range []string{"a", "b"} {
+		base := filepath.Join(dir, name)
+		if err := writeReport(base, r); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, base+".json")
+	}
+	if err := renderAgain(paths); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "a.md"))
+	if err != nil || !strings.Contains(string(md), "| C scanner | 500 ms |") {
+		t.Errorf("a.md: %v\n%s", err, md)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "2026-11-24-summary.md")); err != nil {
+		t.Error(err)
+	}
+	if err := renderAgain([]string{filepath.Join(dir, "missing.json")}); err == nil {
+		t.Error("a missing report: no error")
 	}
 }

@@ -241,7 +241,9 @@ func (b *bench) measure(n int) error {
 	if err := b.scans(n, tasks); err != nil {
 		return err
 	}
-	return b.waits(n, tasks)
+	err = b.waits(n, tasks)
+	note("%s threads: measured in %s", benchdata.Thousands(n), time.Since(start).Round(time.Second))
+	return err
 }
 
 // memAvailable returns MemAvailable of /proc/meminfo, in KiB.
