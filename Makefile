@@ -72,8 +72,8 @@ demo: deps
 
 # bench boots Debian's 6.1 kernel in QEMU on 1 and 2 vCPUs and measures
 # klp's scan and wait there against a C floor, a bash loop and kpatch's ways
-# (see docs/performance.md; about an hour). BENCH_FLAGS passes options,
-# e.g. BENCH_FLAGS='-vcpus 1 -reps 3'; results go to bench/results.
+# (see docs/performance.md; 75 minutes on a busy 2-CPU machine). Results go
+# to bench/results; BENCH_FLAGS passes options, e.g. BENCH_FLAGS='-vcpus 1'.
 BENCH_FLAGS ?=
 bench: deps
 	$(GO) run ./e2e/bench $(BENCH_FLAGS)

@@ -7,7 +7,7 @@
 // side by side, and writes each run as JSON and Markdown (see
 // docs/performance.md). Run it as root from the repository:
 //
-//	go run ./e2e/bench              the full run (about an hour here)
+//	go run ./e2e/bench              the full run (over an hour here)
 //	go run ./e2e/bench -smoke       one repetition, few threads, one vCPU
 package main
 
