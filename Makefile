@@ -18,7 +18,7 @@ ZSHCOMPDIR := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 SYSTEMDDIR ?= $(DESTDIR)/etc/systemd/system
 
-.PHONY: all build test unit lint e2e demo bench bench-smoke bench-host fuzz docs install uninstall clean deps
+.PHONY: all build test unit lint e2e demo bench fuzz docs install uninstall clean deps
 
 all: build
 
@@ -75,6 +75,7 @@ demo: deps
 # (see docs/performance.md; 75 minutes on a busy 2-CPU machine). Results go
 # to bench/results; BENCH_FLAGS passes options, e.g. BENCH_FLAGS='-vcpus 1'.
 BENCH_FLAGS ?=
+.PHONY: bench-smoke bench-host
 bench: deps
 	$(GO) run ./e2e/bench $(BENCH_FLAGS)
 
