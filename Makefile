@@ -75,8 +75,23 @@ e2e: deps
 demo: deps
 	./e2e/demo.sh
 
-# bench measures the task scan against a minimal C scanner (see bench/).
+# bench boots Debian's 6.1 kernel in QEMU on 1 and 2 vCPUs and measures
+# klp's scan and wait there against a C floor, a bash loop and kpatch's ways
+# (see docs/performance.md; 75 minutes on a busy 2-CPU machine). Results go
+# to bench/results; BENCH_FLAGS passes options, e.g. BENCH_FLAGS='-vcpus 1'.
+BENCH_FLAGS ?=
+.PHONY: bench-smoke bench-host
 bench: deps
+	$(GO) run ./e2e/bench $(BENCH_FLAGS)
+
+# bench-smoke is one repetition of it at 10 and 1,000 threads on one vCPU
+# (under a minute).
+bench-smoke: deps
+	$(GO) run ./e2e/bench -smoke $(BENCH_FLAGS)
+
+# bench-host measures the task scan on this host: the Go benchmarks over
+# generated trees, and compare.sh against the C scanner on the real /proc.
+bench-host: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/ ./internal/poll/
 	./bench/compare.sh
 
