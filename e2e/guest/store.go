@@ -369,7 +369,7 @@ func scenarioKlpAudit(r *runner) {
 	r.klpVerb("unload", 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
 	want := []string{
 		`action=load target=` + moduleFile("klp_e2e_cmdline") + ` result="patched"`,
-		`action=load target=` + moduleFile("klp_e2e_broken") + ` result="" `,
+		`action=load target=` + moduleFile("klp_e2e_broken") + ` result="failed" `,
 		`action=unload target=klp_e2e_cmdline result="removed"`,
 	}
 	var got string

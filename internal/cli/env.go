@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
@@ -50,8 +51,8 @@ type Env struct {
 	// Attr, when set, receives the livepatch attribute writes (tests: the
 	// fake kernel).
 	Attr livepatch.AttrWriter
-	// Audit records mutating actions (syslog by default).
-	Audit lifecycle.Auditor
+	// Audit records mutating actions (the journal, or syslog, by default).
+	Audit audit.Auditor
 	// LockPath is the lock that serialises mutating commands.
 	LockPath string
 	// LockWait is how long a second klp waits for the lock.
@@ -82,7 +83,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Packages: defaultPackageSource(),
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),
-		Audit:    lifecycle.NewSyslogAuditor(),
+		Audit:    audit.Default(),
 		LockPath: lifecycle.DefaultLockPath,
 		LockWait: 5 * time.Second,
 		Store:    lifecycle.Store{Dir: lifecycle.DefaultStore, Kpatch: lifecycle.DefaultKpatchStore},

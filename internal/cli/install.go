@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/modinfo"
 	"github.com/spf13/cobra"
@@ -56,6 +57,7 @@ func loadAllRun(opts *rootOptions, wopts lifecycle.WaitOptions) error {
 	if r == nil {
 		return err
 	}
+	recordBoot(opts, r)
 	w := opts.env.IO.Out
 	if opts.json {
 		_ = writeJSON(w, struct {
@@ -80,6 +82,35 @@ func loadAllRun(opts *rootOptions, wopts lifecycle.WaitOptions) error {
 		fmt.Fprintf(w, "no patches installed for %s\n", r.Release)
 	}
 	return err
+}
+
+// recordBoot records one audit record per patch that load --all loaded,
+// failed to load or skipped.
+func recordBoot(opts *rootOptions, r *lifecycle.BootReport) {
+	failed := map[string]bool{}
+	for _, f := range r.Failed {
+		failed[f.Name] = true
+	}
+	// A load that failed after it began (a stall rolled back) has an
+	// outcome too: its result goes with the failure.
+	results := map[string]*lifecycle.Outcome{}
+	for _, o := range r.Outcomes {
+		if failed[o.Patch] {
+			results[o.Patch] = o
+			continue
+		}
+		opts.record(audit.Record{Action: "load", Patch: o.Patch, File: o.File, Release: r.Release, Result: o.Result, Elapsed: o.Elapsed})
+	}
+	for _, f := range r.Failed {
+		rec := audit.Record{Action: "load", Patch: f.Name, File: f.Path, Release: r.Release, Elapsed: f.Elapsed, Err: errors.New(f.Error)}
+		if o := results[f.Name]; o != nil {
+			rec.Result = o.Result
+		}
+		opts.record(rec)
+	}
+	for _, f := range r.Skipped {
+		opts.record(audit.Record{Action: "load", Patch: f.Name, File: f.Path, Release: r.Release, Result: "skipped", Err: errors.New(f.Error)})
+	}
 }
 
 type jsonInstall struct {
@@ -134,9 +165,7 @@ func installRun(opts *rootOptions, file, kver string) error {
 	}
 	start := time.Now()
 	in, err := opts.env.Store.Install(file, mod.Name, kver)
-	if opts.env.Audit != nil {
-		opts.env.Audit.Record("install", mod.Name, kver, time.Since(start), err)
-	}
+	opts.record(audit.Record{Action: "install", Patch: mod.Name, File: in.Path, Release: kver, Result: "installed", Elapsed: time.Since(start), Err: err})
 	if err != nil {
 		return fail(err)
 	}
@@ -174,9 +203,7 @@ installed by kpatch are listed by klp but removed with kpatch.`,
 			}
 			start := time.Now()
 			in, err := opts.env.Store.Uninstall(name, kver)
-			if opts.env.Audit != nil {
-				opts.env.Audit.Record("uninstall", name, kver, time.Since(start), err)
-			}
+			opts.record(audit.Record{Action: "uninstall", Patch: name, File: in.Path, Release: kver, Result: "uninstalled", Elapsed: time.Since(start), Err: err})
 			if err != nil {
 				return fail(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
@@ -123,18 +124,46 @@ func (o *rootOptions) mutate(action, target string, fn func(ctx context.Context)
 	if o.env.ErrTTY && !o.json {
 		fmt.Fprint(o.env.IO.ErrOut, "\r\033[K")
 	}
-	result := ""
 	if out != nil {
-		result = out.Result
 		o.printOutcome(out, err)
 	}
-	if o.env.Audit != nil {
-		o.env.Audit.Record(action, target, result, time.Since(start), err)
+	// --all runs record one record per patch themselves.
+	if target != allTarget {
+		rec := auditRecord(action, target, out, time.Since(start), err)
+		rec.Release, _ = o.release()
+		o.record(rec)
 	}
 	if err != nil {
 		return &exitError{code: classify(err), msg: err.Error()}
 	}
 	return nil
+}
+
+// allTarget is the target of load --all and unload --all.
+const allTarget = "--all"
+
+func (o *rootOptions) record(r audit.Record) {
+	if o.env.Audit != nil {
+		o.env.Audit.Record(r)
+	}
+}
+
+// auditRecord describes a life-cycle action for the audit log. target is
+// what the command was given (a module file or a patch name); the outcome,
+// when there is one, says more.
+func auditRecord(action, target string, out *lifecycle.Outcome, elapsed time.Duration, err error) audit.Record {
+	r := audit.Record{Action: action, Elapsed: elapsed, Err: err}
+	if out != nil {
+		r.Patch, r.File, r.Result = out.Patch, out.File, out.Result
+	}
+	if r.Patch == "" && r.File == "" {
+		if strings.Contains(target, "/") {
+			r.File = target
+		} else {
+			r.Patch = target
+		}
+	}
+	return r
 }
 
 type jsonOutcome struct {
@@ -362,7 +391,7 @@ explained rather than retried: the kernel never releases its module.`,
 func unloadAllRun(opts *rootOptions, m *lifecycle.Manager, wopts lifecycle.WaitOptions) error {
 	start := time.Now()
 	var outs []*lifecycle.Outcome
-	err := opts.mutate("unload", "--all", func(ctx context.Context) (*lifecycle.Outcome, error) {
+	err := opts.mutate("unload", allTarget, func(ctx context.Context) (*lifecycle.Outcome, error) {
 		var err error
 		outs, err = m.UnloadAll(ctx, wopts)
 		if opts.json {
@@ -375,6 +404,15 @@ func unloadAllRun(opts *rootOptions, m *lifecycle.Manager, wopts lifecycle.WaitO
 		}
 		return nil, err
 	})
+	rel, _ := opts.release()
+	for _, o := range outs {
+		if o.Result != "" {
+			opts.record(audit.Record{Action: "unload", Patch: o.Patch, Release: rel, Result: o.Result, Elapsed: o.Elapsed})
+		}
+	}
+	if err != nil {
+		opts.record(audit.Record{Action: "unload", Patch: allTarget, Release: rel, Result: "incomplete", Elapsed: time.Since(start), Err: errorOf(err)})
+	}
 	if opts.json {
 		doc := jsonOutcome{SchemaVersion: SchemaVersion, Action: "unload", Patch: "--all", Result: "removed", ElapsedMS: time.Since(start).Milliseconds(), KernelLog: []string{}, Notes: []string{}, ExitCode: int(classify(errorOf(err)))}
 		if err != nil {

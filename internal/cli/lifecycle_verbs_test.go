@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/lifecycle"
 	"github.com/klp-project/klp/livepatch"
@@ -32,12 +34,20 @@ type verbEnv struct {
 type auditLog struct {
 	mu      sync.Mutex
 	records []string
+	full    []audit.Record
 }
 
-func (a *auditLog) Record(action, target, result string, elapsed time.Duration, err error) {
+// Record keeps "action target result", target being the file acted on or
+// else the patch.
+func (a *auditLog) Record(r audit.Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.records = append(a.records, action+" "+target+" "+result)
+	target := r.File
+	if target == "" {
+		target = r.Patch
+	}
+	a.records = append(a.records, r.Action+" "+target+" "+r.Outcome())
+	a.full = append(a.full, r)
 }
 
 func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
@@ -305,6 +315,47 @@ func TestLoadAllVerb(t *testing.T) {
 	}
 	if code := v.run("load", "--all", "x.ko"); code != ExitError {
 		t.Errorf("load --all with an argument: exit %d", code)
+	}
+}
+
+// TestLoadAllAuditRecords: the boot's load --all leaves one audit record
+// per patch it loaded, failed to load or skipped, with the patch's name,
+// its file, the release and the result.
+func TestLoadAllAuditRecords(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.Linux6_14})
+	installed := map[string]string{}
+	for _, name := range []string{"lp_a", "lp_b", "lp_c", "lp_d"} {
+		path := v.module(name, "f_"+name)
+		if code := v.run("install", path); code != ExitOK {
+			t.Fatalf("install %s: exit %d %q", name, code, v.errOut)
+		}
+		in := filepath.Join(v.env.Store.Dir, fakeRelease, name+".ko")
+		v.specs[in] = v.specs[path]
+		v.k.AddModuleFile(t, in, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "f_" + name}}}}}})
+		installed[name] = in
+	}
+	v.k.SetSymbol("vmlinux", "f_lp_b", 0) // lp_b's target is missing
+	// The machine went down while lp_d was loading.
+	if err := os.WriteFile(filepath.Join(v.env.Store.Dir, fakeRelease, ".loading"), []byte("lp_d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v.audit.records, v.audit.full = nil, nil
+	if code := v.run("load", "--all"); code != ExitError {
+		t.Fatalf("load --all: exit %d, want %d; %q %q", code, ExitError, v.out, v.errOut)
+	}
+	want := []string{
+		"load " + installed["lp_a"] + " patched",
+		"load " + installed["lp_c"] + " patched",
+		"load " + installed["lp_b"] + " failed",
+		"load " + installed["lp_d"] + " skipped",
+	}
+	if d := cmp.Diff(want, v.audit.records); d != "" {
+		t.Errorf("audit records (-want +got):\n%s", d)
+	}
+	for _, r := range v.audit.full {
+		if r.Release != fakeRelease || r.Patch == "" || (r.Outcome() != "patched") != (r.Err != nil) {
+			t.Errorf("record %+v: want the release, the patch, and an error exactly when it failed", r)
+		}
 	}
 }
 

@@ -38,6 +38,8 @@ type Failure struct {
 	Name  string `json:"name"`
 	Path  string `json:"path"`
 	Error string `json:"error"`
+	// Elapsed is how long a failed load took (0 for a skipped one).
+	Elapsed time.Duration `json:"-"`
 }
 
 // ErrSomeFailed reports a LoadAll in which some modules failed or were
@@ -105,6 +107,7 @@ func (m *Manager) LoadAll(ctx context.Context, store Store, opts BootOptions) (*
 		if err := writeMarker(marker, in.Name); err != nil {
 			return r, err
 		}
+		start := time.Now()
 		out, err := m.Load(ctx, in.Path, "", opts.Wait)
 		// Removed only once the load returned: a crash leaves it.
 		_ = os.Remove(marker)
@@ -112,7 +115,7 @@ func (m *Manager) LoadAll(ctx context.Context, store Store, opts BootOptions) (*
 			r.Outcomes = append(r.Outcomes, out)
 		}
 		if err != nil {
-			r.Failed = append(r.Failed, Failure{Name: in.Name, Path: in.Path, Error: err.Error()})
+			r.Failed = append(r.Failed, Failure{Name: in.Name, Path: in.Path, Error: err.Error(), Elapsed: time.Since(start)})
 		}
 	}
 	if opts.RetryCrashed {
