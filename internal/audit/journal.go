@@ -2,6 +2,7 @@ package audit
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
 )
@@ -70,7 +71,7 @@ func Fields(r Record, who Identity) map[string]string {
 		"SYSLOG_IDENTIFIER": Identifier,
 		FieldAction:         r.Action,
 		FieldResult:         r.Outcome(),
-		FieldDuration:       strconv.FormatInt(r.Elapsed.Milliseconds(), 10),
+		FieldDuration:       strconv.FormatInt(r.Elapsed.Round(time.Millisecond).Milliseconds(), 10),
 		FieldUser:           who.User,
 		FieldUID:            strconv.Itoa(who.UID),
 	}
