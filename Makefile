@@ -74,6 +74,13 @@ e2e: deps
 demo: deps
 	./e2e/demo.sh
 
+# demo-debian boots the suite's Debian guest (Debian 12, systemd, sshd; its
+# image is built with mmdebstrap the first time, a few minutes) and shows
+# klp's .deb installed, a patch installed for boot, a reboot, and the patch
+# loaded by klp.service before the network, with its journal record.
+demo-debian: deps
+	$(GO) run ./e2e/demo-debian
+
 # bench measures the task scan against a minimal C scanner (see bench/).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/ ./internal/poll/
