@@ -195,31 +195,42 @@ func scenarioPatchDeb(t *testing.T, g *guest) {
 // bootOrder checks, in this boot's journal, that klp.service ended (its
 // start job done or failed) and its audit records were written before
 // network-pre.target was reached, and returns the figures. systemd logs
-// each job's start and end with UNIT, JOB_TYPE and, at the end,
-// JOB_RESULT ("Starting X...", "Finished X.", "Failed to start X.",
-// "Reached target X.").
+// each job's start and end ("Starting X...", "Finished X.", "Failed to
+// start X.", "Reached target X.") with UNIT, JOB_TYPE and, at the end,
+// JOB_RESULT; but until journald runs, PID 1 logs to the kernel log, and
+// journald imports those lines later as text (_TRANSPORT=kernel, no UNIT):
+// on a loaded machine klp.service can start that early. Both forms count.
 func bootOrder(t *testing.T, g *guest, patches []string) string {
 	t.Helper()
 	entries := g.journal(t, "-b")
 	var klpStart, klpEnd, netPre string
 	records := map[string]string{}
+	first := func(at *string, v string) {
+		if *at == "" {
+			*at = v
+		}
+	}
 	for _, e := range entries {
 		at := e["__MONOTONIC_TIMESTAMP"]
+		msg := e["MESSAGE"]
+		fromPID1 := e["_PID"] == "1" || e["SYSLOG_PID"] == "1"
 		switch {
-		case e["_PID"] == "1" && e["UNIT"] == "klp.service" && e["JOB_TYPE"] == "start":
-			if e["JOB_RESULT"] == "" {
-				klpStart = at
-			} else {
-				klpEnd = at
-			}
-		case e["_PID"] == "1" && e["UNIT"] == "network-pre.target" && e["JOB_TYPE"] == "start" && e["JOB_RESULT"] == "done":
-			netPre = at
 		case e["SYSLOG_IDENTIFIER"] == "klp" && e["KLP_ACTION"] == "load":
 			records[e["KLP_PATCH"]] = at
+		case !fromPID1:
+		case e["UNIT"] == "klp.service" && e["JOB_TYPE"] == "start" && e["JOB_RESULT"] == "",
+			strings.HasPrefix(msg, "Starting klp.service"):
+			first(&klpStart, at)
+		case e["UNIT"] == "klp.service" && e["JOB_TYPE"] == "start",
+			strings.HasPrefix(msg, "Finished klp.service"), strings.HasPrefix(msg, "Failed to start klp.service"):
+			first(&klpEnd, at)
+		case e["UNIT"] == "network-pre.target" && e["JOB_RESULT"] == "done",
+			strings.HasPrefix(msg, "Reached target network-pre.target"):
+			first(&netPre, at)
 		}
 	}
 	us := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-	ok := klpStart != "" && klpEnd != "" && netPre != "" && us(klpEnd) < us(netPre)
+	ok := klpStart != "" && klpEnd != "" && netPre != "" && us(klpStart) < us(klpEnd) && us(klpEnd) < us(netPre)
 	expect(t, "order-unit", ok, "klp.service started at %sµs, ended at %sµs, network-pre.target reached at %sµs (journal monotonic time)", klpStart, klpEnd, netPre)
 	for _, p := range patches {
 		at, found := records[p]

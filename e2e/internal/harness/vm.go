@@ -422,7 +422,10 @@ func (v *VM) RunInput(ctx context.Context, command string, stdin io.Reader) (Res
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-	case errors.As(err, &ee) && ee.ExitCode() != 255:
+	case ctx.Err() != nil:
+		r.Code = -1
+		return r, fmt.Errorf("vm: ssh %q: %w", command, ctx.Err())
+	case errors.As(err, &ee) && ee.ExitCode() > 0 && ee.ExitCode() != 255:
 		r.Code = ee.ExitCode()
 	default:
 		r.Code = -1
@@ -448,6 +451,9 @@ func (v *VM) WaitSSH(ctx context.Context, timeout time.Duration) error {
 			break
 		}
 		last = err
+		if err == nil {
+			last = fmt.Errorf("ssh true: %v", r)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("vm: no SSH after %v: %v\n--- console tail:\n%s", timeout, last, Tail(v.Console(), 40))
