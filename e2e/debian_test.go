@@ -206,9 +206,13 @@ func (g *guest) run(t *testing.T, command string) harness.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	start := time.Now()
 	r, err := g.vm.Run(ctx, command)
 	if err != nil {
 		t.Fatalf("%v\n--- console tail:\n%s", err, harness.Tail(g.vm.Console(), 30))
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Logf("slow command (%v): %s", d.Round(100*time.Millisecond), command)
 	}
 	return r
 }
