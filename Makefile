@@ -65,11 +65,13 @@ fuzz:
 		done; \
 	done
 
-# e2e boots Debian's 6.1 and 6.12 kernels in QEMU and runs klp in them. It
-# installs QEMU, busybox and the kernel headers, and caches the kernels in
-# /var/cache/klp-e2e (KLP_E2E_CACHE). Needs root and about 1 GiB of disk.
+# e2e boots Debian's 6.1 and 6.12 kernels in QEMU and runs klp in them, in a
+# busybox initramfs and in a Debian 12 system (systemd, sshd, apt). It
+# installs QEMU, busybox, mmdebstrap and the kernel headers, and caches the
+# kernels and the Debian image in /var/cache/klp-e2e (KLP_E2E_CACHE). Needs
+# root and about 2 GiB of disk.
 e2e: deps
-	$(GO) test -tags e2e -count=1 -v -timeout 40m ./e2e/
+	$(GO) test -tags e2e -count=1 -v -timeout 90m ./e2e/
 
 demo: deps
 	./e2e/demo.sh

@@ -74,14 +74,20 @@ type VM struct {
 	Boots     int
 	BootTimes []time.Duration
 
-	pubKey  string // the base64 field of the public key
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when QEMU exits
-	exitErr error
-	lines   []string // console lines of the current boot
-	notify  chan struct{}
-	stderr  bytes.Buffer
+	pubKey string // the base64 field of the public key
+	// control is the socket of the SSH connection that the commands of a
+	// boot share (OpenSSH connection multiplexing), and master the ssh
+	// process that holds it; see startMaster.
+	control    string
+	master     *exec.Cmd
+	masterDone chan struct{}
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when QEMU exits
+	exitErr    error
+	lines      []string // console lines of the current boot
+	notify     chan struct{}
+	stderr     bytes.Buffer
 }
 
 // NewVM prepares a guest: an overlay disk on the image and an SSH key of
@@ -118,6 +124,12 @@ func NewVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if err := os.WriteFile(v.KnownHosts, []byte(HostKeyAlias+" "+cfg.Image.HostKey+"\n"), 0o644); err != nil {
 		return nil, err
 	}
+	// A socket path must be short (108 bytes): not under Dir.
+	ctl, err := os.MkdirTemp("", "klp-vm-")
+	if err != nil {
+		return nil, err
+	}
+	v.control = filepath.Join(ctl, "ssh")
 	return v, nil
 }
 
@@ -381,8 +393,61 @@ func (v *VM) Kill() error {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
+	v.stopMaster()
 	v.logf("killed QEMU (boot %d)", v.Boots)
 	return nil
+}
+
+// startMaster opens the SSH connection that the boot's commands share:
+// without it every command pays for a key exchange and a login, which on a
+// guest under TCG takes seconds, and many when the host's cores are busy.
+// Commands go through it while it runs (ControlMaster=no: they connect on
+// their own when it is not there). It ends with the guest, or stopMaster.
+func (v *VM) startMaster(ctx context.Context) error {
+	v.stopMaster()
+	args := append(v.connOptions("-p"), "-M", "-N", "-o", "ControlPath="+v.control, "-o", "ControlPersist=no", v.target())
+	cmd := exec.Command("ssh", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &lockedWriter{mu: &v.mu, w: &stderr}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("vm: ssh master: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	v.master, v.masterDone = cmd, done
+	for range 300 {
+		if _, err := os.Stat(v.control); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			v.master = nil
+			return fmt.Errorf("vm: ssh master exited: %s", strings.TrimSpace(stderr.String()))
+		case <-ctx.Done():
+			v.stopMaster()
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	v.stopMaster()
+	return errors.New("vm: ssh master: no control socket after 30 s")
+}
+
+// stopMaster ends the shared SSH connection, if any.
+func (v *VM) stopMaster() {
+	if v.master == nil {
+		return
+	}
+	_ = syscall.Kill(-v.master.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-v.masterDone:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-v.master.Process.Pid, syscall.SIGKILL)
+		<-v.masterDone
+	}
+	v.master = nil
+	_ = os.Remove(v.control)
 }
 
 // SSHArgs is the ssh command line (program first) that logs into the
@@ -395,12 +460,20 @@ func (v *VM) SSHArgs() []string {
 func (v *VM) target() string { return v.User + "@" + v.Host }
 
 func (v *VM) sshOptions(portFlag string) []string {
+	if v.control == "" {
+		return v.connOptions(portFlag)
+	}
+	return append(v.connOptions(portFlag), "-o", "ControlMaster=no", "-o", "ControlPath="+v.control)
+}
+
+// connOptions are the options of a connection of its own.
+func (v *VM) connOptions(portFlag string) []string {
 	return []string{
 		"-i", v.Key, portFlag, strconv.Itoa(v.SSHPort),
 		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
 		"-o", "UserKnownHostsFile=" + v.KnownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "HostKeyAlias=" + HostKeyAlias, "-o", "StrictHostKeyChecking=yes",
-		"-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR",
+		"-o", "ConnectTimeout=60", "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR",
 	}
 }
 
@@ -444,7 +517,7 @@ func (v *VM) WaitSSH(ctx context.Context, timeout time.Duration) error {
 		if !v.Running() {
 			return fmt.Errorf("vm: qemu exited before sshd answered: %s\n--- console tail:\n%s", strings.TrimSpace(v.stderrText()), Tail(v.Console(), 40))
 		}
-		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+		cctx, ccancel := context.WithTimeout(ctx, 75*time.Second)
 		r, err := v.Run(cctx, "true")
 		ccancel()
 		if err == nil && r.OK() {
@@ -474,6 +547,9 @@ func (v *VM) Boot(ctx context.Context, extra string, timeout time.Duration) (tim
 		return 0, err
 	}
 	d := time.Since(start)
+	if err := v.startMaster(ctx); err != nil {
+		v.logf("%v; each command connects on its own", err)
+	}
 	v.BootTimes = append(v.BootTimes, d)
 	v.logf("boot %d: SSH answered after %v", v.Boots, d.Round(100*time.Millisecond))
 	return d, nil
@@ -487,6 +563,7 @@ func (v *VM) Shutdown(ctx context.Context, verb string, timeout time.Duration) e
 	if err := v.WaitExit(timeout); err != nil {
 		return fmt.Errorf("vm: systemctl %s: %w\n--- console tail:\n%s", verb, err, Tail(v.Console(), 30))
 	}
+	v.stopMaster()
 	return nil
 }
 
@@ -500,8 +577,13 @@ func (v *VM) Reboot(ctx context.Context, extra string, timeout time.Duration) (t
 	return v.Boot(ctx, extra, timeout)
 }
 
-// Close stops QEMU if it still runs.
-func (v *VM) Close() error { return v.Kill() }
+// Close stops QEMU if it still runs, and the shared SSH connection.
+func (v *VM) Close() error {
+	err := v.Kill()
+	v.stopMaster()
+	_ = os.RemoveAll(filepath.Dir(v.control))
+	return err
+}
 
 // CopyIn copies local files or directories into the guest (scp -r).
 func (v *VM) CopyIn(ctx context.Context, remoteDir string, local ...string) error {

@@ -13,7 +13,7 @@ import (
 
 func testVM() *VM {
 	return &VM{cfg: VMConfig{Kernel: "6.1.0-56-cloud-amd64"}, Host: "127.0.0.1", User: "root", SSHPort: 40022,
-		Key: "/w/id_ed25519", KnownHosts: "/w/known_hosts", pubKey: "AAAAC3NzaC1lZDI1NTE5AAAAIExample"}
+		Key: "/w/id_ed25519", KnownHosts: "/w/known_hosts", pubKey: "AAAAC3NzaC1lZDI1NTE5AAAAIExample", control: "/tmp/klp-vm-1/ssh"}
 }
 
 func TestCmdline(t *testing.T) {
@@ -39,7 +39,7 @@ func TestAnsibleInventory(t *testing.T) {
 func TestSSHArgs(t *testing.T) {
 	got := strings.Join(testVM().SSHArgs(), " ")
 	for _, want := range []string{"ssh -i /w/id_ed25519 -p 40022 ", "-o UserKnownHostsFile=/w/known_hosts", "-o HostKeyAlias=klp-e2e-debian",
-		"-o StrictHostKeyChecking=yes", "-o BatchMode=yes"} {
+		"-o StrictHostKeyChecking=yes", "-o BatchMode=yes", "-o ControlMaster=no -o ControlPath=/tmp/klp-vm-1/ssh"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("SSHArgs() = %q, lacks %q", got, want)
 		}
