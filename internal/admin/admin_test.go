@@ -451,6 +451,11 @@ func TestLoadAllGoesOnPastFailures(t *testing.T) {
 	if got, want := strings.Join(e.audit.lines(), ", "), "load lp_a patched, load lp_b failed error, load lp_c patched"; got != want {
 		t.Errorf("audit records %q, want %q", got, want)
 	}
+	for _, rec := range e.audit.records {
+		if rec.Release != release || rec.File == "" {
+			t.Errorf("audit record %+v: want the release %s and the file", rec, release)
+		}
+	}
 	if !e.k.Loaded("lp_a") || !e.k.Loaded("lp_c") {
 		t.Error("the good patches around the bad one were not loaded")
 	}
