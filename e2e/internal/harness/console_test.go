@@ -154,3 +154,12 @@ func TestOutbox(t *testing.T) {
 		t.Errorf("size %d", fi.Size())
 	}
 }
+
+func TestBootResources(t *testing.T) {
+	if m, c := (BootConfig{}).resources(); m != "1G" || c != 1 {
+		t.Errorf("defaults: %s, %d; want 1G, 1", m, c)
+	}
+	if m, c := (BootConfig{Memory: "6G", CPUs: 2}).resources(); m != "6G" || c != 2 {
+		t.Errorf("set: %s, %d; want 6G, 2", m, c)
+	}
+}
