@@ -15,6 +15,7 @@ import (
 
 	"github.com/klp-project/klp/docs/schema"
 	"github.com/klp-project/klp/internal/audit"
+	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/lock"
 	"github.com/klp-project/klp/internal/report"
@@ -404,5 +405,75 @@ func TestOutcomeDocuments(t *testing.T) {
 	v.env.Geteuid = func() int { return 1000 }
 	if code := v.run("--json", "load", good); code != ExitPermission {
 		t.Errorf("load as a user: exit %d", code)
+	}
+}
+
+// TestListInfersOwnerFromLoadOrder: on a kernel without stack_order, two
+// patches of one function: list names the newest module's patch and says
+// the answer is inferred, in text and JSON.
+func TestListInfersOwnerFromLoadOrder(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.Linux6_12})
+	for _, name := range []string{"lp_zeta", "lp_alpha"} {
+		if code := v.run("load", v.module(name, "cmdline_proc_show")); code != ExitOK {
+			t.Fatalf("load %s: %d %s", name, code, v.errOut)
+		}
+	}
+	if code := v.run("list"); code != ExitOK {
+		t.Fatalf("list: %d %s", code, v.errOut)
+	}
+	if want := "lp_alpha (inferred from load order)"; !strings.Contains(v.out.String(), want) {
+		t.Errorf("list lacks %q:\n%s", want, v.out)
+	}
+	if code := v.run("--json", "list"); code != ExitOK {
+		t.Fatal(code)
+	}
+	var doc report.List
+	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	f := doc.Functions[0]
+	if f.ProvidedBy == nil || *f.ProvidedBy != "lp_alpha" || f.ProvidedByBasis == nil || *f.ProvidedByBasis != "load_order" {
+		t.Errorf("functions[0] = %+v, want lp_alpha by load_order", f)
+	}
+}
+
+// TestListReplaceSets reads the proposed layout: replace_set instead of
+// replace, no stack_order.
+func TestListReplaceSets(t *testing.T) {
+	root := fakefs.Load(t, filepath.Join("..", "..", "testdata", "replace-set.txtar"))
+	var out, errOut bytes.Buffer
+	env := &Env{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, Geteuid: func() int { return 0 },
+		Store: store.Store{Dir: t.TempDir(), Kpatch: t.TempDir()}}
+	roots := []string{"klp", "--sysfs", filepath.Join(root, "sys"), "--procfs", filepath.Join(root, "proc")}
+	if code := Run(append(roots, "list"), env); code != ExitOK {
+		t.Fatalf("list: %d %s", code, errOut.String())
+	}
+	for _, want := range []string{"livepatch_db_tune_1  enabled  set 7", "livepatch_hotfix     enabled  set 0", "livepatch_sle_7_1    enabled  set 1",
+		"vmlinux  tcp_sendmsg,1        livepatch_db_tune_1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("list lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	args := append(roots, "--json", "list")
+	if code := Run(args, env); code != ExitOK {
+		t.Fatalf("list --json: %d %s", code, errOut.String())
+	}
+	if doc, err := schema.ValidateOutput(args[1:], out.Bytes()); err != nil {
+		t.Errorf("invalid %s document: %v", doc, err)
+	}
+	var doc report.List
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range doc.Loaded {
+		if l.ReplaceSet == nil || l.Replace != nil || l.StackOrder != nil {
+			t.Errorf("loaded %+v: want replace_set only", l)
+		}
+	}
+	for _, f := range doc.Functions {
+		if f.ProvidedByBasis == nil || *f.ProvidedByBasis != "only_patch" {
+			t.Errorf("function %+v: sets are disjoint, one patch each", f)
+		}
 	}
 }
