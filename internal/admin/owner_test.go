@@ -2,10 +2,13 @@ package admin
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/livepatch"
+	"github.com/klp-project/klp/modinfo"
 )
 
 func TestTopmost(t *testing.T) {
@@ -117,5 +120,67 @@ func TestActivePatchByLoadOrder(t *testing.T) {
 	}
 	if got, err := e.m.ActivePatch(); err != nil || got != "lp_a" {
 		t.Errorf("ActivePatch() = %q, %v; want lp_a, loaded last", got, err)
+	}
+}
+
+func TestInstalledModule(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	var got []string
+	read := e.m.InstalledModule(e.cfg.Store, func(path string) (*modinfo.Module, error) {
+		got = append(got, path)
+		return &modinfo.Module{Name: "lp_fix"}, nil
+	})
+	if _, err := read("lp_fix"); err == nil || !strings.Contains(err.Error(), "no module file of it is installed for "+release) {
+		t.Errorf("not installed: %v", err)
+	}
+	path := filepath.Join(e.cfg.Store.Dir, release, "lp_fix.ko")
+	write(t, path, "module")
+	if m, err := read("lp-fix"); err != nil || m.Name != "lp_fix" || len(got) != 1 || got[0] != path {
+		t.Errorf("installed: %v %v, read %v", m, err, got)
+	}
+}
+
+func TestPlanDisableTaint(t *testing.T) {
+	f := fakekernel.Linux6_1
+	f.SUSESupport = true
+	e := newEnv(t, fakekernel.Options{Features: f, AutoTick: -1})
+	if p := e.m.PlanDisableTaint("lp"); p != nil {
+		t.Errorf("nothing loaded: %+v", p)
+	}
+	e.k.BlockTask(200)
+	ctx := context.Background()
+	path := e.patchModule(t, "lp", false, "cmdline_proc_show")
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.load(ctx, path, WaitOptions{})
+		done <- err
+	}()
+	for e.k.TransitionPatch() != "lp" {
+		e.k.Tick()
+	}
+	// Patching: a disable reverses it, which does not taint.
+	if p := e.m.PlanDisableTaint("lp"); p != nil {
+		t.Errorf("patching: %+v", p)
+	}
+	e.k.UnblockTask(200)
+	for e.k.TransitionPatch() != "" {
+		e.k.Tick()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(e.k.SysRoot(), "kernel", "supported")
+	for _, names := range [][]string{{"lp"}, {"lp-ghost", "lp"}, nil} {
+		p := e.m.PlanDisableTaint(names...)
+		if p == nil || p.Evidence != want || len(p.Patches) != 1 || p.Patches[0] != "lp" {
+			t.Errorf("PlanDisableTaint(%q) = %+v, want lp by %s", names, p, want)
+		}
+	}
+	plain := newEnv(t, fakekernel.Options{})
+	if _, err := plain.load(ctx, plain.patchModule(t, "lp", false, "cmdline_proc_show"), WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p := plain.m.PlanDisableTaint("lp"); p != nil {
+		t.Errorf("not a SUSE kernel: %+v", p)
 	}
 }

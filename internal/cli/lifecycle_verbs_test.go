@@ -477,3 +477,110 @@ func TestListReplaceSets(t *testing.T) {
 		}
 	}
 }
+
+// suseEnv is a fake SUSE kernel (its support facility present) with
+// patch lp loaded.
+func suseEnv(t *testing.T) *verbEnv {
+	t.Helper()
+	f := fakekernel.Linux6_1
+	f.SUSESupport = true
+	v := newVerbEnv(t, fakekernel.Options{Features: f})
+	if code := v.run("load", v.module("lp", "cmdline_proc_show")); code != ExitOK {
+		t.Fatalf("load: %d %s", code, v.errOut)
+	}
+	return v
+}
+
+func (v *verbEnv) tainted() bool { return v.k.Tainted()&fakekernel.TaintNoSupport != 0 }
+
+// TestSUSEDisableAsks: on a SUSE kernel disable and unload warn that the
+// kernel will be tainted, refuse without a terminal unless --yes, ask on a
+// terminal, and change nothing when not confirmed.
+func TestSUSEDisableAsks(t *testing.T) {
+	for _, verb := range []string{"disable", "unload"} {
+		t.Run(verb, func(t *testing.T) {
+			v := suseEnv(t)
+			// No terminal, no --yes: refused, nothing changed.
+			if code := v.run(verb, "lp"); code != ExitError {
+				t.Errorf("%s without --yes: exit %d, want 1", verb, code)
+			}
+			for _, want := range []string{"this is a SUSE kernel (" + filepath.Join(v.k.SysRoot(), "kernel", "supported") + " exists): disabling live patch lp sets the kernel's NO_SUPPORT taint (N)",
+				"klp: refusing to " + verb + " lp without confirmation: run on a terminal, or add --yes"} {
+				if !strings.Contains(v.errOut.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, v.errOut)
+				}
+			}
+			if v.tainted() || v.k.TransitionPatch() != "" || !v.k.Loaded("lp") || len(v.audit.records) != 1 {
+				t.Errorf("refused %s changed something: tainted %v, audit %v", verb, v.tainted(), v.audit.records)
+			}
+			// --json too: the error document, nothing changed.
+			if code := v.run("--json", verb, "lp"); code != ExitError || !strings.Contains(v.out.String(), "--yes") || v.tainted() {
+				t.Errorf("%s --json without --yes: exit %d %q", verb, code, v.out)
+			}
+			// A terminal that answers no: nothing changed.
+			v.env.IO.InTTY, v.env.IO.In = true, strings.NewReader("n\n")
+			if code := v.run(verb, "lp"); code != ExitError || !strings.Contains(v.errOut.String(), "Disable it anyway? [y/N]") || v.tainted() {
+				t.Errorf("%s answered no: exit %d %q", verb, code, v.errOut)
+			}
+			// Yes: done, and the kernel is tainted as it warned.
+			v.env.IO.In = strings.NewReader("y\n")
+			if code := v.run(verb, "lp"); code != ExitOK {
+				t.Fatalf("%s answered yes: exit %d %q", verb, code, v.errOut)
+			}
+			if !v.tainted() || !strings.Contains(v.errOut.String(), "NO_SUPPORT taint (N) when lp was disabled") {
+				t.Errorf("after %s: tainted %v, stderr %q", verb, v.tainted(), v.errOut)
+			}
+		})
+	}
+}
+
+func TestSUSEDisableYes(t *testing.T) {
+	v := suseEnv(t)
+	if code := v.run("unload", "--all", "--yes"); code != ExitOK {
+		t.Fatalf("unload --all --yes: %d %s", code, v.errOut)
+	}
+	if !v.tainted() || v.k.Loaded("lp") || !strings.Contains(v.errOut.String(), "NO_SUPPORT") {
+		t.Errorf("unload --all --yes: tainted %v, loaded %v, %q", v.tainted(), v.k.Loaded("lp"), v.errOut)
+	}
+}
+
+// TestSUSEUnloadAllAsks: unload --all asks once, before anything, about
+// every patch it would disable.
+func TestSUSEUnloadAllAsks(t *testing.T) {
+	v := suseEnv(t)
+	if code := v.run("unload", "--all"); code != ExitError || !strings.Contains(v.errOut.String(), "refusing to unload lp without confirmation") || !v.k.Loaded("lp") {
+		t.Errorf("unload --all: exit %d %q", code, v.errOut)
+	}
+}
+
+// TestSUSENoQuestionWithoutDisable: removing a module that a replace left
+// loaded, or reversing a patching transition, disables nothing that taints:
+// no question.
+func TestSUSENoQuestionWithoutDisable(t *testing.T) {
+	f := fakekernel.Linux6_1
+	f.SUSESupport = true
+	v := newVerbEnv(t, fakekernel.Options{Features: f})
+	if code := v.run("load", v.module("old", "cmdline_proc_show")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	path := v.k.AddModule(t, fakekernel.Module{Name: "cumulative", Livepatch: &fakekernel.Patch{Replace: true,
+		Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "cmdline_proc_show"}}}}}})
+	v.specs[path] = &modinfo.Module{Name: "cumulative", Livepatch: true, Vermagic: fakeRelease + " SMP preempt mod_unload "}
+	if code := v.run("load", path); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("unload", "old"); code != ExitOK || strings.Contains(v.errOut.String(), "SUSE") || v.tainted() {
+		t.Errorf("unload of a superseded module: exit %d %q, tainted %v", code, v.errOut, v.tainted())
+	}
+}
+
+// TestNoQuestionElsewhere: on other kernels nothing is asked.
+func TestNoQuestionElsewhere(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	if code := v.run("load", v.module("lp", "cmdline_proc_show")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("disable", "lp"); code != ExitOK || strings.Contains(v.errOut.String(), "SUSE") {
+		t.Errorf("disable: exit %d %q", code, v.errOut)
+	}
+}
