@@ -65,9 +65,15 @@ func disableTaints(p livepatch.Patch) bool {
 	return p.Enabled && !p.InTransition()
 }
 
-// noteTaint adds to o what a disable did to a SUSE kernel's support status.
+// noteTaint adds to o what a disable of p did to a SUSE kernel's support
+// status: the kernel sets the NO_SUPPORT taint as it accepts the write, so
+// /proc/sys/kernel/tainted shows it at once.
 func (c *Changer) noteTaint(o *Outcome, p livepatch.Patch) {
-	if _, taints := c.LP.DisableTaints(); taints && disableTaints(p) {
-		c.event(o, "this SUSE kernel set its NO_SUPPORT taint (N) when %s was disabled", p.Name)
+	if _, taints := c.LP.DisableTaints(); !taints || !disableTaints(p) {
+		return
+	}
+	n, err := c.K.ReadInt(c.K.ProcPath("sys", "kernel", "tainted"))
+	if err == nil && uint64(n)&livepatch.TaintNoSupport != 0 {
+		c.event(o, "the kernel's NO_SUPPORT taint (N) is set: SUSE may decline support for this boot")
 	}
 }
