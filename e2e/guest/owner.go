@@ -130,7 +130,7 @@ func scenarioKlpSUSE(r *runner) {
 	seq := kmsgLastSeq()
 	r.klpVerb("load", 0, []string{"patched"}, "load", moduleFile(name))
 	res := klp("disable", name)
-	r.expect("disable-asks-nothing", res.code == 0 && strings.HasPrefix(res.stdout, name+": unpatched") && !strings.Contains(res.stderr, "SUSE"),
+	r.expect("disable-asks-nothing", res.code == 0 && strings.HasPrefix(res.stdout, name+": ") && !exists(filepath.Join(lpRoot, name)) && !strings.Contains(res.stderr, "SUSE"),
 		"disable without --yes and without a terminal just disables: %v", res)
 	r.expect("no-taint", kernelTainted()&taintNoSupport == 0 && !kmsgHas(seq, "NO_SUPPORT"),
 		"tainted %d (bit 31 clear), no NO_SUPPORT in the kernel log", kernelTainted())
@@ -152,7 +152,7 @@ func scenarioKlpSUSE(r *runner) {
 		return syscall.Mount(filepath.Join(realSys, "kernel", "livepatch"), lpRoot, "", syscall.MS_BIND, "")
 	}(), "the real %s bound back", lpRoot))
 	r.atCleanup(func() { _ = syscall.Unmount(lpRoot, syscall.MNT_DETACH) })
-	r.must(r.expectNoErr("supported", writeFile("/sys/kernel/supported", "Yes\n"), "/sys/kernel/supported on the tmpfs"))
+	r.must(r.expectNoErr("supported", os.WriteFile("/sys/kernel/supported", []byte("Yes\n"), 0o444), "/sys/kernel/supported on the tmpfs"))
 
 	before := kernelTainted()
 	warning := "this is a SUSE kernel (/sys/kernel/supported exists): disabling live patch " + name + " sets the kernel's NO_SUPPORT taint (N)"
