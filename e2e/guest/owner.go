@@ -90,11 +90,7 @@ func scenarioKlpOwner(r *runner) {
 		res = klp("list")
 		want := second.name + " (inferred from load order)"
 		r.expect(tag+"-list-text", res.code == 0 && strings.Contains(res.stdout, want), "list says %q: %v", want, res)
-		for _, line := range strings.Split(res.stdout, "\n") {
-			if strings.Contains(line, "cmdline_proc_show") {
-				r.note(tag+"-list-line", "%s", strings.TrimSpace(line))
-			}
-		}
+		r.note(tag+"-list", "%s", res.stdout)
 
 		r.klpVerb(tag+"-unload-second", 0, []string{"removed"}, "unload", second.name)
 		r.expect(tag+"-older-runs-again", procCmdline() == first.marker,

@@ -18,8 +18,9 @@ import (
 
 // Features select the kernel version being imitated: which livepatch
 // attributes exist and which semantics apply. Use a preset
-// ([Linux4_15], [Linux5_10], [Linux6_1], [Linux6_12], [Linux6_14]) or
-// build one; docs/fakekernel.md lists them.
+// ([Linux4_15], [Linux5_10], [Linux6_1], [Linux6_12], [Linux6_14], and
+// the proposal [ProposedReplaceSet]) or build one; docs/fakekernel.md
+// lists them.
 type Features struct {
 	// Pre51 selects the 4.12–5.0 semantics (klp_register_patch API): the
 	// patch directory exists from registration until module removal, a
