@@ -42,10 +42,16 @@ var (
 	buildErr  error
 )
 
-// klpBinary builds klp once for the package's tests.
+// klpBinary builds klp once for the package's tests. KLP_ATTACK_BIN names
+// a klp binary to attack instead (a directory holding klp and kgr), to
+// show what an older build did.
 func klpBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if dir := os.Getenv("KLP_ATTACK_BIN"); dir != "" {
+			builtBin = filepath.Join(dir, "klp")
+			return
+		}
 		dir, err := os.MkdirTemp("", "klp-attack-")
 		if err != nil {
 			buildErr = err
