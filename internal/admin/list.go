@@ -56,9 +56,10 @@ type ProvidedFunction struct {
 	Sympos   int
 	Patches  []string
 	// ProvidedBy is the patch whose code runs (see [OwnerBasis]); "" when
-	// klp cannot tell.
+	// klp cannot tell, or when no patch is active.
 	ProvidedBy string
-	// Basis says how ProvidedBy was determined; "" when it is "".
+	// Basis says how ProvidedBy was determined; "" when klp cannot tell,
+	// [OwnerNoneActive] when the original code runs.
 	Basis OwnerBasis
 }
 

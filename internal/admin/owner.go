@@ -24,6 +24,10 @@ const (
 	// newest module's code runs (shown on 6.1 and 6.12 in
 	// docs/kernel-notes.md). Used where stack_order does not exist.
 	OwnerLoadOrder OwnerBasis = "load_order"
+	// OwnerNoneActive: no patch that changes the function is enabled or in
+	// transition (kernels before 5.1 keep disabled patches): the original
+	// code runs, and the owner is "".
+	OwnerNoneActive OwnerBasis = "none_active"
 )
 
 // loadOrder ranks the loaded modules by load order, the newest highest,
@@ -54,6 +58,9 @@ func topmost(patches []livepatch.Patch, load map[string]int) (string, OwnerBasis
 	}
 	switch len(active) {
 	case 0:
+		if len(patches) > 0 {
+			return "", OwnerNoneActive
+		}
 		return "", ""
 	case 1:
 		return active[0].Name, OwnerOnlyPatch

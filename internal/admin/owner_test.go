@@ -31,7 +31,7 @@ func TestTopmost(t *testing.T) {
 		{"none", nil, load, "", ""},
 		{"only", []livepatch.Patch{on("old", nil)}, load, "old", OwnerOnlyPatch},
 		{"only one active", []livepatch.Patch{off("new"), on("old", nil)}, load, "old", OwnerOnlyPatch},
-		{"only disabled", []livepatch.Patch{off("new")}, load, "", ""},
+		{"only disabled", []livepatch.Patch{off("new")}, load, "", OwnerNoneActive},
 		{"stack_order", []livepatch.Patch{on("new", ptrTo(1)), on("old", ptrTo(2))}, load, "old", OwnerStackOrder},
 		{"load order", []livepatch.Patch{on("mid", nil), on("new", nil), on("old", nil)}, load, "new", OwnerLoadOrder},
 		{"load order, unpatching counts", []livepatch.Patch{on("new", nil), unpatching}, load, "going", OwnerLoadOrder},

@@ -24,7 +24,10 @@ patches installed for each kernel (klp's /var/lib/klp and kpatch's
 it. When several patches change one function, the newest runs: the kernel
 says which with stack_order (6.14 and later); elsewhere klp infers it from
 the order in which the patch modules were loaded (/proc/modules lists the
-newest first) and says so: "(inferred from load order)".
+newest first) and says so: "(inferred from load order)". While that patch
+is in transition ("patching", "unpatching") tasks not yet switched still
+run the code of before; "(none: its patches are disabled)" when no patch
+that changes it is active (kernels before 5.1 keep disabled patches).
 
 REPLACE is yes or no (the replace attribute, 6.11 and later), "set N" on a
 kernel with replace sets (the proposed replace_set attribute: patches of one
@@ -77,24 +80,39 @@ func listRun(opts *rootOptions) error {
 		fmt.Fprintln(w, "  (none)")
 	} else {
 		fmt.Fprintln(w, "  OBJECT\tFUNCTION\tPROVIDED BY\tPATCHES")
+		states := map[string]admin.PatchState{}
+		for _, p := range l.Loaded {
+			states[p.Name] = p.State
+		}
 		for _, f := range l.Functions {
-			by := providedByText(f)
+			by := providedByText(f, states[f.ProvidedBy])
 			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", printable(f.Object), printable(livepatch.Function{Name: f.Function, Sympos: f.Sympos}.DirName()), by, strings.Join(f.Patches, " "))
 		}
 	}
 	return w.Flush()
 }
 
-// providedByText says which patch provides a function, and that it is
-// inferred when klp inferred it.
-func providedByText(f admin.ProvidedFunction) string {
-	switch {
-	case f.ProvidedBy == "":
-		return "(undetermined: neither stack_order nor the load order tells)"
-	case f.Basis == admin.OwnerLoadOrder:
-		return f.ProvidedBy + " (inferred from load order)"
+// providedByText says which patch provides a function, that it is inferred
+// when klp inferred it, and that the patch is in transition (tasks not yet
+// switched run the code of before).
+func providedByText(f admin.ProvidedFunction, state admin.PatchState) string {
+	if f.Basis == admin.OwnerNoneActive {
+		return "(none: its patches are disabled)"
 	}
-	return f.ProvidedBy
+	if f.ProvidedBy == "" {
+		return "(undetermined: neither stack_order nor the load order tells)"
+	}
+	var notes []string
+	if f.Basis == admin.OwnerLoadOrder {
+		notes = append(notes, "inferred from load order")
+	}
+	if state == admin.StatePatching || state == admin.StateUnpatching {
+		notes = append(notes, string(state))
+	}
+	if len(notes) == 0 {
+		return f.ProvidedBy
+	}
+	return f.ProvidedBy + " (" + strings.Join(notes, "; ") + ")"
 }
 
 // replaceText is the REPLACE column: the replace set where the kernel has
