@@ -542,6 +542,14 @@ func TestSUSEDisableYes(t *testing.T) {
 	if !v.tainted() || v.k.Loaded("lp") || !strings.Contains(v.errOut.String(), "NO_SUPPORT") {
 		t.Errorf("unload --all --yes: tainted %v, loaded %v, %q", v.tainted(), v.k.Loaded("lp"), v.errOut)
 	}
+	// disable --yes: warned, not asked, done.
+	v = suseEnv(t)
+	if code := v.run("disable", "--yes", "lp"); code != ExitOK {
+		t.Fatalf("disable --yes: %d %s", code, v.errOut)
+	}
+	if !v.tainted() || strings.Contains(v.errOut.String(), "[y/N]") || !strings.Contains(v.errOut.String(), "NO_SUPPORT") {
+		t.Errorf("disable --yes: tainted %v, %q", v.tainted(), v.errOut)
+	}
 }
 
 // TestSUSEUnloadAllAsks: unload --all asks once, before anything, about
