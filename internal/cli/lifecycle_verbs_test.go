@@ -592,3 +592,36 @@ func TestNoQuestionElsewhere(t *testing.T) {
 		t.Errorf("disable: exit %d %q", code, v.errOut)
 	}
 }
+
+// TestPreflightReplaceSetClash: on a kernel with replace sets (the
+// proposal, in the fake kernel), preflight fails a patch of another set that
+// changes a function a loaded patch changes, says the kernel refuses it,
+// and the kernel does refuse the load; a patch of the same set passes and
+// replaces the loaded one.
+func TestPreflightReplaceSetClash(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.ProposedReplaceSet})
+	setModule := func(name string, set uint32, fn string) string {
+		v.k.SetSymbol("vmlinux", fn, 1)
+		path := v.k.AddModule(t, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{ReplaceSet: set,
+			Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: fn}}}}}})
+		replace := set != 0
+		v.specs[path] = &modinfo.Module{Name: name, Livepatch: true, Vermagic: fakeRelease + " SMP preempt mod_unload ",
+			Targets: &modinfo.Targets{Functions: []modinfo.Target{{Object: "vmlinux", Function: fn}}, Replace: &replace, ReplaceSet: &set, States: []modinfo.KlpState{}}}
+		return path
+	}
+	if code := v.run("load", setModule("vendor_1", 1, "cmdline_proc_show")); code != ExitOK {
+		t.Fatalf("load vendor_1: %d %s", code, v.errOut)
+	}
+	other := setModule("db_1", 2, "cmdline_proc_show")
+	if code := v.run("preflight", other); code == ExitOK ||
+		!strings.Contains(v.out.String(), "replace set 2: the kernel refuses the load") || !strings.Contains(v.out.String(), "vendor_1") {
+		t.Errorf("preflight of another set's clash: exit %d\n%s%s", code, v.out, v.errOut)
+	}
+	if code := v.run("load", other); code == ExitOK || v.k.Loaded("db_1") {
+		t.Errorf("load of another set's clash: exit %d, loaded %v", code, v.k.Loaded("db_1"))
+	}
+	same := setModule("vendor_2", 1, "cmdline_proc_show")
+	if code := v.run("preflight", same); code != ExitOK || !strings.Contains(v.out.String(), "replace set 1: it replaces vendor_1 and patches every function they patch") {
+		t.Errorf("preflight of the same set: exit %d\n%s%s", code, v.out, v.errOut)
+	}
+}
