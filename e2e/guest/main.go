@@ -65,6 +65,8 @@ func scenarios() []scenario {
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
 		{"klp-snapshot", scenarioKlpSnapshot},
+		{"klp-owner", scenarioKlpOwner},
+		{"klp-suse", scenarioKlpSUSE},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klp-project/klp/internal/preflight"
+	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
@@ -86,6 +87,27 @@ func (s *System) ResolveModule(st Installed, verb, arg string) (string, error) {
 		return "", fmt.Errorf("%s %s: %w; give the path of a .ko file", verb, arg, err)
 	}
 	return in.Path, nil
+}
+
+// InstalledModule returns a reader of a loaded patch's installed module
+// file (in st, for the running release), parsed by inspect: what
+// preflight.Inputs.LoadedModule wants, for what sysfs does not show of a
+// loaded patch. The installed file is taken to be the loaded build.
+func (s *System) InstalledModule(st store.Store, inspect func(path string) (*modinfo.Module, error)) func(name string) (*modinfo.Module, error) {
+	return func(name string) (*modinfo.Module, error) {
+		rel, err := s.Release()
+		if err != nil {
+			return nil, err
+		}
+		in, err := st.Find(name, rel)
+		if errors.Is(err, store.ErrNotInstalled) {
+			return nil, fmt.Errorf("no module file of it is installed for %s", rel)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return inspect(in.Path)
+	}
 }
 
 // CheckModule refuses what cannot be a patch for this kernel: a file that
