@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/kernel"
-	"golang.org/x/sys/unix"
 )
 
 // ErrStalled reports a transition that did not complete within the wait's
