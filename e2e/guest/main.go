@@ -66,6 +66,7 @@ func scenarios() []scenario {
 		{"klp-build", scenarioKlpBuild},
 		{"klp-owner", scenarioKlpOwner},
 		{"klp-suse", scenarioKlpSUSE},
+		{"klp-wait", scenarioKlpWait},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).
