@@ -67,6 +67,7 @@ func scenarios() []scenario {
 		{"klp-snapshot", scenarioKlpSnapshot},
 		{"klp-owner", scenarioKlpOwner},
 		{"klp-suse", scenarioKlpSUSE},
+		{"klp-wait", scenarioKlpWait},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).

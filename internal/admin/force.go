@@ -69,7 +69,7 @@ func (c *Changer) Force(ctx context.Context, plan *ForcePlan) (*Outcome, error) 
 		if err := c.Ctl.Force(o.Patch); err != nil {
 			return err
 		}
-		res, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: 10 * time.Second})
+		res, err := c.waitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: 10 * time.Second})
 		if err != nil {
 			return err
 		}

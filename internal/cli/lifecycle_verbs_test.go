@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -623,5 +624,29 @@ func TestPreflightReplaceSetClash(t *testing.T) {
 	same := setModule("vendor_2", 1, "cmdline_proc_show")
 	if code := v.run("preflight", same); code != ExitOK || !strings.Contains(v.out.String(), "replace set 1: it replaces vendor_1 and patches every function they patch") {
 		t.Errorf("preflight of the same set: exit %d\n%s%s", code, v.out, v.errOut)
+	}
+}
+
+// -v says how a wait went: that it slept on the kernel log, and what made it
+// notice the end; without the log, why it polled.
+func TestWaitVerbose(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	path := v.module("lp_cmdline", "cmdline_proc_show")
+	if code := v.run("-v", "load", path); code != ExitOK {
+		t.Fatalf("load: exit %d, stderr %q", code, v.errOut)
+	}
+	if !strings.Contains(v.errOut.String(), "klp: wait for lp_cmdline: the transition ended after ") || strings.Contains(v.errOut.String(), "polled") {
+		t.Errorf("load -v stderr %q: want the end of the wait, no polling", v.errOut)
+	}
+	v.k.InjectLogOpenFault(syscall.EPERM)
+	if code := v.run("-v", "unload", "lp_cmdline"); code != ExitOK {
+		t.Fatalf("unload: exit %d, stderr %q", code, v.errOut)
+	}
+	if !strings.Contains(v.errOut.String(), "polled the transition attribute (the kernel log could not be watched: kernel log unavailable: open ") {
+		t.Errorf("unload -v stderr %q: want the reason for polling", v.errOut)
+	}
+	// Without -v, nothing of it.
+	if code := v.run("load", path); code != ExitOK || strings.Contains(v.errOut.String(), "wait for") {
+		t.Errorf("load: exit %d, stderr %q", code, v.errOut)
 	}
 }

@@ -135,6 +135,10 @@ type Options struct {
 	// Vermagic is the kernel's vermagic ("" = "6.12.0-fake SMP preempt
 	// mod_unload modversions ").
 	Vermagic string
+	// LogCapacity is how many records the kernel log holds before the
+	// oldest are overwritten (0 = 2048, about what the real ring buffer
+	// holds); a watcher that falls further behind loses records (EPIPE).
+	LogCapacity int
 	// DynamicDebug also logs livepatch's pr_debug lines ("initializing
 	// patching transition", "completing ...", "reversing ..."), as with
 	// `echo 'file kernel/livepatch/* +p' > .../dynamic_debug/control`.
@@ -177,8 +181,7 @@ type Kernel struct {
 	symbols         map[string]int // "obj\x00name" -> count in kallsyms
 	ipmodify        map[string]bool
 
-	seq  uint64
-	logs []record
+	log klog // the kernel log: dev/kmsg and its watchers
 
 	// rendered tree: file path -> content written, dirs created
 	written map[string]fileSpec
@@ -188,12 +191,6 @@ type Kernel struct {
 
 	faults faults   // injected read faults
 	sent   []Signal // signals sent with Kill
-}
-
-// record is one fake kernel log record.
-type record struct {
-	Level   int
-	Message string
 }
 
 const (
@@ -257,6 +254,7 @@ func New(tb TB, opts Options) *Kernel {
 		written:       map[string]fileSpec{},
 		dirs:          map[string]bool{},
 	}
+	k.log.init(opts.LogCapacity)
 	for _, d := range []string{k.sys, filepath.Join(k.sys, "module"), filepath.Join(k.sys, "kernel"),
 		filepath.Join(k.proc, "sys", "kernel"), k.dev, k.lib, k.tmp} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -341,7 +339,7 @@ func (k *Kernel) Handle() *kernel.Handle {
 // [Kernel.Handle], and every action (attribute writes, module syscalls,
 // signals) taken by the fake kernel itself, never by the host.
 func (k *Kernel) Live() *kernel.Live {
-	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k})
+	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Log: k})
 }
 
 // KmodOptions returns the kmod options this kernel needs: its
@@ -383,13 +381,7 @@ func (k *Kernel) SetIPModifyConflict(function string, conflict bool) {
 
 // Messages returns the messages logged so far.
 func (k *Kernel) Messages() []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	out := make([]string, len(k.logs))
-	for i, r := range k.logs {
-		out[i] = r.Message
-	}
-	return out
+	return k.log.messages()
 }
 
 // Tainted returns /proc/sys/kernel/tainted.
@@ -446,13 +438,11 @@ func (k *Kernel) flush() {
 
 // --- kernel log ---
 
-// printk appends a record to the log and to dev/kmsg.
+// printk appends a record to the log (where watchers see it at once) and
+// to dev/kmsg.
 func (k *Kernel) printk(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	k.logs = append(k.logs, record{Level: level, Message: msg})
-	usec := time.Since(k.boot).Microseconds()
-	line := fmt.Sprintf("%d,%d,%d,-;%s\n", level, k.seq, usec, escapeKmsg(msg))
-	k.seq++
+	line := k.log.append(level, time.Since(k.boot), msg)
 	f, err := os.OpenFile(filepath.Join(k.dev, "kmsg"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return
