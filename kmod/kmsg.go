@@ -70,6 +70,17 @@ func (d DevKmsg) OpenKmsg() (io.ReadCloser, error) {
 	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
 }
 
+// OpenLog opens Path non-blocking at its oldest record, to read the whole
+// log the kernel still holds (klp snapshot). Reads never block: they return
+// io.EOF once the newest record was read.
+func (d DevKmsg) OpenLog() (io.ReadCloser, error) {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, &os.PathError{Op: "open", Path: d.Path, Err: err})
+	}
+	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
+}
+
 // kmsgReader adapts /dev/kmsg's one-record-per-read(2) semantics to an
 // io.Reader: each read(2) needs a buffer large enough for a whole record
 // (else EINVAL), so it reads into its own buffer and hands out the bytes.

@@ -64,6 +64,7 @@ func scenarios() []scenario {
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
+		{"klp-snapshot", scenarioKlpSnapshot},
 		{"klp-owner", scenarioKlpOwner},
 		{"klp-suse", scenarioKlpSUSE},
 		{"klp-wait", scenarioKlpWait},

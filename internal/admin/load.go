@@ -68,7 +68,7 @@ func (e *RefusedError) Is(target error) bool {
 // argument with a '/' or ".ko" is a path (it must exist); a bare name is
 // looked up among the patches installed for the running kernel, in '-' or
 // '_' spelling.
-func (s *System) ResolveModule(st store.Store, verb, arg string) (string, error) {
+func (s *System) ResolveModule(st Installed, verb, arg string) (string, error) {
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		if _, err := os.Stat(arg); err != nil {
 			return "", fmt.Errorf("%s %s: %w", verb, arg, errors.Unwrap(err))

@@ -45,7 +45,7 @@ func listRun(opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := sys.List(opts.env.Store)
+	l, err := sys.List(opts.installed())
 	if err != nil {
 		return err
 	}

@@ -58,9 +58,17 @@ func patchesRun(opts *rootOptions) error {
 }
 
 // packages returns the Env's package source bound to the --procfs root,
-// so that a snapshot of another machine is answered for that machine's
-// kernel, or nil when there is none.
+// so that a copied tree of another machine is answered for that machine's
+// kernel, or what a snapshot recorded, or nil when there is none.
 func (o *rootOptions) packages() admin.PackageSource {
+	if o.snapshotFile != "" {
+		// The snapshot's machine's packages, as recorded: this
+		// machine's package manager knows nothing of them.
+		if a, err := o.archive(); err == nil {
+			return admin.RecordedPackages(a.Manifest().Packages)
+		}
+		return nil
+	}
 	if p, ok := o.env.Packages.(*admin.Packages); ok {
 		return p.ForProcRoot(o.procRoot)
 	}
