@@ -2,7 +2,6 @@ package twin_test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,7 +127,7 @@ func TestOnTheFakeKernel(t *testing.T) {
 				if r := recover(); r != nil && r != (stop{}) {
 					panic(r)
 				} else if r != nil {
-					t.Log(fmt.Sprintf("%s stopped after a failed step", s.Name))
+					t.Logf("%s stopped after a failed step", s.Name)
 				}
 			}()
 			s.Run(checker{t}, newFake(t))

@@ -67,7 +67,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-
 var (
 	magicGzip = []byte{0x1f, 0x8b}
 	magicXZ   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
