@@ -67,6 +67,12 @@ type List struct {
 	Loaded    []LoadedPatch
 	Installed []store.Installed
 	Functions []ProvidedFunction
+	// OtherUsers are the patched functions that have users other than
+	// live patching (BPF programs, kprobes): some win over the patch
+	// without a word. OtherUsersErr says why they could not be read (then
+	// OtherUsers is nil).
+	OtherUsers    []FunctionUsers
+	OtherUsersErr error
 }
 
 // List reads the loaded patches with their states, the patch modules left
@@ -125,6 +131,9 @@ func (s *System) List(st store.Store) (*List, error) {
 		return nil, err
 	}
 	l.Functions = providers(patches)
+	if s.iface == livepatch.InterfaceLivepatch {
+		l.OtherUsers, l.OtherUsersErr = s.OtherUsers(patchFuncs(patches...))
+	}
 	return l, nil
 }
 

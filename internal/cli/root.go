@@ -34,7 +34,11 @@ func (o *rootOptions) roots() kernel.Roots {
 // system opens the read side on the configured roots: the running kernel,
 // or a copied tree.
 func (o *rootOptions) system() (*admin.System, error) {
-	h, err := kernel.Open(o.roots())
+	open := o.env.Open
+	if open == nil {
+		open = kernel.Open
+	}
+	h, err := open(o.roots())
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --sysfs and --procfs)", err)
 	}
