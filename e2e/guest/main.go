@@ -64,6 +64,9 @@ func scenarios() []scenario {
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
+		{"klp-stall-bpf", scenarioKlpStallBPF},
+		{"klp-stall-invain", scenarioKlpStallInVain},
+		{"klp-override", scenarioKlpOverride},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).

@@ -213,10 +213,22 @@ func TestWhyKthreadNeverSleeps(t *testing.T) {
 func TestOverrideReports(t *testing.T) {
 	v := newVerbEnv(t, fakekernel.Options{Tracefs: true})
 	path := v.module("lp_lockdown", "security_locked_down")
+	v.k.AttachBPF(fakekernel.BPFProgram{Name: "klp_e2e_fmodret", Attach: kernel.AttachFmodRet, Function: "security_locked_down"})
 	if code := v.run("load", path); code != ExitOK {
 		t.Fatalf("load: exit %d %s", code, v.errOut)
 	}
-	v.k.AttachBPF(fakekernel.BPFProgram{Name: "klp_e2e_fmodret", Attach: kernel.AttachFmodRet, Function: "security_locked_down"})
+	// The kernel takes the patch without a word; klp load says it.
+	wantIn(t, "load", v.errOut.String(), "klp: warning: BPF fmod_ret program klp_e2e_fmodret (id 101, link 1) overrides the patch of security_locked_down: callers get its value, not the patched code's (klp list)\n")
+	if code := v.run("--json", "unload", "lp_lockdown"); code != ExitOK {
+		t.Fatalf("unload: exit %d %s", code, v.errOut)
+	}
+	if code := v.run("--json", "load", path); code != ExitOK {
+		t.Fatalf("load --json: exit %d %s", code, v.errOut)
+	}
+	var o report.Outcome
+	if err := json.Unmarshal(v.out.Bytes(), &o); err != nil || len(o.Notes) != 1 || !strings.HasPrefix(o.Notes[0], "warning: BPF fmod_ret program klp_e2e_fmodret") {
+		t.Errorf("load --json notes %q %v", o.Notes, err)
+	}
 	if code := v.run("list"); code != ExitOK {
 		t.Fatalf("list: exit %d %s", code, v.errOut)
 	}
