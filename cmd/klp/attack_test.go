@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,10 +44,16 @@ var (
 	buildErr  error
 )
 
-// klpBinary builds klp once for the package's tests.
+// klpBinary builds klp once for the package's tests. KLP_ATTACK_BIN names
+// a klp binary to attack instead (a directory holding klp and kgr), to
+// show what an older build did.
 func klpBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if dir := os.Getenv("KLP_ATTACK_BIN"); dir != "" {
+			builtBin = filepath.Join(dir, "klp")
+			return
+		}
 		dir, err := os.MkdirTemp("", "klp-attack-")
 		if err != nil {
 			buildErr = err
@@ -72,26 +80,87 @@ type attackRun struct {
 	timedOut       bool
 }
 
+// launchEnv makes the test binary a launcher (see TestMain).
+const launchEnv = "KLP_ATTACK_LAUNCH"
+
+// TestMain lets the test binary act as the launcher of one klp run. The
+// launcher is needed for an honest peak: Linux starts a child's ru_maxrss
+// at the high-water mark of the process that spawned it (Go spawns with
+// CLONE_VM, so exec records the parent's memory), and this test process
+// grows large while it makes the bombs. A freshly started launcher is
+// small, so the peak it reports for its own child is klp's.
+func TestMain(m *testing.M) {
+	if os.Getenv(launchEnv) == "1" {
+		os.Exit(launch(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// launch runs argv with the launcher's standard files, writes the child's
+// peak memory in KiB to file descriptor 3 and exits as the child did.
+func launch(argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, launchEnv+"=") })
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		fmt.Fprintln(os.Stderr, "launch:", err)
+		return 125
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		fmt.Fprintf(os.NewFile(3, "rusage"), "%d\n", ru.Maxrss)
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
 func runKLP(t *testing.T, prog string, args ...string) attackRun {
 	t.Helper()
 	bin := filepath.Join(filepath.Dir(klpBinary(t)), prog)
 	ctx, cancel := context.WithTimeout(context.Background(), attackTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, self, append([]string{bin}, args...)...)
+	cmd.Env = append(os.Environ(), launchEnv+"=1")
+	// klp runs in the launcher's process group, so a hang is killed whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	rusage, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rusage.Close()
+	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdin = strings.NewReader("")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("run %s %q: %v", prog, args, err)
+	}
+	w.Close()
+	err = cmd.Wait()
 	r := attackRun{stdout: stdout.String(), stderr: stderr.String(), timedOut: ctx.Err() != nil}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
-	case err != nil:
+	case err != nil && !r.timedOut:
 		t.Fatalf("run %s %q: %v", prog, args, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10
+	if r.code == 125 {
+		t.Fatalf("run %s %q: %s", prog, args, r.stderr)
+	}
+	report, _ := io.ReadAll(rusage)
+	if !r.timedOut {
+		kib, err := strconv.ParseInt(strings.TrimSpace(string(report)), 10, 64)
+		if err != nil {
+			t.Fatalf("run %s %q: no peak memory from the launcher: %q", prog, args, report)
+		}
+		r.maxRSS = kib << 10
 	}
 	return r
 }

@@ -224,6 +224,24 @@ func TestLoadStallRollsBack(t *testing.T) {
 	}
 }
 
+// A rollback is not cut short by a short --timeout: the reversed
+// transition gets at least MinRollbackWait, since giving up half-way would
+// leave the patch in transition.
+func TestLoadStallRollbackOutlastsTimeout(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_stall", false, "busy_func")
+	e.k.HoldIdle(true) // neither the transition nor its reverse completes
+	release := time.AfterFunc(300*time.Millisecond, func() { e.k.HoldIdle(false) })
+	defer release.Stop()
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack {
+		t.Fatalf("load = %q, %v; want rolled back after the stall", o.Result, err)
+	}
+	if e.k.Loaded("lp_stall") {
+		t.Error("module still loaded after the rollback")
+	}
+}
+
 func TestLoadStallLeave(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
@@ -240,9 +258,10 @@ func TestLoadStallLeave(t *testing.T) {
 	if _, err := e.load(context.Background(), other, WaitOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, livepatch.ErrTransitionInProgress) {
 		t.Errorf("load during a transition: %v, want ErrTransitionInProgress", err)
 	}
-	// Releasing the task lets klp wait finish it.
+	// Releasing the task lets klp wait finish it. The wait names the
+	// patch: the kernel's work may finish the transition before it starts.
 	e.k.UnblockTask(100)
-	o, err = e.m.Wait(context.Background(), "", WaitOptions{Timeout: 5 * time.Second})
+	o, err = e.m.Wait(context.Background(), "lp_stall", WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || o.Result != "patched" {
 		t.Errorf("Wait = %+v, %v; want patched", o, err)
 	}
@@ -431,6 +450,11 @@ func TestLoadAllGoesOnPastFailures(t *testing.T) {
 	// One audit record per patch, not one for --all.
 	if got, want := strings.Join(e.audit.lines(), ", "), "load lp_a patched, load lp_b failed error, load lp_c patched"; got != want {
 		t.Errorf("audit records %q, want %q", got, want)
+	}
+	for _, rec := range e.audit.records {
+		if rec.Release != release || rec.File == "" {
+			t.Errorf("audit record %+v: want the release %s and the file", rec, release)
+		}
 	}
 	if !e.k.Loaded("lp_a") || !e.k.Loaded("lp_c") {
 		t.Error("the good patches around the bad one were not loaded")

@@ -280,12 +280,20 @@ func versionEvidence(c *stallContext) string {
 
 // advice says what the administrator can do about one blocking task.
 func advice(t BlockingTask, c *stallContext) string {
+	// rev and force are the ways out that name the patch: SLE 12's kGraft
+	// does not name the patch in transition, so no command can be given
+	// there, nor a force.
 	tr := c.tr
-	reverse := fmt.Sprintf("klp disable %s", tr.Patch)
-	if tr.Target == livepatch.StateUnpatched {
-		reverse = fmt.Sprintf("klp enable %s", tr.Patch)
+	rev, force, forceNeverSleeps := "", "", ""
+	if tr.Patch != "" {
+		cmd := "klp disable " + tr.Patch
+		if tr.Target == livepatch.StateUnpatched {
+			cmd = "klp enable " + tr.Patch
+		}
+		rev = fmt.Sprintf("reverse the transition (%s)", cmd)
+		force = fmt.Sprintf("as a last resort force it (klp force %s)", tr.Patch)
+		forceNeverSleeps = fmt.Sprintf("if it never sleeps, force it (klp force %s) as a last resort", tr.Patch)
 	}
-	force := fmt.Sprintf("klp force %s", tr.Patch)
 	switch t.Cause {
 	case CauseBPFTrampoline:
 		what := "the BPF program"
@@ -298,12 +306,12 @@ func advice(t BlockingTask, c *stallContext) string {
 		if len(fns) > 0 {
 			what += " on " + strings.Join(dedupStrings(fns), ", ")
 		}
-		return fmt.Sprintf("detach %s (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or wait until it leaves that function, reverse the transition (%s), or as a last resort force it (%s)", what, reverse, force)
+		return fmt.Sprintf("detach %s (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or %s", what, either("wait until it leaves that function", rev, force))
 	case CauseUnreliableStack:
 		if t.KernelThread {
-			return fmt.Sprintf("the kernel cannot check this kernel thread until its stack can be unwound again: wait, reverse the transition (%s), or as a last resort force it (%s)", reverse, force)
+			return "the kernel cannot check this kernel thread until its stack can be unwound again: " + either("wait", rev, force)
 		}
-		return fmt.Sprintf("a user task switches when it returns to user space whatever its stack: kgr poke (SIGSTOP and SIGCONT) makes it; else reverse the transition (%s)", reverse)
+		return "a user task switches when it returns to user space whatever its stack: kgr poke (SIGSTOP and SIGCONT) makes it" + prefixed("; else ", rev)
 	case CauseSignalledInVain:
 		why := "it stays in the kernel"
 		switch {
@@ -314,28 +322,26 @@ func advice(t BlockingTask, c *stallContext) string {
 		case t.State == "R":
 			why = "it runs in the kernel without returning to user space"
 		}
-		return fmt.Sprintf("the kernel has signalled the blocking tasks and this one still does not return to user space: %s; kgr poke wakes a task no better than the kernel's signal, so it is unlikely to help; wait for it to leave the kernel (its I/O, its lock), reverse the transition (%s), or as a last resort force it (%s)", why, reverse, force)
+		return fmt.Sprintf("the kernel has signalled the blocking tasks and this one still does not return to user space: %s; kgr poke wakes a task no better than the kernel's signal, so it is unlikely to help; %s", why, either("wait for it to leave the kernel (its I/O, its lock)", rev, force))
 	case CauseKthreadNeverSleeps:
-		return kthreadAdvice(c, reverse, force)
+		return kthreadAdvice(c, either("wait", rev, forceNeverSleeps))
 	case CausePatchedCode:
 		if t.KernelThread {
-			return fmt.Sprintf("a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function, reverse the transition (%s), or as a last resort force it (klp force %s)", reverse, tr.Patch)
+			return "a kernel thread sleeping in code the patch changes: signals cannot move it; " + either("wait for it to leave that function", rev, force)
 		}
 		if t.State == "D" {
-			return fmt.Sprintf("in uninterruptible sleep: a signal cannot wake it; wait for its I/O, or reverse the transition (%s)", reverse)
+			return "in uninterruptible sleep: a signal cannot wake it; " + either("wait for its I/O", rev)
 		}
 		if t.PID == 1 {
-			return fmt.Sprintf("init (PID 1): it switches on its next exit from the kernel; never stop it, wait or reverse the transition (%s)", reverse)
+			return initAdvice(rev)
 		}
-		return fmt.Sprintf("sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel; if it always returns there, reverse the transition (%s)", reverse)
+		return "sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel" + prefixed("; if it always returns there, ", rev)
 	case CauseKernelThread:
-		return fmt.Sprintf("a kernel thread: signals cannot move it; wait, or reverse the transition (%s)", reverse)
+		return "a kernel thread: signals cannot move it; " + either("wait", rev)
 	case CauseUninterruptible:
-		return fmt.Sprintf("in uninterruptible sleep: a signal cannot wake it; wait for its I/O, or reverse the transition (%s)", reverse)
+		return "in uninterruptible sleep: a signal cannot wake it; " + either("wait for its I/O", rev)
 	case CauseInit:
-		// Stopping init stops the machine's service manager: never
-		// advise it.
-		return fmt.Sprintf("init (PID 1): it switches on its next exit from the kernel; never stop it, wait or reverse the transition (%s)", reverse)
+		return initAdvice(rev)
 	}
 	if c.autoSignals {
 		return "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and the kernel signals it every 15 seconds"
@@ -343,11 +349,39 @@ func advice(t BlockingTask, c *stallContext) string {
 	return "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and Linux 5.1+ signals it every 15 seconds"
 }
 
+// initAdvice is the advice for init. Stopping init stops the machine's
+// service manager: never advise it.
+func initAdvice(rev string) string {
+	return "init (PID 1): it switches on its next exit from the kernel; never stop it, wait" + prefixed(" or ", rev)
+}
+
+// either lists the ways given, skipping the empty ones: "a", "a, or b",
+// "a, b, or c".
+func either(ways ...string) string {
+	var ws []string
+	for _, w := range ways {
+		if w != "" {
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) < 2 {
+		return strings.Join(ws, "")
+	}
+	return strings.Join(ws[:len(ws)-1], ", ") + ", or " + ws[len(ws)-1]
+}
+
+// prefixed is prefix+s, or nothing when s is empty.
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
 // kthreadAdvice is the advice for a kernel thread that does not sleep:
 // how it switches changed twice, and only the version tells which rule a
-// kernel follows.
-func kthreadAdvice(c *stallContext, reverse, force string) string {
-	tail := fmt.Sprintf("wait, reverse the transition (%s), or if it never sleeps, force it (%s) as a last resort", reverse, force)
+// kernel follows. tail is what to do.
+func kthreadAdvice(c *stallContext, tail string) string {
 	v := c.version
 	switch {
 	case c.versionErr != nil:

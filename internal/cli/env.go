@@ -92,7 +92,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		ErrTTY:   isTerminal(stderr),
 		Open:     kernel.Open,
 		OpenLive: kernel.OpenLive,
-		Audit:    func() audit.Auditor { return audit.NewSyslog() },
+		Audit:    audit.Default,
 		LockPath: lock.DefaultPath,
 		LockWait: 5 * time.Second,
 		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},

@@ -22,6 +22,7 @@ import (
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
 )
 
@@ -86,6 +87,7 @@ func goldenCommands() []goldenCommand {
 		{"status"}, {"-v", "status"}, {"check"}, {"-v", "check"},
 		{"patches"}, {"-v", "patches"}, {"-vv", "patches"},
 		{"blocking"}, {"-v", "blocking"}, {"-vv", "blocking"},
+		{"blocking", "--why"}, {"list"},
 	} {
 		cmds = append(cmds,
 			goldenCommand{"klp", args},
@@ -240,6 +242,8 @@ func runGoldenPkgs(t *testing.T, root string, c goldenCommand, pkgs *fakePackage
 		Sleep:    func(time.Duration) {},
 		Geteuid:  func() int { return 0 },
 		Packages: nil,
+		// An empty store under the fixture: list reads nothing of the host.
+		Store: store.Store{Dir: filepath.Join(root, "var", "lib", "klp")},
 	}
 	if pkgs != nil {
 		env.Packages = pkgs

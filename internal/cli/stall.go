@@ -15,7 +15,11 @@ import (
 // it, its stack, and the advice that fits it.
 func printStall(w io.Writer, r *admin.BlockingReport) {
 	tr := *r.Transition
-	fmt.Fprintf(w, "Transition of %s (%s) is blocked by %d task(s).\n", printable(tr.Patch), tr.Direction(), len(r.Tasks))
+	if tr.Patch == "" { // kGraft does not name the patch in transition
+		fmt.Fprintf(w, "Transition (%s) is blocked by %d task(s).\n", tr.Direction(), len(r.Tasks))
+	} else {
+		fmt.Fprintf(w, "Transition of %s (%s) is blocked by %d task(s).\n", printable(tr.Patch), tr.Direction(), len(r.Tasks))
+	}
 	if len(r.Functions) > 0 {
 		fmt.Fprintf(w, "Patched functions: %s\n", printable(strings.Join(r.Functions, ", ")))
 	}

@@ -74,7 +74,7 @@ func NewBlocking(r *admin.BlockingReport) Blocking {
 
 // Stall explains why a transition does not complete.
 type Stall struct {
-	Patch      string        `json:"patch"`
+	Patch      *string       `json:"patch"` // null on kGraft, which does not name it
 	Target     string        `json:"target"`
 	Functions  []string      `json:"functions"`
 	Tasks      []StalledTask `json:"tasks"`
@@ -149,7 +149,7 @@ func NewStall(r *admin.BlockingReport) *Stall {
 		return nil
 	}
 	s := &Stall{
-		Patch: r.Transition.Patch, Target: r.Transition.Target.String(),
+		Patch: transition(r.Transition).Patch, Target: r.Transition.Target.String(),
 		Functions: nonNil(r.Functions), Tasks: []StalledTask{}, Unreadable: taskErrors(r.Unreadable),
 		KernelSignalled: r.Signalled, KernelReasons: optString(string(r.KernelReasons)), KernelLogError: errString(r.KernelLogErr),
 	}
