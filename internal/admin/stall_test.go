@@ -142,3 +142,53 @@ func TestExplainWaited(t *testing.T) {
 		}
 	}
 }
+
+// SLE 12's kGraft does not name the patch in transition: no advice names a
+// command it cannot give.
+func TestAdviceUnnamedTransition(t *testing.T) {
+	v, _ := kernel.ParseVersion("6.12.117")
+	c := &stallContext{tr: livepatch.Transition{Target: livepatch.StatePatched}, version: v}
+	for _, tc := range []struct {
+		task BlockingTask
+		want string
+	}{
+		{BlockingTask{Task: livepatch.Task{KernelThread: true}, Cause: CauseBPFTrampoline},
+			"detach the BPF program (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or wait until it leaves that function"},
+		{BlockingTask{Task: livepatch.Task{KernelThread: true}, Cause: CauseUnreliableStack},
+			"the kernel cannot check this kernel thread until its stack can be unwound again: wait"},
+		{BlockingTask{Task: livepatch.Task{State: "S"}, Cause: CauseUnreliableStack},
+			"a user task switches when it returns to user space whatever its stack: kgr poke (SIGSTOP and SIGCONT) makes it"},
+		{BlockingTask{Task: livepatch.Task{State: "D"}, Cause: CauseSignalledInVain},
+			"the kernel has signalled the blocking tasks and this one still does not return to user space: it sleeps uninterruptibly (state D), which no signal interrupts; kgr poke wakes a task no better than the kernel's signal, so it is unlikely to help; wait for it to leave the kernel (its I/O, its lock)"},
+		{BlockingTask{Task: livepatch.Task{KernelThread: true, State: "R"}, Cause: CauseKthreadNeverSleeps},
+			"on this kernel its next cond_resched() switches it (Linux 6.4 to 6.15; from the kernel version, 6.12.117: no file tells), so it should switch soon; if it stays, it never calls cond_resched(): wait"},
+		{BlockingTask{Task: livepatch.Task{KernelThread: true}, Cause: CausePatchedCode, Culprits: []string{"[<0>] f+0x1/0x2"}},
+			"a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function"},
+		{BlockingTask{Task: livepatch.Task{State: "S"}, Cause: CausePatchedCode, Culprits: []string{"[<0>] f+0x1/0x2"}},
+			"sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel"},
+		{BlockingTask{Task: livepatch.Task{PID: 1}, Cause: CauseInit}, "init (PID 1): it switches on its next exit from the kernel; never stop it, wait"},
+		{BlockingTask{Task: livepatch.Task{KernelThread: true}, Cause: CauseKernelThread}, "a kernel thread: signals cannot move it; wait"},
+		{BlockingTask{Task: livepatch.Task{State: "D"}, Cause: CauseUninterruptible}, "in uninterruptible sleep: a signal cannot wake it; wait for its I/O"},
+	} {
+		if got := advice(tc.task, c); got != tc.want {
+			t.Errorf("%s: advice\n  %q\nwant\n  %q", tc.task.Cause, got, tc.want)
+		}
+	}
+}
+
+func TestEither(t *testing.T) {
+	for _, tc := range []struct {
+		ways []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"a", ""}, "a"},
+		{[]string{"a", "b"}, "a, or b"},
+		{[]string{"a", "", "c"}, "a, or c"},
+		{[]string{"a", "b", "c"}, "a, b, or c"},
+	} {
+		if got := either(tc.ways...); got != tc.want {
+			t.Errorf("either(%q) = %q, want %q", tc.ways, got, tc.want)
+		}
+	}
+}
