@@ -105,6 +105,16 @@ func scenarioKlpStallBPF(r *runner) {
 	// it: 6.4 to 6.15 switch a kernel thread in cond_resched().
 	b, _ := os.ReadFile("/proc/kallsyms")
 	hook := strings.Contains(string(b), " klp_cond_resched\n") || strings.Contains(string(b), " __klp_sched_try_switch\n")
+	for _, sym := range []string{"klp_cond_resched", "__klp_sched_try_switch", "sched_dynamic_klp_enable"} {
+		r.note("kallsyms", "%s %v", sym, strings.Contains(string(b), " "+sym+"\n"))
+	}
+	if dd, err := readTrim(dyndbgControl); err == nil {
+		for _, l := range lines(dd) {
+			if strings.Contains(l, "klp_try_switch_task") {
+				r.note("dyndbg-sites", "%s", l)
+			}
+		}
+	}
 	r.expect("cond-resched-rule", hook == (r.kernelAtLeast(6, 4) && !r.kernelAtLeast(6, 16)),
 		"kallsyms has the cond_resched() hook (klp_cond_resched, __klp_sched_try_switch): %v; the version rule klp applies says %v", hook, r.kernelAtLeast(6, 4))
 
@@ -112,6 +122,7 @@ func scenarioKlpStallBPF(r *runner) {
 	r.must(r.expect("insmod-target", res.code == 0, "%v", res))
 	kt, ok := findTask("klp_e2e_busy")
 	r.must(r.expect("kthread-found", ok, "kthread klp_e2e_busy in /proc"))
+	r.note("module-btf", "/sys/kernel/btf/klp_e2e_target exists: %v", exists("/sys/kernel/btf/klp_e2e_target"))
 	p, err := attachNop("fexit", "schedule_timeout_interruptible", "klp_e2e_fexit")
 	r.must(r.expectNoErr("attach-fexit", err, "BPF fexit program on schedule_timeout_interruptible (cilium/ebpf)"))
 	r.atCleanup(p.Close)
@@ -175,7 +186,25 @@ func scenarioKlpStallBPF(r *runner) {
 	// The program goes: the next retry switches the kthread.
 	p.Close()
 	r.klpVerb("wait-detached", 0, []string{"patched"}, "wait", "--timeout", "15s")
+
+	// An fentry program returns before the traced function runs: its
+	// trampoline is not on the sleeping kthread's stack, and the
+	// unpatching transition completes beside it.
+	f, err := attachNop("fentry", "schedule_timeout_interruptible", "klp_e2e_fentry")
+	r.must(r.expectNoErr("attach-fentry", err, "BPF fentry program on schedule_timeout_interruptible (cilium/ebpf)"))
+	r.atCleanup(f.Close)
+	ef, _ = readTrim(enabledFuncs)
+	r.note("enabled-functions-fentry", "%q", ef)
+	var seen bool
+	for i := 0; i < 20; i++ { // the kthread wakes every few milliseconds
+		st, _ := readTrim(taskPath(kt, "stack"))
+		seen = seen || strings.Contains(st, "bpf_trampoline_")
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.expect("fentry-off-stack", !seen && strings.Contains(ef, "schedule_timeout_interruptible (1) R   D"),
+		"an fentry trampoline (flag D) never shows on the kthread's stack: seen %v; %q", seen, ef)
 	r.klpVerb("unload", 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
+	f.Close()
 }
 
 // scenarioKlpStallInVain holds a reader of /proc/klp_e2e_target in
