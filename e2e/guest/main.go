@@ -67,6 +67,8 @@ func scenarios() []scenario {
 		{"klp-stall-bpf", scenarioKlpStallBPF},
 		{"klp-stall-invain", scenarioKlpStallInVain},
 		{"klp-override", scenarioKlpOverride},
+		{"klp-owner", scenarioKlpOwner},
+		{"klp-suse", scenarioKlpSUSE},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).
