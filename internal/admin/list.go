@@ -70,6 +70,12 @@ type List struct {
 	Loaded    []LoadedPatch
 	Installed []store.Installed
 	Functions []ProvidedFunction
+	// OtherUsers are the patched functions that have users other than
+	// live patching (BPF programs, kprobes): some win over the patch
+	// without a word. OtherUsersErr says why they could not be read (then
+	// OtherUsers is nil).
+	OtherUsers    []FunctionUsers
+	OtherUsersErr error
 }
 
 // Installed answers what is installed for boot: the machine's store
@@ -146,6 +152,9 @@ func (s *System) List(st Installed) (*List, error) {
 		load = loadOrder(s.Mod)
 	}
 	l.Functions = providers(patches, load)
+	if s.iface == livepatch.InterfaceLivepatch {
+		l.OtherUsers, l.OtherUsersErr = s.OtherUsers(patchFuncs(patches...))
+	}
 	return l, nil
 }
 

@@ -46,6 +46,10 @@ type Env struct {
 	// drawn there, and only then.
 	ErrTTY bool
 
+	// Open opens the kernel the read-only commands read: kernel.Open, the
+	// running kernel or a copied tree (nil: kernel.Open). Tests return a
+	// fake kernel's handle, whose BPF programs and log are the fake's.
+	Open func(kernel.Roots) (*kernel.Handle, error)
 	// OpenLive opens the running kernel for the commands that change it:
 	// kernel.OpenLive, which refuses roots that are not the kernel's own
 	// sysfs and procfs. Tests return a fake kernel's live handle, whose
@@ -86,6 +90,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Packages: admin.NewPackages(pkgmeta.Config{}),
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),
+		Open:     kernel.Open,
 		OpenLive: kernel.OpenLive,
 		Audit:    audit.Default,
 		LockPath: lock.DefaultPath,

@@ -70,7 +70,11 @@ func (o *rootOptions) system() (*admin.System, error) {
 		}
 		return admin.NewSystem(h), nil
 	}
-	h, err := kernel.Open(o.roots())
+	open := o.env.Open
+	if open == nil {
+		open = kernel.Open
+	}
+	h, err := open(o.roots())
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --sysfs and --procfs)", err)
 	}

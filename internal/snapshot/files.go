@@ -26,7 +26,13 @@ func Roots() kernel.Roots { return kernel.DefaultRoots() }
 // the archive (never a file of this machine), and the task scanner takes
 // its portable path.
 func (a *Archive) Handle() (*kernel.Handle, error) {
-	return kernel.NewHandle(Roots(), a, false)
+	r := Roots()
+	if fi, err := a.Lstat(r.Dev + "/kmsg"); err != nil || !fi.Mode().IsRegular() {
+		// No log captured: the handle must not take this machine's
+		// /dev/kmsg for the captured kernel's.
+		r.Dev = ""
+	}
+	return kernel.NewHandle(r, a, false)
 }
 
 // lookup finds the node of an absolute path.
