@@ -65,7 +65,14 @@ func preflightRun(opts *rootOptions, arg string) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: sys.K, Module: mod, LoadedModule: sys.InstalledModule(opts.env.Store, opts.inspectModule)})
+	in := preflight.Inputs{Kernel: sys.K, Module: mod}
+	if sys.K.KernelFS() {
+		// The store is this machine's: it describes the loaded patches of
+		// the running kernel only, not those of a copied tree or a
+		// snapshot, whose patches' own files are then unknown.
+		in.LoadedModule = sys.InstalledModule(opts.env.Store, opts.inspectModule)
+	}
+	rep, err := preflight.Run(ctx, in)
 	if err != nil {
 		return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 	}
