@@ -57,9 +57,3 @@ func (h *Handle) Tainted() (uint64, error) {
 	}
 	return v, nil
 }
-
-// BootID reads the boot's random identifier,
-// <procfs>/sys/kernel/random/boot_id: it changes with every boot.
-func (h *Handle) BootID() (string, error) {
-	return h.ReadString(h.ProcPath("sys", "kernel", "random", "boot_id"))
-}
