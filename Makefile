@@ -32,6 +32,9 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "make: Go is required (https://go.dev/dl/), not found on PATH" >&2; exit 1; }
 	@command -v gcc >/dev/null && command -v make >/dev/null && command -v strace >/dev/null || { \
 		apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 gcc make strace; }
+	@# Prometheus's promtool and servers, for the metrics tests (docs/metrics.md).
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus prometheus-node-exporter
 
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/klp ./cmd/klp
@@ -122,14 +125,17 @@ install: build
 	install -m 0644 bin/_klp bin/_kgr $(ZSHCOMPDIR)/
 	install -m 0644 bin/klp.fish bin/kgr.fish $(FISHCOMPDIR)/
 	install -d $(SYSTEMDDIR)
-	sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/klp.service > $(SYSTEMDDIR)/klp.service
-	chmod 0644 $(SYSTEMDDIR)/klp.service
-	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot"
+	for u in klp.service klp-exporter.service klp-metrics.service klp-metrics.timer; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/$$u > $(SYSTEMDDIR)/$$u && chmod 0644 $(SYSTEMDDIR)/$$u || exit 1; \
+	done
+	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot;"
+	@echo "'systemctl enable --now klp-exporter.service' (or klp-metrics.timer) serves docs/metrics.md"
 
 uninstall:
 	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
 		$(BASHCOMPDIR)/klp $(BASHCOMPDIR)/kgr $(ZSHCOMPDIR)/_klp $(ZSHCOMPDIR)/_kgr \
-		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service
+		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service \
+		$(SYSTEMDDIR)/klp-exporter.service $(SYSTEMDDIR)/klp-metrics.service $(SYSTEMDDIR)/klp-metrics.timer
 
 # packages builds dist/klp_<version>-1_amd64.deb and
 # dist/klp-<version>-1.x86_64.rpm from one description, packaging/nfpm.yaml:
