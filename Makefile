@@ -42,7 +42,7 @@ build: deps
 
 # test runs everything CI runs: linters, unit tests with the race detector,
 # a short fuzzing pass, the checked-in docs, and the real-kernel suite.
-test: deps lint unit fuzz packages e2e
+test: deps lint unit integration fuzz packages e2e
 
 # Fake trees are many small files: on tmpfs they cost a tenth of what they
 # cost on this machine's disk.
@@ -56,6 +56,7 @@ lint:
 		if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags integration ./internal/metrics/
 	$(GO) tool staticcheck ./...
 
 # fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
@@ -67,6 +68,15 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime=200x $$pkg; \
 		done; \
 	done
+
+# integration runs Debian's Prometheus (2.42) and node_exporter (1.5) on
+# loopback against klp exporter and klp metrics --textfile over a fixture
+# tree with a blocked transition, with TLS and basic auth, and asks
+# Prometheus for the series and the dashboard's queries (docs/metrics.md).
+# make deps installs both; without them the test says so and is skipped.
+.PHONY: integration
+integration: deps
+	TMPDIR=$(TEST_TMPDIR) $(GO) test -tags integration -count=1 -v -run TestPrometheusIntegration ./internal/metrics/
 
 # attack runs every command over hostile inputs (FIFOs, links, bombs,
 # garbage trees) with a time limit; make unit runs it too.
