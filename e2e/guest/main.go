@@ -64,6 +64,8 @@ func scenarios() []scenario {
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
+		{"klp-owner", scenarioKlpOwner},
+		{"klp-suse", scenarioKlpSUSE},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).

@@ -69,6 +69,7 @@ type sysPatch struct {
 	enabled    int
 	transition int
 	replace    *int // nil: attribute absent (before 6.11)
+	replaceSet *int // nil: attribute absent (every released kernel: a proposal)
 	stackOrder *int // nil: attribute absent (before 6.14)
 	hasForce   bool
 	hasSignal  bool
@@ -111,6 +112,9 @@ func readSysPatch(name string) (sysPatch, error) {
 		return p, err
 	}
 	if p.replace, err = optInt(filepath.Join(dir, "replace")); err != nil {
+		return p, err
+	}
+	if p.replaceSet, err = optInt(filepath.Join(dir, "replace_set")); err != nil {
 		return p, err
 	}
 	if p.stackOrder, err = optInt(filepath.Join(dir, "stack_order")); err != nil {

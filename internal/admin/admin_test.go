@@ -524,8 +524,11 @@ func TestForceConsequence(t *testing.T) {
 	}{
 		{false, "6.1.0-56-cloud-amd64", "never release module p"},
 		{true, "6.1.0-56-cloud-amd64", "stays removable"},
+		{true, "6.1.0-56-cloud-amd64", "(By the kernel's version, 6.1.0: no file shows which modules a force pins.)"},
 		{true, "5.14.21-150400.24.33-default", "every loaded patch module"},
-		{true, "garbage", "every loaded patch module"},
+		{true, "5.14.21-150400.24.33-default", "By the kernel's version, 5.14.21"},
+		{true, "garbage", "may then never be unloaded"},
+		{true, "garbage", "is unknown: klp assumes the worst"},
 	} {
 		v, err := kernel.ParseVersion(tc.release)
 		got := forceConsequence(livepatch.Patch{Name: "p", Enabled: tc.enabled}, v, err == nil)

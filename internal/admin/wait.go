@@ -221,6 +221,7 @@ func (c *Changer) Disable(ctx context.Context, name string, opts WaitOptions) (*
 		if err := c.Ctl.Disable(o.Patch); err != nil {
 			return err
 		}
+		c.noteTaint(o, p)
 		return c.wait(ctx, o, start, opts, opts.OnStall)
 	})
 }
