@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,8 +50,8 @@ var (
 	descBuild = desc("build_info", "klp's version, always 1.", "version")
 
 	descPatchInfo = desc("patch_info",
-		"A loaded live patch, always 1: its module, replace (/sys/kernel/livepatch/<patch>/replace, \"\" where the kernel lacks it) and srcversion (/sys/module/<module>/srcversion).",
-		"patch", "module", "replace", "srcversion")
+		"A loaded live patch, always 1: its module, replace and replace_set (/sys/kernel/livepatch/<patch>/replace and replace_set, \"\" where the kernel lacks them) and srcversion (/sys/module/<module>/srcversion).",
+		"patch", "module", "replace", "replace_set", "srcversion")
 	descPatchEnabled = desc("patch_enabled",
 		"1 if the patch is enabled: /sys/kernel/livepatch/<patch>/enabled (kGraft: a function of it is active).", "patch")
 	descPatchTransition = desc("patch_transition",
@@ -215,8 +216,12 @@ func (c *Collector) collectPatches(g func(*prometheus.Desc, float64, ...string))
 		if p.Replace != nil {
 			replace = boolWord(*p.Replace)
 		}
+		replaceSet := ""
+		if p.ReplaceSet != nil {
+			replaceSet = strconv.FormatUint(uint64(*p.ReplaceSet), 10)
+		}
 		src, _ := s.Mod.Srcversion(p.Name) // optional: "" without MODULE_VERSION
-		g(descPatchInfo, 1, p.Name, p.Name, replace, src)
+		g(descPatchInfo, 1, p.Name, p.Name, replace, replaceSet, src)
 		g(descPatchEnabled, b2f(p.State == admin.StateEnabled || p.State == admin.StatePatching), p.Name)
 		g(descPatchTransition, b2f(p.State == admin.StatePatching || p.State == admin.StateUnpatching), p.Name)
 		if p.StackOrder != nil {
