@@ -32,6 +32,9 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "make: Go is required (https://go.dev/dl/), not found on PATH" >&2; exit 1; }
 	@command -v gcc >/dev/null && command -v make >/dev/null && command -v strace >/dev/null || { \
 		apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 gcc make strace; }
+	@# Prometheus's promtool and servers, for the metrics tests (docs/metrics.md).
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus prometheus-node-exporter
 
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/klp ./cmd/klp
@@ -39,7 +42,7 @@ build: deps
 
 # test runs everything CI runs: linters, unit tests with the race detector,
 # a short fuzzing pass, the checked-in docs, and the real-kernel suite.
-test: deps lint unit fuzz packages e2e
+test: deps lint unit integration fuzz packages e2e
 
 # Fake trees are many small files: on tmpfs they cost a tenth of what they
 # cost on this machine's disk.
@@ -53,6 +56,7 @@ lint:
 		if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags integration ./internal/metrics/
 	$(GO) tool staticcheck ./...
 
 # fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
@@ -64,6 +68,15 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime=200x $$pkg; \
 		done; \
 	done
+
+# integration runs Debian's Prometheus (2.42) and node_exporter (1.5) on
+# loopback against klp exporter and klp metrics --textfile over a fixture
+# tree with a blocked transition, with TLS and basic auth, and asks
+# Prometheus for the series and the dashboard's queries (docs/metrics.md).
+# make deps installs both; without them the test says so and is skipped.
+.PHONY: integration
+integration: deps
+	TMPDIR=$(TEST_TMPDIR) $(GO) test -tags integration -count=1 -v -run TestPrometheusIntegration ./internal/metrics/
 
 # attack runs every command over hostile inputs (FIFOs, links, bombs,
 # garbage trees) with a time limit; make unit runs it too.
@@ -122,14 +135,17 @@ install: build
 	install -m 0644 bin/_klp bin/_kgr $(ZSHCOMPDIR)/
 	install -m 0644 bin/klp.fish bin/kgr.fish $(FISHCOMPDIR)/
 	install -d $(SYSTEMDDIR)
-	sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/klp.service > $(SYSTEMDDIR)/klp.service
-	chmod 0644 $(SYSTEMDDIR)/klp.service
-	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot"
+	for u in klp.service klp-exporter.service klp-metrics.service klp-metrics.timer; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/$$u > $(SYSTEMDDIR)/$$u && chmod 0644 $(SYSTEMDDIR)/$$u || exit 1; \
+	done
+	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot;"
+	@echo "'systemctl enable --now klp-exporter.service' (or klp-metrics.timer) serves docs/metrics.md"
 
 uninstall:
 	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
 		$(BASHCOMPDIR)/klp $(BASHCOMPDIR)/kgr $(ZSHCOMPDIR)/_klp $(ZSHCOMPDIR)/_kgr \
-		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service
+		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service \
+		$(SYSTEMDDIR)/klp-exporter.service $(SYSTEMDDIR)/klp-metrics.service $(SYSTEMDDIR)/klp-metrics.timer
 
 # packages builds dist/klp_<version>-1_amd64.deb and
 # dist/klp-<version>-1.x86_64.rpm from one description, packaging/nfpm.yaml:

@@ -38,6 +38,9 @@ type Env struct {
 	Getpid, Getppid, Getpgrp func() int
 	// Sleep waits; tests make it return at once.
 	Sleep func(time.Duration)
+	// Now is the clock of klp metrics and klp exporter (nil: time.Now);
+	// golden runs fix it.
+	Now func() time.Time
 	// Packages answers package questions for patches -v and downgrade.
 	Packages admin.PackageSource
 	// Geteuid tells whether klp runs as root.
@@ -87,6 +90,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Getppid:  os.Getppid,
 		Getpgrp:  syscall.Getpgrp,
 		Sleep:    time.Sleep,
+		Now:      time.Now,
 		Packages: admin.NewPackages(pkgmeta.Config{}),
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),

@@ -175,7 +175,7 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 		root.AddCommand(newBlockingCmd(opts, "blocking", admin.Threads), newDowngradeCmd(opts),
 			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
 			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
-			newInfoCmd(opts), newPreflightCmd(opts), newSnapshotCmd(opts))
+			newInfoCmd(opts), newPreflightCmd(opts), newSnapshotCmd(opts), newMetricsCmd(opts), newExporterCmd(opts))
 	}
 	root.SetHelpCommand(newHelpCmd(root))
 	root.InitDefaultCompletionCmd()

@@ -37,6 +37,7 @@ func runCLI(t *testing.T, args []string, pkgs admin.PackageSource, st store.Stor
 		Getpgrp:  func() int { return fakePGRP },
 		OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(kills.kill)}),
 		Sleep:    func(time.Duration) {},
+		Now:      func() time.Time { return goldenTime },
 		Geteuid:  func() int { return 0 },
 		Packages: pkgs,
 		Store:    st,
