@@ -361,3 +361,20 @@ func TestFixtures(t *testing.T) {
 		return expect(!r.Failed && !r.Changed && len(r.Actions) == 0, "an absent patch is disabled again")
 	})
 }
+
+// TestRoleUnit: the role's klp.service template is contrib/klp.service with
+// the role's binary directory, so a binary install boots like the packages.
+func TestRoleUnit(t *testing.T) {
+	unit, err := os.ReadFile("../klp.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.ReadFile("roles/klp/templates/klp.service.j2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.ReplaceAll(string(unit), "@BINDIR@", "{{ klp_bin_dir }}")
+	if diff := cmp.Diff(want, string(tmpl)); diff != "" {
+		t.Errorf("roles/klp/templates/klp.service.j2 differs from contrib/klp.service (-want +got):\n%s", diff)
+	}
+}
