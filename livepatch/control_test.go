@@ -93,7 +93,9 @@ func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(20 * time.Millisecond); k.Settle(10) }()
+	// The transition completes and the kernel frees the patch: a wait
+	// then finds the directory gone.
+	k.Settle(10)
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {
 		t.Fatalf("WaitTransition = %+v, %v; want the patch gone", res, err)
