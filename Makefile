@@ -94,7 +94,9 @@ demo-debian: deps
 # ansible-test sanity tests that need no network (the others install their
 # own tools from PyPI), on a copy of the collection laid out as
 # ansible_collections/klp_project/klp.
-ANSIBLE_WORK := $(abspath .ansible-work)
+# Outside the repository: in a git work tree ansible-test sees only the
+# files git tracks, and the copy is not tracked.
+ANSIBLE_WORK := $(TEST_TMPDIR)/klp-ansible-check
 ANSIBLE_SANITY_OFFLINE := --skip-test ansible-doc --skip-test runtime-metadata --skip-test validate-modules \
 	--skip-test pep8 --skip-test pylint --skip-test yamllint --skip-test import
 deps-ansible:
@@ -191,4 +193,4 @@ deps-packages:
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q -y --no-install-recommends install lintian rpmlint rpm python3-magic
 
 clean:
-	rm -rf bin $(DIST) $(ANSIBLE_WORK)
+	rm -rf bin $(DIST)
