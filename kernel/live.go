@@ -55,6 +55,8 @@ type Seams struct {
 	Attr    AttrWriter
 	Modules ModuleSyscalls
 	Signals Signaller
+	// Log is the kernel log, watched while klp waits for a transition.
+	Log LogWatcher
 }
 
 // Live is the running kernel: a [Handle] for reading, plus the actions that
@@ -84,7 +86,7 @@ func OpenLive(r Roots) (*Live, error) {
 			return nil, fmt.Errorf("%w: %s is not a %s mount (a copied tree is read only)", ErrNotLive, root.dir, root.kind)
 		}
 	}
-	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}}}, nil
+	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}, Log: DevKmsg{Path: h.DevPath("kmsg")}}}, nil
 }
 
 // Simulate returns a Live handle whose actions all go to the given seams:

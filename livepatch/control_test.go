@@ -3,11 +3,13 @@ package livepatch_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/livepatch"
+	"golang.org/x/sys/unix"
 )
 
 // onFake returns a livepatch view of a fake kernel whose writes go to it,
@@ -71,7 +73,7 @@ func TestWaitTransitionSignalsOnOldKernels(t *testing.T) {
 		Timeout:          200 * time.Millisecond,
 		SignalAfter:      20 * time.Millisecond,
 		OnSignal:         func(err error) { signalled = err == nil },
-		Progress:         func(time.Duration) { progressed = true },
+		Progress:         func(time.Duration, livepatch.PatchState) { progressed = true },
 		ProgressInterval: 10 * time.Millisecond,
 	})
 	if !errors.Is(err, livepatch.ErrStalled) {
@@ -99,5 +101,12 @@ func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {
 		t.Fatalf("WaitTransition = %+v, %v; want the patch gone", res, err)
+	}
+	// ENODEV: kernfs is removing the patch's files.
+	k2, fs2 := onFake(t, fakekernel.Linux6_12, "b")
+	k2.InjectReadFault(filepath.Join(k2.SysRoot(), "kernel", "livepatch", "b", "transition"), unix.ENODEV)
+	res, err = fs2.WaitTransition(context.Background(), "b", livepatch.WaitOptions{Timeout: 5 * time.Second})
+	if err != nil || res.Enabled || !res.Gone {
+		t.Fatalf("WaitTransition with ENODEV = %+v, %v; want the patch gone", res, err)
 	}
 }
