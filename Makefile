@@ -22,7 +22,7 @@ FISHCOMPDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 SYSTEMDDIR ?= $(DESTDIR)/etc/systemd/system
 
 .PHONY: all build test unit lint e2e demo demo-debian bench fuzz docs install uninstall clean deps attack \
-	packages packages-build packages-check deps-packages
+	packages packages-build packages-check deps-packages deps-ansible ansible-check
 
 all: build
 
@@ -42,7 +42,7 @@ build: deps
 
 # test runs everything CI runs: linters, unit tests with the race detector,
 # a short fuzzing pass, the checked-in docs, and the real-kernel suite.
-test: deps lint unit integration fuzz packages e2e
+test: deps deps-ansible lint unit integration fuzz ansible-check packages e2e
 
 # Fake trees are many small files: on tmpfs they cost a tenth of what they
 # cost on this machine's disk.
@@ -100,6 +100,30 @@ demo: deps
 # loaded by klp.service before the network, with its journal record.
 demo-debian: deps
 	$(GO) run ./e2e/demo-debian
+
+# The Ansible collection (contrib/ansible): make unit runs its modules with
+# ansible-playbook over fixture trees (contrib/ansible/collection_test.go);
+# ansible-check runs ansible-lint on the role and playbooks and the
+# ansible-test sanity tests that need no network (the others install their
+# own tools from PyPI), on a copy of the collection laid out as
+# ansible_collections/klp_project/klp.
+# Outside the repository: in a git work tree ansible-test sees only the
+# files git tracks, and the copy is not tracked.
+ANSIBLE_WORK := $(TEST_TMPDIR)/klp-ansible-check
+ANSIBLE_SANITY_OFFLINE := --skip-test ansible-doc --skip-test runtime-metadata --skip-test validate-modules \
+	--skip-test pep8 --skip-test pylint --skip-test yamllint --skip-test import
+deps-ansible:
+	@command -v ansible-playbook >/dev/null && command -v ansible-test >/dev/null && command -v ansible-lint >/dev/null && command -v yamllint >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q -y --no-install-recommends install ansible-core ansible-lint yamllint
+
+ansible-check: deps-ansible
+	rm -rf $(ANSIBLE_WORK) && mkdir -p $(ANSIBLE_WORK)/ansible_collections/klp_project/klp
+	tar -C contrib/ansible --exclude='*.go' -cf - . | tar -C $(ANSIBLE_WORK)/ansible_collections/klp_project/klp -xf -
+	cd $(ANSIBLE_WORK)/ansible_collections/klp_project/klp && \
+		ANSIBLE_COLLECTIONS_PATH=$(ANSIBLE_WORK) ansible-lint roles/klp playbooks && \
+		yamllint -d '{extends: default, rules: {line-length: {max: 160}, document-start: disable}}' galaxy.yml meta roles playbooks tests && \
+		PATH=/usr/bin:$$PATH ansible-test sanity --python-interpreter /usr/bin/python3 --python 3.11 --color no $(ANSIBLE_SANITY_OFFLINE)
+	rm -rf $(ANSIBLE_WORK)
 
 # bench boots Debian's 6.1 kernel in QEMU on 1 and 2 vCPUs and measures
 # klp's scan and wait there against a C floor, a bash loop and kpatch's ways
