@@ -466,3 +466,33 @@ func TestParseID(t *testing.T) {
 		}
 	}
 }
+
+// RecountBlocking reads the listed tasks again: those still blocking stay,
+// those switched and those exited go; a file that is not a patch state is
+// an error.
+func TestRecountBlocking(t *testing.T) {
+	t.Parallel()
+	fs, root := archiveFS(t, scanTree)
+	known := []TaskState{{100, 101, StateUnpatched}, {200, 200, StateUnpatched}, {500, 500, StateUnpatched}}
+	got, err := fs.RecountBlocking(StatePatched, known)
+	want := []TaskState{{100, 101, StateUnpatched}, {200, 200, StateUnpatched}}
+	if err != nil || !cmp.Equal(want, got) {
+		t.Errorf("RecountBlocking = %v, %v; want %v (500 exited)", got, err, want)
+	}
+	if err := os.WriteFile(filepath.Join(root, "proc/200/task/200/patch_state"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err = fs.RecountBlocking(StatePatched, known)
+	if err != nil || !cmp.Equal(want[:1], got) {
+		t.Errorf("after 200 switched: %v, %v; want %v", got, err, want[:1])
+	}
+	if got, err := fs.RecountBlocking(StatePatched, nil); err != nil || got != nil {
+		t.Errorf("nothing to read: %v, %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "proc/100/task/101/patch_state"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.RecountBlocking(StatePatched, known); err == nil {
+		t.Error("a bad patch_state: no error")
+	}
+}

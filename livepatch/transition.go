@@ -1,13 +1,17 @@
 package livepatch
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -159,4 +163,33 @@ func (fs FS) CountBlocking(target PatchState, opts ScanOptions) (int, ScanStats,
 		}
 	})
 	return int(n.Load()), stats, err
+}
+
+// RecountBlocking reads again the patch_state of tasks that an earlier
+// scan found blocking a transition to target, and returns those that still
+// block it: a cheap count for a progress line once a full one has been
+// made. A task that has switched stays switched until the transition ends,
+// so only the listed tasks can still block, except for the tasks forked
+// since the earlier scan (a child starts in its parent's state), which
+// this misses. Tasks that exited are left out.
+func (fs FS) RecountBlocking(target PatchState, tasks []TaskState) ([]TaskState, error) {
+	var left []TaskState
+	for _, t := range tasks {
+		path := fs.ProcPath(strconv.Itoa(t.PID), "task", strconv.Itoa(t.TID), "patch_state")
+		b, err := fs.k.ReadBytes(path, 32)
+		switch {
+		case errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ESRCH):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("recount blocking tasks: %w", err)
+		}
+		v, ok := parseStateBytes(b)
+		if !ok {
+			return nil, fmt.Errorf("recount blocking tasks: %s holds %q", path, bytes.TrimSpace(b))
+		}
+		if s := PatchState(v); s >= 0 && s != target {
+			left = append(left, TaskState{PID: t.PID, TID: t.TID, State: s})
+		}
+	}
+	return left, nil
 }

@@ -13,7 +13,9 @@ import (
 
 // The progress line's count runs in the background, one at a time, no
 // sooner than countEvery after the last one; a count for the other
-// direction (before a reverse) is not shown.
+// direction (before a reverse) is not shown. After the first full count,
+// a count reads again only the tasks found blocking; a reverse, or more
+// blocking tasks than it keeps, makes it count every task again.
 func TestTaskCounter(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{AutoTick: -1, SwitchOnStart: true})
 	path := e.patchModule(t, "lp", false, "f")
@@ -29,21 +31,45 @@ func TestTaskCounter(t *testing.T) {
 		t.Errorf("before the first count: %d, want -1", n)
 	}
 	tc.wg.Wait() // the count started by left
-	if n := tc.left(livepatch.StatePatched); n != 1 {
-		t.Errorf("after the first count: %d, want 1 (task 100)", n)
+	if n := tc.left(livepatch.StatePatched); n != 1 || tc.full != 1 {
+		t.Errorf("after the first count: %d (%d full), want 1 (task 100) from one full count", n, tc.full)
 	}
 	if tc.running {
 		t.Error("a second count started before countEvery passed")
+	}
+	// The next count reads task 100 alone: once it switched, none is left.
+	e.k.UnblockTask(100)
+	if !e.k.SwitchTask(100) {
+		t.Fatal("task 100 did not switch")
+	}
+	clock = clock.Add(countEvery)
+	tc.left(livepatch.StatePatched)
+	tc.wg.Wait()
+	if n := tc.left(livepatch.StatePatched); n != 0 || tc.full != 1 {
+		t.Errorf("recount after task 100 switched: %d (%d full), want 0 from no new full count", n, tc.full)
+	}
+	clock = clock.Add(countEvery)
+	tc.left(livepatch.StatePatched)
+	tc.wg.Wait()
+	if n := tc.left(livepatch.StatePatched); n != 0 || tc.full != 1 {
+		t.Errorf("recount of none: %d (%d full), want 0 and still one full count", n, tc.full)
 	}
 	if n := tc.left(livepatch.StateUnpatched); n != -1 {
 		t.Errorf("after a reverse: %d, want -1 until counted again", n)
 	}
 	clock = clock.Add(countEvery)
+	tc.keep = 1 // unpatching, more tasks block than it keeps
 	tc.left(livepatch.StateUnpatched)
 	tc.wg.Wait()
-	// Unpatching, every task but 100 (switched to patched) blocks.
-	if n := tc.left(livepatch.StateUnpatched); n < 2 {
-		t.Errorf("counted for unpatching: %d, want every task but one", n)
+	// Unpatching, every task (all switched to patched) blocks.
+	if n := tc.left(livepatch.StateUnpatched); n < 2 || tc.full != 2 || tc.blocking != nil {
+		t.Errorf("counted for unpatching: %d (%d full, kept %v), want every task from a second full count, none kept", n, tc.full, tc.blocking)
+	}
+	clock = clock.Add(countEvery)
+	tc.left(livepatch.StateUnpatched)
+	tc.wg.Wait()
+	if tc.full != 3 {
+		t.Errorf("after a count that kept no tasks: %d full counts, want 3", tc.full)
 	}
 }
 

@@ -25,8 +25,9 @@ live patching record arrives and once a second: the end is noticed within
 milliseconds, at almost no cost, however many tasks there are. Where the log
 cannot be read (without CAP_SYSLOG when kernel.dmesg_restrict is 1), it reads
 the attribute instead, up to ten times a second. On a terminal a progress
-line shows the time waited and the tasks left, counted in the background at
-most every 5 seconds with a tenth of a CPU. -v says how the end was noticed.`,
+line shows the time waited and the tasks left: every task is counted once in
+the background with a fiftieth of a CPU, then at most every 5 seconds only
+those still blocking. -v says how the end was noticed.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: patchNameCompletion(opts),
 		RunE: func(cmd *cobra.Command, args []string) error {
