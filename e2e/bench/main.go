@@ -49,7 +49,7 @@ type options struct {
 	out       string
 	kernel    string
 	timeout   time.Duration
-	only      string   // "scans" or "waits": measure only those ("" both)
+	only      string   // comma-separated scans, waits, metrics: measure only those ("" scans and waits)
 	render    []string // reports to summarise again instead of measuring
 }
 
@@ -66,7 +66,7 @@ func parseFlags(args []string) (options, error) {
 	out := fs.String("out", "", "directory for the JSON and Markdown results (default bench/results, or e2e/.work/bench-smoke with -smoke)")
 	kernel := fs.String("kernel", "", "kernel release to boot (default: the 6.1 kernel of e2e/setup.sh)")
 	timeout := fs.Duration("timeout", 0, "per-boot timeout (default 2h, 5m with -smoke)")
-	only := fs.String("only", "", "measure only the `scans` or only the `waits` (default both)")
+	only := fs.String("only", "", "measure only these, comma-separated: `scans`, waits, metrics (klp metrics beside klp blocking; the full scans include it) (default scans,waits)")
 	render := fs.Bool("render", false, "measure nothing: summarise the samples of the JSON reports named as arguments again (after a change of the summary or the tables), rewriting them and their Markdown")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -97,8 +97,12 @@ func parseFlags(args []string) (options, error) {
 		def("out", func() { *out = "e2e/.work/bench-smoke" })
 		def("timeout", func() { *timeout = 5 * time.Minute })
 	}
-	if *only != "" && *only != "scans" && *only != "waits" {
-		return options{}, fmt.Errorf("-only %q: want scans or waits", *only)
+	if *only != "" {
+		for _, w := range strings.Split(*only, ",") {
+			if w != "scans" && w != "waits" && w != "metrics" {
+				return options{}, fmt.Errorf("-only %q: want scans, waits or metrics, comma-separated", *only)
+			}
+		}
 	}
 	o := options{reps: *reps, waitReps: *waitReps, stall: *stall, kpatchMax: *kpatchMax, memory: *memory, out: *out, kernel: *kernel, timeout: *timeout, only: *only}
 	var err error

@@ -32,11 +32,15 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.only != "waits" || len(o.vcpus) != 1 {
 		t.Errorf("-only waits: got %+v, %v", o, err)
 	}
+	o, err = parseFlags([]string{"-only", "waits,metrics"})
+	if err != nil || o.only != "waits,metrics" {
+		t.Errorf("-only waits,metrics: got %+v, %v", o, err)
+	}
 	o, err = parseFlags([]string{"-render", "a.json", "b.json"})
 	if err != nil || !cmp.Equal([]string{"a.json", "b.json"}, o.render) {
 		t.Errorf("render: got %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"-render"}, {"extra"}, {"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}, {"-only", "scan"}} {
+	for _, bad := range [][]string{{"-render"}, {"extra"}, {"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}, {"-only", "scan"}, {"-only", "waits,"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v: no error", bad)
 		}

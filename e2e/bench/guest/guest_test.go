@@ -23,7 +23,16 @@ func TestConfigFrom(t *testing.T) {
 	if err != nil || !cmp.Equal(want, c, cmp.AllowUnexported(config{})) {
 		t.Errorf("set: got %+v, %v; want %+v", c, err, want)
 	}
+	c, err = configFrom(env(map[string]string{"klp_bench_only": "waits,metrics"}))
+	if err != nil || !c.runs("waits") || !c.runs("metrics") || c.runs("scans") {
+		t.Errorf("only waits,metrics: %+v, %v", c, err)
+	}
+	if c, _ := configFrom(env(nil)); !c.runs("scans") || !c.runs("waits") || c.runs("metrics") {
+		t.Errorf("default: %+v runs the wrong measures", c)
+	}
 	for _, bad := range []map[string]string{
+		{"klp_bench_only": "scan"},
+		{"klp_bench_only": "waits,"},
 		{"klp_bench_threads": "10,x"},
 		{"klp_bench_threads": "-1"},
 		{"klp_bench_reps": "many"},
@@ -49,6 +58,29 @@ func TestParseStatTicks(t *testing.T) {
 			t.Errorf("parseStatTicks(%q): no error", bad)
 		}
 	}
+}
+
+func TestParseCPUStatUsage(t *testing.T) {
+	in := "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n"
+	got, err := parseCPUStatUsage(strings.NewReader(in))
+	if err != nil || got != 1234567*time.Microsecond {
+		t.Errorf("parseCPUStatUsage = %v, %v; want 1.234567s", got, err)
+	}
+	for _, bad := range []string{"", "user_usec 5\n", "usage_usec x\n", "usage_usec -1\n"} {
+		if _, err := parseCPUStatUsage(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseCPUStatUsage(%q): no error", bad)
+		}
+	}
+}
+
+func FuzzParseCPUStatUsage(f *testing.F) {
+	f.Add("usage_usec 10\nuser_usec 5\n")
+	f.Add("usage_usec 99999999999999999999\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		if v, err := parseCPUStatUsage(strings.NewReader(in)); err == nil && v < 0 {
+			t.Fatalf("negative usage %v", v)
+		}
+	})
 }
 
 func FuzzParseStatTicks(f *testing.F) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -350,4 +351,57 @@ func clockOffset() (offset, bound int64, err error) {
 		}
 	}
 	return 0, 0, errors.New("relate the clocks: our record is not in /dev/kmsg")
+}
+
+// cgroupRoot is where the guest mounts cgroup v2; waiterCgroup is the
+// cgroup each waiter runs in, alone, with its children.
+const (
+	cgroupRoot   = "/sys/fs/cgroup"
+	waiterCgroup = cgroupRoot + "/klp-bench-waiter"
+)
+
+// mountCgroup mounts cgroup v2 and creates the waiters' cgroup; it returns
+// the cgroup's directory, open, for clone3's CLONE_INTO_CGROUP.
+func mountCgroup() (*os.File, error) {
+	if err := unix.Mount("cgroup2", cgroupRoot, "cgroup2", 0, ""); err != nil && err != unix.EBUSY {
+		return nil, fmt.Errorf("mount cgroup2: %w", err)
+	}
+	if err := os.Mkdir(waiterCgroup, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup: %w", err)
+	}
+	f, err := os.Open(waiterCgroup)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	return f, nil
+}
+
+// cgroupUsage returns the CPU time of every task that ran in the cgroup
+// dir (cpu.stat's usage_usec): the scheduler's runtime, counted in
+// nanoseconds as the tasks run, not sampled at clock ticks.
+func cgroupUsage(dir string) (time.Duration, error) {
+	f, err := os.Open(dir + "/cpu.stat")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseCPUStatUsage(f)
+}
+
+// parseCPUStatUsage reads usage_usec of a cgroup v2 cpu.stat file.
+func parseCPUStatUsage(r io.Reader) (time.Duration, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return 0, fmt.Errorf("read cpu.stat: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || n < 0 || n > math.MaxInt64/int64(time.Microsecond) {
+				return 0, fmt.Errorf("parse cpu.stat: bad usage_usec %q", v)
+			}
+			return time.Duration(n) * time.Microsecond, nil
+		}
+	}
+	return 0, errors.New("parse cpu.stat: no usage_usec")
 }

@@ -7,7 +7,8 @@
 // klp_e2e_target_patch replaces), then measures, interleaved and repeated:
 //
 //   - the scans that list the blocking tasks: klp blocking, klp blocking
-//     --json, the minimal C scanner (bench/c/cscan.c), a bash loop over
+//     --json, klp metrics (the collector that klp exporter serves), the
+//     minimal C scanner (bench/c/cscan.c), a bash loop over
 //     /proc/*/task/* and kpatch's fork-per-task approach;
 //   - the waiters, each over a transition stalled for a while and then
 //     released: klp wait (its output on a pipe and on a terminal) and a
@@ -21,8 +22,9 @@
 // init): klp_bench_threads (comma-separated counts), klp_bench_reps (runs
 // per scan), klp_bench_wait_reps (stalls per waiter), klp_bench_stall (a
 // Go duration), klp_bench_kpatch_max (the most threads at which the
-// fork-per-task scan runs), klp_bench_only (scans or waits: measure only
-// those).
+// fork-per-task scan runs), klp_bench_only (a comma-separated set of
+// scans, waits and metrics: measure only those; metrics is klp metrics
+// beside klp blocking, without the other scans).
 package main
 
 import (
@@ -72,7 +74,17 @@ type config struct {
 	waitReps  int
 	stall     time.Duration
 	kpatchMax int
-	only      string // "scans" or "waits": only those; "" both
+	// only is the set of measures to run: scans, waits, metrics (klp
+	// metrics and klp blocking alone); empty: scans and waits.
+	only map[string]bool
+}
+
+// runs reports whether the measure named what runs.
+func (c config) runs(what string) bool {
+	if len(c.only) == 0 {
+		return what != "metrics"
+	}
+	return c.only[what]
 }
 
 // configFrom reads the settings from the environment, with the defaults
@@ -101,11 +113,16 @@ func configFrom(getenv func(string) string) (config, error) {
 			*iv.p = n
 		}
 	}
-	switch v := getenv("klp_bench_only"); v {
-	case "", "scans", "waits":
-		c.only = v
-	default:
-		return c, fmt.Errorf("klp_bench_only: %q is neither scans nor waits", v)
+	if v := getenv("klp_bench_only"); v != "" {
+		c.only = map[string]bool{}
+		for _, w := range strings.Split(v, ",") {
+			switch w {
+			case "scans", "waits", "metrics":
+				c.only[w] = true
+			default:
+				return c, fmt.Errorf("klp_bench_only: %q is none of scans, waits and metrics", w)
+			}
+		}
 	}
 	if v := getenv("klp_bench_stall"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -164,6 +181,9 @@ type bench struct {
 	cfg     config
 	env     benchdata.GuestEnv
 	kthread int // TID of the kthread that holds the transition
+	// cgroup is the waiters' cgroup, open (nil when cgroup v2 cannot be
+	// mounted: then the CPU of a wait is counted in clock ticks only).
+	cgroup *os.File
 }
 
 // setup raises the limits on tasks, mounts devpts for the terminal
@@ -174,6 +194,11 @@ func (b *bench) setup() error {
 	}
 	if err := unix.Mount("devpts", "/dev/pts", "devpts", 0, ""); err != nil && err != unix.EBUSY {
 		return fmt.Errorf("mount devpts: %w", err)
+	}
+	if cg, err := mountCgroup(); err != nil {
+		note("CPU per second of waiting in clock ticks only: %v", err)
+	} else {
+		b.cgroup = cg
 	}
 	// The defaults stop far below 100,000 threads: threads-max is sized at
 	// boot to memory / (8 * THREAD_SIZE), 128 KiB per thread; pid_max is
@@ -246,12 +271,12 @@ func (b *bench) measure(n int) error {
 		perThread = fmt.Sprintf(", %d KiB per thread", used/int64(n))
 	}
 	note("%s threads: started in %s; %d tasks; they took %d MiB of memory%s", benchdata.Thousands(n), took, tasks, used>>10, perThread)
-	if b.cfg.only != "waits" {
+	if b.cfg.runs("scans") || b.cfg.runs("metrics") {
 		if err := b.scans(n, tasks); err != nil {
 			return err
 		}
 	}
-	if b.cfg.only != "scans" {
+	if b.cfg.runs("waits") {
 		err = b.waits(n, tasks)
 	}
 	note("%s threads: measured in %s", benchdata.Thousands(n), time.Since(start).Round(time.Second))

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,6 +136,15 @@ func (b *bench) scanners(n int) []scanner {
 			}
 			return nil
 		}},
+		{benchdata.CmdKlpMetrics, []string{klpBin, "metrics"}, func(out string) error {
+			// The kthread as the one blocking kernel thread: the
+			// collector scanned every task.
+			want := fmt.Sprintf("klp_blocking_tasks{kind=\"kernel\",patch=%q} 1\n", patchModule)
+			if !strings.Contains(out, want) {
+				return fmt.Errorf("printed no %q: %q", strings.TrimSpace(want), trunc(out))
+			}
+			return nil
+		}},
 		{benchdata.CmdCScan, []string{cscanBin, "/proc", "patch_state"}, func(out string) error {
 			var tasks, busy int
 			if _, err := fmt.Sscanf(out, "%d tasks, %d not idle", &tasks, &busy); err != nil || tasks < n {
@@ -145,6 +156,12 @@ func (b *bench) scanners(n int) []scanner {
 	}
 	if n <= b.cfg.kpatchMax {
 		s = append(s, scanner{benchdata.CmdKpatch, []string{bashBin, "-c", kpatchScript, "bash", patchModule}, onlyTID})
+	}
+	if !b.cfg.runs("scans") {
+		// klp metrics beside klp blocking only.
+		s = slices.DeleteFunc(s, func(sc scanner) bool {
+			return sc.name != benchdata.CmdKlpBlocking && sc.name != benchdata.CmdKlpMetrics
+		})
 	}
 	return s
 }
@@ -163,7 +180,7 @@ func (b *bench) scans(n, tasks int) error {
 		return err
 	}
 	scanners := b.scanners(n)
-	if n > b.cfg.kpatchMax {
+	if n > b.cfg.kpatchMax && b.cfg.runs("scans") {
 		note("%s threads: %s skipped (it forks twice per task: %d tasks take too long)", benchdata.Thousands(n), benchdata.CmdKpatch, tasks)
 	}
 	// Warm the caches (procfs dentries, the binaries' pages) once.
@@ -247,7 +264,7 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 		s.Error = err.Error()
 		return s, err
 	}
-	p, err := startWaiter(w)
+	p, err := startWaiter(w, b.cgroup)
 	if err != nil {
 		s.Error = err.Error()
 		return s, unload()
@@ -255,9 +272,11 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 	defer p.kill()
 	time.Sleep(warmUp)
 	c0, err0 := cpuTicks(p.pid)
+	u0, uerr0 := b.waiterUsage()
 	t0 := time.Now()
 	time.Sleep(b.cfg.stall - warmUp)
 	c1, err1 := cpuTicks(p.pid)
+	u1, uerr1 := b.waiterUsage()
 	t1 := time.Now()
 	select {
 	case res := <-p.done:
@@ -265,9 +284,21 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 		return s, unload()
 	default:
 	}
+	window := t1.Sub(t0).Seconds()
 	if err0 == nil && err1 == nil {
-		v := float64(c1-c0) / 100 / t1.Sub(t0).Seconds() // USER_HZ is 100
-		s.CPUPerSec, s.Window = &v, t1.Sub(t0).Seconds()
+		v := float64(c1-c0) / 100 / window // USER_HZ is 100
+		s.CPUPerSecTicks, s.Window = &v, window
+	}
+	switch {
+	case b.cgroup == nil:
+		// Clock ticks alone, as results from before the cgroup.
+		s.CPUPerSec, s.CPUPerSecTicks = s.CPUPerSecTicks, nil
+	case uerr0 == nil && uerr1 == nil:
+		v := (u1 - u0).Seconds() / window
+		s.CPUPerSec, s.Window = &v, window
+	default:
+		s.Error = fmt.Sprintf("read the cgroup's CPU: %v", errors.Join(uerr0, uerr1))
+		return s, unload()
 	}
 	log, err := openKmsg()
 	if err != nil {
@@ -323,6 +354,14 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 	return s, unload()
 }
 
+// waiterUsage returns the CPU time used so far in the waiters' cgroup.
+func (b *bench) waiterUsage() (time.Duration, error) {
+	if b.cgroup == nil {
+		return 0, nil
+	}
+	return cgroupUsage(waiterCgroup)
+}
+
 // running is a started waiter.
 type running struct {
 	pid  int         // the waiter's, under bench/c/measure
@@ -334,8 +373,9 @@ type running struct {
 
 // startWaiter starts w under bench/c/measure with its output on a pipe,
 // or on a terminal (a pseudo-terminal whose master end is drained), and
-// stdin on /dev/null.
-func startWaiter(w waiter) (*running, error) {
+// stdin on /dev/null; in cgroup when it is not nil (bench/c/measure then
+// starts there, and the waiter and all its children run there).
+func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 	var rd, wr *os.File
 	var err error
 	if w.tty {
@@ -361,10 +401,14 @@ func startWaiter(w waiter) (*running, error) {
 	}
 	defer null.Close()
 	r := &running{done: make(chan result, 1)}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if cgroup != nil {
+		sys.UseCgroupFD, sys.CgroupFD = true, int(cgroup.Fd())
+	}
 	r.proc, err = os.StartProcess(measureBin, append([]string{measureBin}, w.argv...), &os.ProcAttr{
 		Env:   []string{"PATH=/bin", "HOME=/root", "TERM=linux"},
 		Files: []*os.File{null, wr, wr, repW},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   sys,
 	})
 	if err != nil {
 		rd.Close()

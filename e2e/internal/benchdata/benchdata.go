@@ -27,6 +27,7 @@ const (
 	CmdCScan           = "C scanner"
 	CmdBash            = "bash loop"
 	CmdKpatch          = "kpatch (fork per task)"
+	CmdKlpMetrics      = "klp metrics"
 	CmdKlpWait         = "klp wait"
 	CmdKlpWaitTTY      = "klp wait (terminal)"
 	CmdPoll            = "1 s poll loop"
@@ -34,7 +35,7 @@ const (
 
 // ScanCommands and WaitCommands are the commands in table order.
 var (
-	ScanCommands = []string{CmdKlpBlocking, CmdKlpBlockingJSON, CmdCScan, CmdBash, CmdKpatch}
+	ScanCommands = []string{CmdKlpBlocking, CmdKlpBlockingJSON, CmdKlpMetrics, CmdCScan, CmdBash, CmdKpatch}
 	WaitCommands = []string{CmdKlpWait, CmdKlpWaitTTY, CmdPoll}
 )
 
@@ -61,10 +62,16 @@ type Sample struct {
 	Latency    *float64 `json:"latency_s,omitempty"`
 	LatencyErr float64  `json:"latency_err_s,omitempty"`
 	// CPUPerSec is the CPU time the waiter (and its children) used per
-	// second of a stalled transition, measured over Window seconds from
-	// /proc/<pid>/stat (10 ms ticks).
+	// second of a stalled transition, measured over Window seconds: the
+	// usage_usec of the cgroup the waiter runs in alone (the scheduler's
+	// runtime in ns, children included), or in results from before that
+	// (no CPUPerSecTicks), /proc/<pid>/stat's clock ticks.
 	CPUPerSec *float64 `json:"cpu_per_s,omitempty"`
-	Window    float64  `json:"window_s,omitempty"`
+	// CPUPerSecTicks is the same from /proc/<pid>/stat fields 14 to 17
+	// (utime, stime, cutime, cstime: 10 ms clock ticks, charged to
+	// whoever runs when the tick fires), over the same window.
+	CPUPerSecTicks *float64 `json:"cpu_per_s_ticks,omitempty"`
+	Window         float64  `json:"window_s,omitempty"`
 	// Error says why the sample does not count (wrong output, a failed
 	// command, a waiter that did not return).
 	Error string `json:"error,omitempty"`

@@ -85,13 +85,14 @@ func run(cpus int) *Guest {
 		g.Samples = append(g.Samples, Sample{Threads: n, Command: cmd, Kind: KindScan, Wall: wall, MaxRSS: rss})
 	}
 	wait := func(n int, cmd string, lat, cpu float64, rss int64) {
-		g.Samples = append(g.Samples, Sample{Threads: n, Command: cmd, Kind: KindWait, Latency: f(lat), CPUPerSec: f(cpu), Window: 9, MaxRSS: rss})
+		g.Samples = append(g.Samples, Sample{Threads: n, Command: cmd, Kind: KindWait, Latency: f(lat), CPUPerSec: f(cpu), CPUPerSecTicks: f(cpu + 0.01), Window: 9, MaxRSS: rss})
 	}
 	for _, n := range []int{1000, 30000} {
 		k := float64(n) / 1000
 		scan(n, CmdKlpBlocking, 0.011*k, 8000)
 		scan(n, CmdKlpBlocking, 0.013*k, 8200)
 		scan(n, CmdKlpBlockingJSON, 0.012*k, 8100)
+		scan(n, CmdKlpMetrics, 0.018*k, 8300)
 		scan(n, CmdCScan, 0.010*k, 700)
 		scan(n, CmdBash, 0.1*k, 2000*int64(k))
 		wait(n, CmdKlpWait, 0.004, 0.002, 9000)
@@ -132,6 +133,7 @@ func TestReport(t *testing.T) {
 		{RatioKlpJSONFloor, 1000, 1.2},
 		{RatioBashKlp, 1000, 0.1 / 0.012},
 		{RatioKpatchKlp, 1000, 30 / 0.012},
+		{RatioMetricsKlp, 30000, 1.5},
 		{RatioWaitPoll, 30000, 0.04},
 		{RatioWaitTTYPoll, 30000, 6},
 		{RatioWaitGrowth, 30000, 1},
@@ -166,7 +168,9 @@ func TestReport(t *testing.T) {
 		t.Errorf("targets: unexpected diff (-want +got):\n%s", diff)
 	}
 	md := r.Markdown()
-	for _, s := range []string{"| klp blocking | 12.0 ms (11.0 ms–13.0 ms) | 360 ms (330 ms–390 ms) |", "MISSED, 30,000 threads: wait CPU vs a 1 s poll", "left out: C scanner, 30,000 threads: printed nothing", "| kpatch (fork per task) | 30.0 s | – |"} {
+	for _, s := range []string{"| klp blocking | 12.0 ms (11.0 ms–13.0 ms) | 360 ms (330 ms–390 ms) |", "MISSED, 30,000 threads: wait CPU vs a 1 s poll", "left out: C scanner, 30,000 threads: printed nothing", "| kpatch (fork per task) | 30.0 s | – |",
+		"| klp wait: the same in clock ticks (/proc/<pid>/stat) | 1.20 % | 1.20 % |",
+		"| klp metrics / klp blocking | 1.50 | 1.50 |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("Markdown lacks %q:\n%s", s, md)
 		}
@@ -193,6 +197,19 @@ func TestTargetsTwoCPUs(t *testing.T) {
 	}
 	if Summary(nil) != "" {
 		t.Error("Summary of nothing is not empty")
+	}
+}
+
+func TestMarkdownWithoutTicks(t *testing.T) {
+	// Results from before the cgroup measure have the tick figure alone,
+	// as CPUPerSec: no row of ticks.
+	g := run(1)
+	for i := range g.Samples {
+		g.Samples[i].CPUPerSecTicks = nil
+	}
+	r := NewReport(g, HostEnv{VCPUs: 1}, "")
+	if md := r.Markdown(); strings.Contains(md, "clock ticks") || !strings.Contains(md, "klp wait: CPU per second of waiting | 0.200 %") {
+		t.Errorf("Markdown of tick-only results:\n%s", md)
 	}
 }
 

@@ -44,7 +44,10 @@ type Figure struct {
 	Latency    *Stat   `json:"latency_s,omitempty"`
 	LatencyErr float64 `json:"latency_err_s,omitempty"` // the largest error bound of its samples
 	CPUPerSec  *Stat   `json:"cpu_per_s,omitempty"`
-	MaxRSS     *Stat   `json:"max_rss_kib,omitempty"`
+	// CPUPerSecTicks is CPUPerSec as /proc/<pid>/stat's clock ticks
+	// count it (results with a cgroup's exact figure only).
+	CPUPerSecTicks *Stat `json:"cpu_per_s_ticks,omitempty"`
+	MaxRSS         *Stat `json:"max_rss_kib,omitempty"`
 	// Errors are the errors of the samples left out.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -132,7 +135,7 @@ func NewReport(g *Guest, host HostEnv, date string) *Report {
 
 func summarise(samples []Sample, threads int, cmd string) (Figure, bool) {
 	f := Figure{Threads: threads, Command: cmd}
-	var wall, lat, cpu, rss []float64
+	var wall, lat, cpu, ticks, rss []float64
 	seen := false
 	for _, s := range samples {
 		if s.Threads != threads || s.Command != cmd {
@@ -157,8 +160,12 @@ func summarise(samples []Sample, threads int, cmd string) (Figure, bool) {
 		if s.CPUPerSec != nil {
 			cpu = append(cpu, *s.CPUPerSec)
 		}
+		if s.CPUPerSecTicks != nil {
+			ticks = append(ticks, *s.CPUPerSecTicks)
+		}
 	}
 	f.Wall, f.Latency, f.CPUPerSec, f.MaxRSS = NewStat(wall), NewStat(lat), NewStat(cpu), NewStat(rss)
+	f.CPUPerSecTicks = NewStat(ticks)
 	return f, seen
 }
 
@@ -213,6 +220,7 @@ const (
 	RatioKlpJSONFloor = "klp blocking --json / C scanner"
 	RatioBashKlp      = "bash loop / klp blocking"
 	RatioKpatchKlp    = "kpatch (fork per task) / klp blocking"
+	RatioMetricsKlp   = "klp metrics / klp blocking"
 	RatioWaitPoll     = "klp wait CPU / 1 s poll loop CPU"
 	RatioWaitTTYPoll  = "klp wait (terminal) CPU / 1 s poll loop CPU"
 	RatioWaitGrowth   = "klp wait CPU / its CPU at the fewest threads"
@@ -239,6 +247,7 @@ func (r *Report) ratios() []Ratio {
 		add(RatioKlpJSONFloor, n, r.ratioOf(n, CmdKlpBlockingJSON, n, CmdCScan, wallOf))
 		add(RatioBashKlp, n, r.ratioOf(n, CmdBash, n, CmdKlpBlocking, wallOf))
 		add(RatioKpatchKlp, n, r.ratioOf(n, CmdKpatch, n, CmdKlpBlocking, wallOf))
+		add(RatioMetricsKlp, n, r.ratioOf(n, CmdKlpMetrics, n, CmdKlpBlocking, wallOf))
 		add(RatioWaitPoll, n, r.ratioOf(n, CmdKlpWait, n, CmdPoll, cpuOf))
 		add(RatioWaitTTYPoll, n, r.ratioOf(n, CmdKlpWaitTTY, n, CmdPoll, cpuOf))
 		add(RatioWaitGrowth, n, r.ratioOf(n, CmdKlpWait, first, CmdKlpWait, cpuOf))

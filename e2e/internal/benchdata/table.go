@@ -135,6 +135,11 @@ func (r *Report) Markdown() string {
 	for _, cmd := range WaitCommands {
 		t.add(r.row(cmd+": CPU per second of waiting", cmd, func(f *Figure) string { return statText(f.CPUPerSec, Percent) })...)
 	}
+	if r.hasTicks() {
+		for _, cmd := range WaitCommands {
+			t.add(r.row(cmd+": the same in clock ticks (/proc/<pid>/stat)", cmd, func(f *Figure) string { return statText(f.CPUPerSecTicks, Percent) })...)
+		}
+	}
 	b.WriteString(t.String() + "\n")
 
 	b.WriteString("Peak memory (max RSS, median):\n\n")
@@ -151,7 +156,7 @@ func (r *Report) Markdown() string {
 
 	b.WriteString("Ratios (of medians):\n\n")
 	t = table{head: r.threadHead("ratio")}
-	for _, name := range []string{RatioKlpFloor, RatioKlpJSONFloor, RatioBashKlp, RatioKpatchKlp, RatioWaitPoll, RatioWaitTTYPoll, RatioWaitGrowth, RatioWaitTTYGrow} {
+	for _, name := range []string{RatioKlpFloor, RatioKlpJSONFloor, RatioMetricsKlp, RatioBashKlp, RatioKpatchKlp, RatioWaitPoll, RatioWaitTTYPoll, RatioWaitGrowth, RatioWaitTTYGrow} {
 		cells := []string{name}
 		for _, n := range r.Threads {
 			cells = append(cells, RatioText(r.Ratio(name, n)))
@@ -188,6 +193,17 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// hasTicks reports whether any waiter's figure has the clock-tick CPU
+// beside the exact one (results from before the cgroup measure do not).
+func (r *Report) hasTicks() bool {
+	for _, f := range r.Figures {
+		if f.CPUPerSecTicks != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // row renders one table row: the label, then cell(figure of cmd) per
@@ -246,7 +262,7 @@ func Summary(reports []*Report) string {
 			}
 		}
 	}
-	for _, name := range []string{RatioKlpFloor, RatioKlpJSONFloor, RatioBashKlp, RatioKpatchKlp} {
+	for _, name := range []string{RatioKlpFloor, RatioKlpJSONFloor, RatioMetricsKlp, RatioBashKlp, RatioKpatchKlp} {
 		each(name, func(r *Report, n int) string { return RatioText(r.Ratio(name, n)) })
 	}
 	for _, cmd := range WaitCommands {
