@@ -174,6 +174,9 @@ scrape_configs:
 	for _, s := range promQuery(t, api, `klp_scrape_errors_total{source="tasks"} > 0`) {
 		t.Errorf("%s: the exporter failed to read tasks: %v", s.Metric["guest"], s.Metric)
 	}
+	for _, s := range promQuery(t, api, `klp_transition_start_time_seconds{patch="klp_e2e_target_patch"}`) {
+		t.Logf("%s: klp_transition_start_time_seconds %v (the load gave up at %v)", s.Metric["guest"], s.Value[1], float64(stalled.UnixMilli())/1000)
+	}
 	for _, s := range promQuery(t, api, `klp_blocking_tasks{patch="klp_e2e_target_patch"}`) {
 		t.Logf("%s: klp_blocking_tasks{kind=%q} %v", s.Metric["guest"], s.Metric["kind"], s.Value[1])
 	}
@@ -185,8 +188,8 @@ scrape_configs:
 			if a.Labels["alertname"] == "KlpTransitionStalled" && a.State == "firing" {
 				if _, ok := firing[a.Labels["guest"]]; !ok {
 					firing[a.Labels["guest"]] = time.Since(stalled)
-					t.Logf("%s: KlpTransitionStalled firing %v after the load gave up (value %s): %s", a.Labels["guest"],
-						firing[a.Labels["guest"]].Round(time.Second), a.Value, a.Annotations["description"])
+					t.Logf("%s: KlpTransitionStalled firing %v after the load gave up, pending since %s (value %s): %s", a.Labels["guest"],
+						firing[a.Labels["guest"]].Round(time.Second), a.ActiveAt, a.Value, a.Annotations["description"])
 					expect(t, a.Labels["guest"], strings.Contains(a.Annotations["description"], " 1 user and\n1 kernel tasks") ||
 						strings.Contains(a.Annotations["description"], " 1 user and 1 kernel tasks"),
 						"the description does not count the blocking tasks: %q", a.Annotations["description"])
@@ -199,12 +202,9 @@ scrape_configs:
 	// Released, the tasks switch and the transition completes; the alert
 	// resolves.
 	for _, h := range hosts {
-		h.g.mustRun(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read; "+
-			"for i in $(seq 300); do [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && break; sleep 0.2; done; "+
-			"[ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/enabled)\" = 1 ]")
-		expect(t, h.name, strings.TrimSpace(h.g.mustRun(t, "cat /proc/klp_e2e_target")) == "patched", "the patched function does not run")
+		h.g.mustRun(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read")
 	}
-	completed := time.Now()
+	released := time.Now()
 	waitFor(t, "KlpTransitionStalled resolved", 5*time.Minute, func() bool {
 		for _, a := range promAlerts(t, api) {
 			if a.Labels["alertname"] == "KlpTransitionStalled" {
@@ -213,7 +213,13 @@ scrape_configs:
 		}
 		return true
 	})
-	t.Logf("timing: KlpTransitionStalled resolved on every guest %v after the transitions completed", time.Since(completed).Round(time.Second))
+	t.Logf("timing: KlpTransitionStalled resolved on every guest %v after the tasks were released", time.Since(released).Round(time.Second))
+	for _, h := range hosts {
+		h.g.mustRun(t, "for i in $(seq 300); do [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && break; sleep 0.2; done; "+
+			"[ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/enabled)\" = 1 ]")
+		expect(t, h.name, strings.TrimSpace(h.g.mustRun(t, "cat /proc/klp_e2e_target")) == "patched", "the patched function does not run")
+	}
+	expect(t, "exporter", len(promQuery(t, api, `klp_transition_in_progress == 0`)) == len(hosts), "a guest still reports a transition")
 }
 
 // probePrivileges reads the patch_state of init (root's) and of kthreadd
@@ -322,6 +328,7 @@ type promAlert struct {
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
 	State       string            `json:"state"`
+	ActiveAt    string            `json:"activeAt"`
 	Value       string            `json:"value"`
 }
 
