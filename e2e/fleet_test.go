@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,25 @@ func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string)
 		probePrivileges(t, h)
 	}
 
+	// The timer as well, into the directory Debian's node_exporter reads
+	// (made here: the guests have no node_exporter); the exporter is not
+	// restarted by it.
+	pids := map[string]string{}
+	for _, h := range hosts {
+		pids[h.name] = h.g.mustRun(t, "mkdir -p /var/lib/prometheus/node-exporter && systemctl show -P MainPID klp-exporter.service")
+	}
+	out, _, err = play(t, "fleet-timer", "-e", "klp_package="+deb, "-e", "klp_exporter_enabled=true", "-e", args,
+		"-e", "klp_metrics_timer_enabled=true", deploy)
+	if err != nil {
+		t.Fatalf("the role failed with klp_metrics_timer_enabled: %v\n%s", err, out)
+	}
+	for _, h := range hosts {
+		expect(t, h.name, recap(out, h.name, "changed") == 1, "klp_metrics_timer_enabled did not change one thing:\n%s", out)
+		expect(t, h.name, strings.TrimSpace(h.g.run(t, "systemctl is-enabled klp-metrics.timer; systemctl is-active klp-metrics.timer").Stdout) == "enabled\nactive",
+			"klp-metrics.timer is not enabled and active")
+		expect(t, h.name, h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service") == pids[h.name], "the exporter was restarted")
+	}
+
 	// Prometheus on the host, on loopback, scraping both exporters.
 	rules := filepath.Join(dir, "klp-alerts.yml")
 	writeFleetRules(t, rules)
@@ -130,7 +150,7 @@ scrape_configs:
 	defer func() {
 		for _, h := range hosts {
 			h.g.run(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read; "+
-				"klp unload klp_e2e_target_patch >/dev/null 2>&1; sleep 1; rmmod klp_e2e_target; systemctl disable --now klp-exporter.service")
+				"klp unload klp_e2e_target_patch >/dev/null 2>&1; sleep 1; rmmod klp_e2e_target; systemctl disable --now klp-exporter.service klp-metrics.timer")
 		}
 	}()
 
@@ -171,6 +191,17 @@ scrape_configs:
 		return len(promQuery(t, api, `klp_blocking_tasks{patch="klp_e2e_target_patch",kind="user"} >= 1`)) == len(hosts) &&
 			len(promQuery(t, api, `klp_blocking_tasks{patch="klp_e2e_target_patch",kind="kernel"} >= 1`)) == len(hosts)
 	})
+	// klp-metrics.service (root, CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE
+	// only) counts them too, in klp.prom, within a few runs of the timer.
+	for _, h := range hosts {
+		prom := "/var/lib/prometheus/node-exporter/klp.prom"
+		r := h.g.run(t, `for i in $(seq 120); do grep -q '^klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1$' `+prom+` && `+
+			`grep -q '^klp_blocking_tasks{kind="user",patch="klp_e2e_target_patch"} 1$' `+prom+` && break; sleep 1; done; grep -E '^klp_(blocking_tasks|transition_duration_seconds|scrape_errors_total)' `+prom)
+		t.Logf("%s: %s during the stall:\n%s", h.name, prom, r.Stdout)
+		expect(t, h.name, strings.Contains(r.Stdout, `klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1`) &&
+			strings.Contains(r.Stdout, `klp_blocking_tasks{kind="user",patch="klp_e2e_target_patch"} 1`), "klp.prom does not count the blocking tasks")
+		expect(t, h.name, !regexp.MustCompile(`source="tasks"\} [1-9]`).MatchString(r.Stdout), "klp-metrics.service failed to read tasks")
+	}
 	for _, s := range promQuery(t, api, `klp_scrape_errors_total{source="tasks"} > 0`) {
 		t.Errorf("%s: the exporter failed to read tasks: %v", s.Metric["guest"], s.Metric)
 	}
@@ -220,6 +251,23 @@ scrape_configs:
 		expect(t, h.name, strings.TrimSpace(h.g.mustRun(t, "cat /proc/klp_e2e_target")) == "patched", "the patched function does not run")
 	}
 	expect(t, "exporter", len(promQuery(t, api, `klp_transition_in_progress == 0`)) == len(hosts), "a guest still reports a transition")
+
+	// The .deb's maintainer scripts: an upgrade (the same .deb again)
+	// restarts the running exporter and timer, a removal stops them, and
+	// installed again they stay as the administrator left them.
+	pkg := "/var/tmp/" + filepath.Base(deb)
+	for _, h := range hosts {
+		before := h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
+		h.g.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
+		after := h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
+		expect(t, h.name, after != before && strings.TrimSpace(after) != "0", "dpkg -i did not restart the exporter (MainPID %s, then %s)", strings.TrimSpace(before), strings.TrimSpace(after))
+		h.g.mustRun(t, "klp unload klp_e2e_target_patch && rmmod klp_e2e_target && dpkg -r klp >/dev/null")
+		state := h.g.run(t, "systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
+		expect(t, h.name, state == "inactive\ninactive\n", "dpkg -r left the exporter or the timer running:\n%s", state)
+		h.g.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
+		state = h.g.run(t, "systemctl is-enabled klp-exporter.service klp-metrics.timer; systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
+		t.Logf("%s: after dpkg -r and dpkg -i: %q", h.name, state)
+	}
 }
 
 // probePrivileges reads the patch_state of init (root's) and of kthreadd
