@@ -169,8 +169,10 @@ uninstall:
 # packages builds dist/klp_<version>-1_amd64.deb and
 # dist/klp-<version>-1.x86_64.rpm from one description, packaging/nfpm.yaml:
 # the static binary, the kgr link, the man pages, bash/zsh/fish completions,
-# klp.service, the changelog (packaging/changelog.yml) and, in the .deb, the
-# copyright file and maintainer scripts. nfpm is pinned and run with go run
+# klp.service, klp-exporter.service and klp-metrics.service/.timer (none
+# enabled or started on installation), the changelog
+# (packaging/changelog.yml) and, in the .deb, the copyright file and
+# maintainer scripts. nfpm is pinned and run with go run
 # (cached after the first build, which downloads it), so its dependencies
 # stay out of go.mod. Then lintian and rpmlint check them: any error or
 # warning fails (packaging/lintian-overrides and packaging/rpmlintrc hold
@@ -189,7 +191,9 @@ packages-build: deps
 	$(GO) run ./cmd/gen-docs -completion $(DIST)/stage
 	gzip -9n -c docs/man/klp.8 > $(DIST)/stage/klp.8.gz
 	gzip -9n -c docs/man/kgr.8 > $(DIST)/stage/kgr.8.gz
-	sed 's|@BINDIR@|/usr/bin|' contrib/klp.service > $(DIST)/stage/klp.service
+	for u in klp.service klp-exporter.service klp-metrics.service klp-metrics.timer; do \
+		sed 's|@BINDIR@|/usr/bin|' contrib/$$u > $(DIST)/stage/$$u || exit 1; \
+	done
 	GO=$(GO) NFPM=$(NFPM) RELEASE=$(PKG_RELEASE) ARCH=$(PKG_ARCH) MAINTAINER='$(PKG_MAINTAINER)' \
 		packaging/package.sh $(abspath $(DIST)/stage) $(abspath $(DIST))
 	@ls -l $(DIST)/klp_*.deb $(DIST)/klp-*.rpm

@@ -81,7 +81,8 @@ func TestDebianAnsible(t *testing.T) {
 			if h.modDir, errs[i] = env.Modules(ctx, k, &logWriter{t: t}); errs[i] != nil {
 				return
 			}
-			h.vm, errs[i] = harness.NewVM(ctx, harness.VMConfig{Image: img, Kernel: k, Dir: filepath.Join(work, k), Log: &logWriter{t: t}})
+			h.vm, errs[i] = harness.NewVM(ctx, harness.VMConfig{Image: img, Kernel: k, Dir: filepath.Join(work, k), Log: &logWriter{t: t},
+				Forward: []int{fleetExporterPort}})
 			if errs[i] != nil {
 				return
 			}
@@ -233,6 +234,13 @@ func TestDebianAnsible(t *testing.T) {
 			expect(t, h.name, enabled(t, h, "klp_e2e_cmdline") == "absent", "still loaded")
 			expect(t, h.name, !h.g.run(t, "test -e /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "still installed")
 		}
+	})
+	t.Run("fleet", func(t *testing.T) {
+		var fh []fleetHost
+		for _, h := range hosts {
+			fh = append(fh, fleetHost{name: h.name, g: h.g})
+		}
+		testFleet(t, fh, play, pkgs.Deb, work)
 	})
 }
 

@@ -362,19 +362,21 @@ func TestFixtures(t *testing.T) {
 	})
 }
 
-// TestRoleUnit: the role's klp.service template is contrib/klp.service with
-// the role's binary directory, so a binary install boots like the packages.
+// TestRoleUnit: the role's unit templates are contrib's units with the
+// role's binary directory, so a binary install runs like the packages.
 func TestRoleUnit(t *testing.T) {
-	unit, err := os.ReadFile("../klp.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := os.ReadFile("roles/klp/templates/klp.service.j2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := strings.ReplaceAll(string(unit), "@BINDIR@", "{{ klp_bin_dir }}")
-	if diff := cmp.Diff(want, string(tmpl)); diff != "" {
-		t.Errorf("roles/klp/templates/klp.service.j2 differs from contrib/klp.service (-want +got):\n%s", diff)
+	for _, u := range []string{"klp.service", "klp-exporter.service", "klp-metrics.service", "klp-metrics.timer"} {
+		unit, err := os.ReadFile("../" + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := os.ReadFile("roles/klp/templates/" + u + ".j2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := strings.ReplaceAll(string(unit), "@BINDIR@", "{{ klp_bin_dir }}")
+		if diff := cmp.Diff(want, string(tmpl)); diff != "" {
+			t.Errorf("roles/klp/templates/%s.j2 differs from contrib/%s (-want +got):\n%s", u, u, diff)
+		}
 	}
 }
