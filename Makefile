@@ -60,7 +60,15 @@ lint:
 	$(GO) tool staticcheck ./...
 
 # fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
+# Within make test each target fuzzes for TEST_FUZZTIME (4s: a smoke pass
+# over 27 targets; make unit replays every seed and testdata/fuzz input
+# already); a FUZZTIME given on the command line or in the environment
+# applies there too.
 FUZZTIME ?= 8s
+TEST_FUZZTIME ?= 4s
+ifeq ($(filter environment command line,$(origin FUZZTIME)),)
+test: FUZZTIME = $(TEST_FUZZTIME)
+endif
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz
 

@@ -3,124 +3,110 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/klp-project/klp/e2e/internal/harness"
 )
 
-// TestDebianAnsible boots the Debian guest on both kernels at once and
-// drives them over SSH with Debian's ansible-core and the collection in
-// contrib/ansible: the roll-out playbook installs klp's .deb with the role
-// and loads a patch (changed), runs again (unchanged), runs in check mode;
-// a roll-out whose first host stalls stops before the next batch, naming the
-// blocking kernel thread, with the stalled host rolled back; the rollback
-// playbook unloads the patch everywhere.
-func TestDebianAnsible(t *testing.T) {
-	if os.Getenv("KLP_E2E_DEBIAN") == "0" {
-		t.Skip("KLP_E2E_DEBIAN=0")
-	}
+// fleet is what the Ansible scenarios share: the Debian guests (one per
+// kernel, hosts[0] first in the inventory), the inventory and a way to run
+// a playbook of contrib/ansible over them.
+type fleet struct {
+	hosts []*host
+	work  string
+	// play runs ansible-playbook with args over the inventory; its output
+	// goes to <work>/<name>.log too.
+	play func(t *testing.T, name string, args ...string) (string, time.Duration, error)
+}
+
+// host is one guest as Ansible knows it.
+type host struct {
+	name string // its inventory name: klp-<major>.<minor>
+	*guest
+}
+
+// enabled reads a patch's enabled attribute on h ("absent" when the kernel
+// has no such patch).
+func (h *host) enabled(t *testing.T, patch string) string {
+	t.Helper()
+	return strings.TrimSpace(h.run(t, "cat /sys/kernel/livepatch/"+patch+"/enabled 2>/dev/null || echo absent").Stdout)
+}
+
+// fleetScenario is one Ansible scenario. When a required one fails, the
+// scenarios after it do not run.
+type fleetScenario struct {
+	name     string
+	fn       func(t *testing.T, f *fleet)
+	required bool
+}
+
+// fleetScenarios run over both Debian guests at once, in this order
+// (subtests TestDebian/ansible/<name>), after the Debian scenarios and a
+// reset: klp is not installed and no patch is loaded or installed. A new
+// scenario is one line here.
+var fleetScenarios = []fleetScenario{
+	{"rollout-first", fleetRolloutFirst, true},
+	{"rollout-again", fleetRolloutAgain, false},
+	{"rollback-check", fleetRollbackCheck, false},
+	{"rollout-stall", fleetRolloutStall, false},
+	{"rollback", fleetRollback, false},
+	{"fleet", testFleet, false},
+}
+
+// fleetReset is what the Ansible scenarios start from on every guest: the
+// Debian scenarios' patches unloaded (their modules removed), klp purged,
+// nothing installed for boot.
+const fleetReset = `if command -v klp >/dev/null; then klp unload --all >/dev/null; fi &&
+dpkg --purge klp klp-e2e-livepatch 2>&1 && rm -rf /var/lib/klp /etc/apt/sources.list.d/klp-e2e.list`
+
+// fleetLeft lists what the reset must have removed: live patches, test
+// modules, klp's state and units.
+const fleetLeft = `find /sys/kernel/livepatch -mindepth 1 -maxdepth 1; ls -d /var/lib/klp /usr/bin/klp /etc/systemd/system/multi-user.target.wants/klp.service 2>/dev/null; grep '^klp_e2e' /proc/modules; true`
+
+// runFleet drives the guests over SSH with Debian's ansible-core and the
+// collection in contrib/ansible: the roll-out playbook installs klp's .deb
+// with the role and loads a patch (changed), runs again (unchanged), runs
+// in check mode; a roll-out whose first host stalls stops before the next
+// batch, naming the blocking kernel thread, with the stalled host rolled
+// back; the rollback playbook unloads the patch everywhere.
+func runFleet(t *testing.T, gs []*guest, work string) {
 	playbook, err := exec.LookPath("ansible-playbook")
 	if err != nil {
 		t.Skip("ansible-playbook not installed (make deps-ansible)")
 	}
-	ctx := context.Background()
+	if len(gs) < 2 {
+		t.Fatalf("need two guests, have %d", len(gs))
+	}
 	repo, err := harness.RepoRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := harness.Setup(ctx, repo, &logWriter{t: t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(env.Kernels) < 2 {
-		t.Fatalf("need two kernels, have %v", env.Kernels)
-	}
-	work := filepath.Join(repo, "e2e", ".work", "ansible")
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	timeout := 10 * time.Minute
-	if v := os.Getenv("KLP_E2E_BOOT_TIMEOUT"); v != "" {
-		if timeout, err = time.ParseDuration(v); err != nil {
-			t.Fatalf("KLP_E2E_BOOT_TIMEOUT: %v", err)
-		}
+	f := &fleet{work: work}
+	for _, g := range gs {
+		h := &host{name: "klp-" + regexp.MustCompile(`^\d+\.\d+`).FindString(g.kernel), guest: g}
+		h.mustRun(t, fleetReset)
+		left := strings.TrimSpace(h.mustRun(t, fleetLeft))
+		expect(t, h.name, left == "", "after the reset, patches or test modules are left:\n%s", left)
+		f.hosts = append(f.hosts, h)
 	}
-	img, err := env.DebianImage(ctx, &logWriter{t: t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkgs, err := harness.BuildPackages(ctx, repo, filepath.Join(work, "dist"))
-	if err != nil {
-		t.Fatal(err)
+	if t.Failed() {
+		t.FailNow()
 	}
 
-	// Both guests, booted in parallel.
-	type host struct {
-		name, kernel, modDir string
-		vm                   *harness.VM
-		g                    *guest
-	}
-	hosts := make([]*host, len(env.Kernels))
-	var wg sync.WaitGroup
-	errs := make([]error, len(env.Kernels))
-	for i, k := range env.Kernels {
-		hosts[i] = &host{name: "klp-" + regexp.MustCompile(`^\d+\.\d+`).FindString(k), kernel: k}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := hosts[i]
-			if h.modDir, errs[i] = env.Modules(ctx, k, &logWriter{t: t}); errs[i] != nil {
-				return
-			}
-			h.vm, errs[i] = harness.NewVM(ctx, harness.VMConfig{Image: img, Kernel: k, Dir: filepath.Join(work, k), Log: &logWriter{t: t},
-				Forward: []int{fleetExporterPort}})
-			if errs[i] != nil {
-				return
-			}
-			// no_timer_check: under TCG on a loaded host the kernel's
-			// IO-APIC timer check can fail and panic at boot ("IO-APIC +
-			// timer doesn't work"); a boot that failed anyway is tried
-			// once more.
-			var d time.Duration
-			if d, errs[i] = h.vm.Boot(ctx, "no_timer_check", timeout); errs[i] != nil && !h.vm.Running() {
-				t.Logf("%s: boot failed (%v), booting again", h.name, errs[i])
-				d, errs[i] = h.vm.Boot(ctx, "no_timer_check", timeout)
-			}
-			t.Logf("%s: boot until SSH %v", h.name, d.Round(100*time.Millisecond))
-		}()
-	}
-	wg.Wait()
-	for _, h := range hosts {
-		if h.vm != nil {
-			defer h.vm.Close()
-			h.g = &guest{vm: h.vm, kernel: h.kernel, timeout: timeout}
-		}
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range hosts {
-		h.g.mustRun(t, "mkdir -p "+guestModules)
-		if err := h.vm.CopyIn(ctx, guestModules+"/", filepath.Join(h.modDir, "klp_e2e_target.ko")); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// The inventory: both guests, each with the modules built for its kernel.
+	// The inventory: the guests, each with the modules built for its kernel.
 	var inv strings.Builder
 	inv.WriteString("[guests]\n")
-	for _, h := range hosts {
+	for _, h := range f.hosts {
 		inv.WriteString(strings.TrimSuffix(h.vm.AnsibleInventory(h.name), "\n") + " klp_modules=" + h.modDir + "\n")
 	}
 	inventory := filepath.Join(work, "inventory")
@@ -136,7 +122,7 @@ func TestDebianAnsible(t *testing.T) {
 	if err := os.Symlink(filepath.Join(repo, "contrib", "ansible"), filepath.Join(ns, "klp")); err != nil {
 		t.Fatal(err)
 	}
-	play := func(t *testing.T, name string, args ...string) (string, time.Duration, error) {
+	f.play = func(t *testing.T, name string, args ...string) (string, time.Duration, error) {
 		t.Helper()
 		cmd := exec.Command(playbook, append([]string{"-i", inventory}, args...)...)
 		cmd.Env = append(os.Environ(),
@@ -156,92 +142,102 @@ func TestDebianAnsible(t *testing.T) {
 		}
 		return string(out), d, err
 	}
-	cmdline := "klp_patch_src={{ klp_modules }}/klp_e2e_cmdline.ko"
-	enabled := func(t *testing.T, h *host, patch string) string {
-		return strings.TrimSpace(h.g.run(t, "cat /sys/kernel/livepatch/"+patch+"/enabled 2>/dev/null || echo absent").Stdout)
-	}
 
-	if !t.Run("rollout-first", func(t *testing.T) {
-		out, d, err := play(t, "rollout-first", "-e", cmdline, "-e", "klp_install=true", "-e", "klp_package="+pkgs.Deb,
-			"klp_project.klp.rollout")
-		if err != nil {
-			t.Fatalf("first roll-out failed: %v\n%s", err, out)
+	for _, sc := range fleetScenarios {
+		if !t.Run(sc.name, func(t *testing.T) { sc.fn(t, f) }) && sc.required {
+			t.Fatalf("%s failed; the remaining Ansible scenarios cannot run", sc.name)
 		}
-		t.Logf("timing: roll-out over %d guests (install klp's .deb, enable klp.service, preflight, load, install for boot, gate): %v", len(hosts), d.Round(100*time.Millisecond))
-		for _, h := range hosts {
-			expect(t, h.name, recap(out, h.name, "changed") > 0, "not changed:\n%s", out)
-			expect(t, h.name, enabled(t, h, "klp_e2e_cmdline") == "1", "klp_e2e_cmdline not enabled")
-			expect(t, h.name, h.g.run(t, "test -f /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "not installed for boot")
-			expect(t, h.name, strings.TrimSpace(h.g.run(t, "systemctl is-enabled klp.service").Stdout) == "enabled", "klp.service not enabled")
-		}
-	}) {
-		t.FailNow()
 	}
-	t.Run("rollout-again", func(t *testing.T) {
-		out, d, err := play(t, "rollout-again", "-e", cmdline, "-e", "klp_install=true", "-e", "klp_package="+pkgs.Deb,
-			"klp_project.klp.rollout")
-		if err != nil {
-			t.Fatalf("second roll-out failed: %v\n%s", err, out)
+}
+
+// fleetCmdline is the roll-out's patch: klp_e2e_cmdline of each host's
+// kernel.
+const fleetCmdline = "klp_patch_src={{ klp_modules }}/klp_e2e_cmdline.ko"
+
+// fleetRolloutFirst installs klp's .deb with the role, enables klp.service
+// and loads and installs klp_e2e_cmdline on every host: changed.
+func fleetRolloutFirst(t *testing.T, f *fleet) {
+	out, d, err := f.play(t, "rollout-first", "-e", fleetCmdline, "-e", "klp_install=true", "-e", "klp_package="+f.hosts[0].pkgs.Deb,
+		"klp_project.klp.rollout")
+	if err != nil {
+		t.Fatalf("first roll-out failed: %v\n%s", err, out)
+	}
+	t.Logf("timing: roll-out over %d guests (install klp's .deb, enable klp.service, preflight, load, install for boot, gate): %v", len(f.hosts), d.Round(100*time.Millisecond))
+	for _, h := range f.hosts {
+		expect(t, h.name, recap(out, h.name, "changed") > 0, "not changed:\n%s", out)
+		expect(t, h.name, h.enabled(t, "klp_e2e_cmdline") == "1", "klp_e2e_cmdline not enabled")
+		expect(t, h.name, h.run(t, "test -f /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "not installed for boot")
+		expect(t, h.name, strings.TrimSpace(h.run(t, "systemctl is-enabled klp.service").Stdout) == "enabled", "klp.service not enabled")
+	}
+}
+
+// fleetRolloutAgain runs the same roll-out again: nothing changes.
+func fleetRolloutAgain(t *testing.T, f *fleet) {
+	out, d, err := f.play(t, "rollout-again", "-e", fleetCmdline, "-e", "klp_install=true", "-e", "klp_package="+f.hosts[0].pkgs.Deb,
+		"klp_project.klp.rollout")
+	if err != nil {
+		t.Fatalf("second roll-out failed: %v\n%s", err, out)
+	}
+	t.Logf("timing: unchanged roll-out %v", d.Round(100*time.Millisecond))
+	for _, h := range f.hosts {
+		expect(t, h.name, recap(out, h.name, "changed") == 0 && recap(out, h.name, "ok") > 0, "changed again:\n%s", out)
+	}
+}
+
+// fleetRollbackCheck runs the rollback playbook in check mode: it reports
+// a change and a diff, and changes nothing.
+func fleetRollbackCheck(t *testing.T, f *fleet) {
+	out, _, err := f.play(t, "rollback-check", "--check", "--diff", "-e", "klp_patch_name=klp_e2e_cmdline", "klp_project.klp.rollback")
+	if err != nil {
+		t.Fatalf("rollback in check mode failed: %v\n%s", err, out)
+	}
+	for _, h := range f.hosts {
+		expect(t, h.name, recap(out, h.name, "changed") > 0, "check mode does not report a change:\n%s", out)
+		expect(t, h.name, h.enabled(t, "klp_e2e_cmdline") == "1", "check mode changed the kernel")
+		expect(t, h.name, h.run(t, "test -f /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "check mode uninstalled")
+	}
+	expect(t, "diff", strings.Contains(out, `"state": "absent"`) || strings.Contains(out, "state: absent"), "no diff:\n%s", out)
+}
+
+// fleetRolloutStall rolls out a patch that cannot finish on the first
+// host: the roll-out stops there, naming the host, the patch and the
+// blocking thread, rolls that host back, and leaves the next batch alone.
+func fleetRolloutStall(t *testing.T, f *fleet) {
+	// Every host runs klp_e2e_target with its kthread parked in the
+	// function klp_e2e_target_patch replaces: that patch cannot finish.
+	for _, h := range f.hosts {
+		h.mustRun(t, "insmod "+guestModules+"/klp_e2e_target.ko block_kthread=1 && for i in $(seq 50); do [ \"$(cat /sys/module/klp_e2e_target/parameters/kthread_waiting)\" = 1 ] && break; sleep 0.2; done")
+	}
+	defer func() {
+		for _, h := range f.hosts {
+			h.run(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; klp unload klp_e2e_target_patch >/dev/null 2>&1; sleep 1; rmmod klp_e2e_target")
 		}
-		t.Logf("timing: unchanged roll-out %v", d.Round(100*time.Millisecond))
-		for _, h := range hosts {
-			expect(t, h.name, recap(out, h.name, "changed") == 0 && recap(out, h.name, "ok") > 0, "changed again:\n%s", out)
-		}
-	})
-	t.Run("rollback-check", func(t *testing.T) {
-		out, _, err := play(t, "rollback-check", "--check", "--diff", "-e", "klp_patch_name=klp_e2e_cmdline", "klp_project.klp.rollback")
-		if err != nil {
-			t.Fatalf("rollback in check mode failed: %v\n%s", err, out)
-		}
-		for _, h := range hosts {
-			expect(t, h.name, recap(out, h.name, "changed") > 0, "check mode does not report a change:\n%s", out)
-			expect(t, h.name, enabled(t, h, "klp_e2e_cmdline") == "1", "check mode changed the kernel")
-			expect(t, h.name, h.g.run(t, "test -f /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "check mode uninstalled")
-		}
-		expect(t, "diff", strings.Contains(out, `"state": "absent"`) || strings.Contains(out, "state: absent"), "no diff:\n%s", out)
-	})
-	t.Run("rollout-stall", func(t *testing.T) {
-		// Every host runs klp_e2e_target with its kthread parked in the
-		// function klp_e2e_target_patch replaces: that patch cannot finish.
-		for _, h := range hosts {
-			h.g.mustRun(t, "insmod "+guestModules+"/klp_e2e_target.ko block_kthread=1 && for i in $(seq 50); do [ \"$(cat /sys/module/klp_e2e_target/parameters/kthread_waiting)\" = 1 ] && break; sleep 0.2; done")
-		}
-		defer func() {
-			for _, h := range hosts {
-				h.g.run(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; klp unload klp_e2e_target_patch >/dev/null 2>&1; sleep 1; rmmod klp_e2e_target")
-			}
-		}()
-		out, _, err := play(t, "rollout-stall", "-e", "klp_patch_src={{ klp_modules }}/klp_e2e_target_patch.ko",
-			"-e", "klp_wait=5", "-e", "klp_patch_state=loaded", "klp_project.klp.rollout")
-		if err == nil {
-			t.Fatalf("a stalled roll-out succeeded:\n%s", out)
-		}
-		first, second := hosts[0], hosts[1]
-		expect(t, "message", strings.Contains(out, "klp roll-out stopped at "+first.name) && strings.Contains(out, "klp_e2e_busy") &&
-			strings.Contains(out, "klp_e2e_target_patch"), "the failure does not name the host, the patch and the blocking thread:\n%s", out)
-		expect(t, first.name, enabled(t, first, "klp_e2e_target_patch") == "absent", "the stalled load was not rolled back")
-		expect(t, second.name, enabled(t, second, "klp_e2e_target_patch") == "absent", "the next batch was patched")
-		expect(t, second.name, !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(second.name)+`\s*:`).MatchString(out), "the next batch ran:\n%s", out)
-	})
-	t.Run("rollback", func(t *testing.T) {
-		out, d, err := play(t, "rollback", "-e", "klp_patch_name=klp_e2e_cmdline", "klp_project.klp.rollback")
-		if err != nil {
-			t.Fatalf("rollback failed: %v\n%s", err, out)
-		}
-		t.Logf("timing: rollback over %d guests %v", len(hosts), d.Round(100*time.Millisecond))
-		for _, h := range hosts {
-			expect(t, h.name, recap(out, h.name, "changed") > 0, "not changed:\n%s", out)
-			expect(t, h.name, enabled(t, h, "klp_e2e_cmdline") == "absent", "still loaded")
-			expect(t, h.name, !h.g.run(t, "test -e /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "still installed")
-		}
-	})
-	t.Run("fleet", func(t *testing.T) {
-		var fh []fleetHost
-		for _, h := range hosts {
-			fh = append(fh, fleetHost{name: h.name, g: h.g})
-		}
-		testFleet(t, fh, play, pkgs.Deb, work)
-	})
+	}()
+	out, _, err := f.play(t, "rollout-stall", "-e", "klp_patch_src={{ klp_modules }}/klp_e2e_target_patch.ko",
+		"-e", "klp_wait=5", "-e", "klp_patch_state=loaded", "klp_project.klp.rollout")
+	if err == nil {
+		t.Fatalf("a stalled roll-out succeeded:\n%s", out)
+	}
+	first, second := f.hosts[0], f.hosts[1]
+	expect(t, "message", strings.Contains(out, "klp roll-out stopped at "+first.name) && strings.Contains(out, "klp_e2e_busy") &&
+		strings.Contains(out, "klp_e2e_target_patch"), "the failure does not name the host, the patch and the blocking thread:\n%s", out)
+	expect(t, first.name, first.enabled(t, "klp_e2e_target_patch") == "absent", "the stalled load was not rolled back")
+	expect(t, second.name, second.enabled(t, "klp_e2e_target_patch") == "absent", "the next batch was patched")
+	expect(t, second.name, !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(second.name)+`\s*:`).MatchString(out), "the next batch ran:\n%s", out)
+}
+
+// fleetRollback unloads and uninstalls klp_e2e_cmdline everywhere.
+func fleetRollback(t *testing.T, f *fleet) {
+	out, d, err := f.play(t, "rollback", "-e", "klp_patch_name=klp_e2e_cmdline", "klp_project.klp.rollback")
+	if err != nil {
+		t.Fatalf("rollback failed: %v\n%s", err, out)
+	}
+	t.Logf("timing: rollback over %d guests %v", len(f.hosts), d.Round(100*time.Millisecond))
+	for _, h := range f.hosts {
+		expect(t, h.name, recap(out, h.name, "changed") > 0, "not changed:\n%s", out)
+		expect(t, h.name, h.enabled(t, "klp_e2e_cmdline") == "absent", "still loaded")
+		expect(t, h.name, !h.run(t, "test -e /var/lib/klp/"+h.kernel+"/klp_e2e_cmdline.ko").OK(), "still installed")
+	}
 }
 
 // recap reads one counter of a host's line in ansible-playbook's PLAY RECAP

@@ -24,20 +24,51 @@ import (
 //	                     10m: a boot takes about 20 s on an idle machine,
 //	                     several minutes when its cores are shared)
 
-// debianModules are the test modules the Debian scenarios copy into the
-// guest (e2e/modules, built for its kernel).
-var debianModules = []string{"klp_e2e_cmdline", "klp_e2e_target_patch", "klp_e2e_broken", "klp_e2e_slow", "klp_e2e_deb_v1", "klp_e2e_deb_v2"}
+// debianModules are the test modules copied into each Debian guest
+// (e2e/modules, built for its kernel), for the Debian and the Ansible
+// scenarios.
+var debianModules = []string{"klp_e2e_cmdline", "klp_e2e_target", "klp_e2e_target_patch", "klp_e2e_broken", "klp_e2e_slow", "klp_e2e_deb_v1", "klp_e2e_deb_v2"}
 
 // guestModules is where they go in the guest.
 const guestModules = "/root/modules"
 
+// debianScenario is one scenario of the Debian guests: fn runs on one
+// kernel's guest, after the scenarios registered before it, on the same disk.
+type debianScenario struct {
+	name string
+	fn   func(t *testing.T, g *guest)
+}
+
+// debianScenarios run on each kernel's guest, in this order (subtests
+// TestDebian/scenarios/<kernel>/<name>). A new scenario is one line here;
+// it finds klp's .deb and the test modules in the guest (see startGuest)
+// and leaves the guest up.
+var debianScenarios = []debianScenario{
+	{"klp-deb", scenarioKlpDeb},
+	{"audit-journal", scenarioAuditJournal},
+	{"patch-deb", scenarioPatchDeb},
+	{"boot-load", scenarioBootLoad},
+	{"boot-disabled", scenarioBootDisabled},
+	{"boot-crash", scenarioBootCrash},
+}
+
 // TestDebian boots the Debian guest (e2e/debian: Debian 12 made with
-// mmdebstrap, systemd, sshd) on each kernel and checks klp as Debian runs
-// it: the .deb of "make packages" installed and purged; the audit records
-// in the journal; a live patch shipped as a .deb, klp -v patches and klp
-// downgrade through apt; klp.service at boot, with klp.enable=0, with a
-// broken patch, and after the machine went down while a patch was loading.
-// The scenarios run in that order on one persistent disk per kernel.
+// mmdebstrap, systemd, sshd) once on each kernel and runs two groups of
+// scenarios in those guests, one group after the other:
+//
+//   - scenarios: debianScenarios on each kernel's guest, both kernels at
+//     once, checking klp as Debian runs it: the .deb of "make packages"
+//     installed and purged; the audit records in the journal; a live
+//     patch shipped as a .deb, klp -v patches and klp downgrade through
+//     apt; klp.service at boot, with klp.enable=0, with a broken patch, and
+//     after the machine went down while a patch was loading.
+//   - ansible: fleetScenarios (ansible_test.go) over both guests at once
+//     with Debian's ansible-core and contrib/ansible, after a reset that
+//     purges klp and unloads every patch.
+//
+// Booting each guest once for both groups saves two TCG boots (the Ansible
+// scenarios had guests of their own). -run 'TestDebian/ansible' runs the
+// Ansible group alone; its guests are then booted for it.
 func TestDebian(t *testing.T) {
 	if os.Getenv("KLP_E2E_DEBIAN") == "0" {
 		t.Skip("KLP_E2E_DEBIAN=0")
@@ -119,82 +150,142 @@ func TestDebian(t *testing.T) {
 	}
 	t.Logf("klp packages: %s, %s (version %s)", filepath.Base(pkgs.Deb), filepath.Base(pkgs.RPM), pkgs.Version)
 
-	for _, k := range env.Kernels {
-		t.Run(k, func(t *testing.T) {
-			if os.Getenv("KLP_E2E_SERIAL") != "1" {
-				t.Parallel()
-			}
-			runDebian(t, img, k, modDirs[k], pkgs, filepath.Join(work, k), timeout)
-		})
+	// One guest per kernel, kept up from its first scenario to the last
+	// Ansible scenario.
+	guests := map[string]*guest{}
+	defer func() {
+		for _, g := range guests {
+			g.vm.Close()
+		}
+	}()
+	boot := func(t *testing.T, k string) *guest {
+		t.Helper()
+		g, err := startGuest(ctx, t, img, k, modDirs[k], pkgs, filepath.Join(work, k), timeout)
+		mu.Lock()
+		if g != nil {
+			guests[k] = g
+		}
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
 	}
+
+	t.Run("scenarios", func(t *testing.T) {
+		for _, k := range env.Kernels {
+			t.Run(k, func(t *testing.T) {
+				if os.Getenv("KLP_E2E_SERIAL") != "1" {
+					t.Parallel()
+				}
+				runDebian(t, boot(t, k))
+			})
+		}
+	})
+	t.Run("ansible", func(t *testing.T) {
+		// Guests the scenarios did not boot (a -run that left them out),
+		// booted now.
+		var missing []string
+		for _, k := range env.Kernels {
+			if guests[k] == nil {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) > 0 {
+			t.Run("boot", func(t *testing.T) {
+				for _, k := range missing {
+					t.Run(k, func(t *testing.T) {
+						if os.Getenv("KLP_E2E_SERIAL") != "1" {
+							t.Parallel()
+						}
+						boot(t, k)
+					})
+				}
+			})
+		}
+		var gs []*guest
+		for _, k := range env.Kernels {
+			g := guests[k]
+			if g == nil || !g.vm.Running() {
+				t.Fatalf("the %s guest is not up", k)
+			}
+			g.modDir = modDirs[k]
+			gs = append(gs, g)
+		}
+		runFleet(t, gs, filepath.Join(work, "ansible"))
+	})
 }
 
 // guest is one Debian guest under test.
 type guest struct {
 	vm      *harness.VM
 	kernel  string
+	modDir  string // the test modules built for kernel, on the host
 	pkgs    harness.Packages
 	timeout time.Duration
 	timings []string
 }
 
-func runDebian(t *testing.T, img *harness.DebianImage, kver, modDir string, pkgs harness.Packages, work string, timeout time.Duration) {
-	ctx := context.Background()
-	vm, err := harness.NewVM(ctx, harness.VMConfig{Image: img, Kernel: kver, Dir: work, Log: &logWriter{t: t}})
+// startGuest boots the Debian guest on kver and copies in what the
+// scenarios need: klp's .deb and the two versions of the packaged live
+// patch in /root/debs, the test modules in guestModules. It returns the
+// guest whenever its VM was made, to be closed by the caller.
+func startGuest(ctx context.Context, t *testing.T, img *harness.DebianImage, kver, modDir string, pkgs harness.Packages, work string, timeout time.Duration) (*guest, error) {
+	vm, err := harness.NewVM(ctx, harness.VMConfig{Image: img, Kernel: kver, Dir: work, Log: &logWriter{t: t},
+		Forward: []int{fleetExporterPort}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	defer vm.Close()
-	g := &guest{vm: vm, kernel: kver, pkgs: pkgs, timeout: timeout}
-	defer func() {
-		for _, l := range g.timings {
-			t.Logf("timing: %s", l)
-		}
-	}()
+	g := &guest{vm: vm, kernel: kver, modDir: modDir, pkgs: pkgs, timeout: timeout}
 	d, err := vm.Boot(ctx, "", timeout)
+	if err != nil && !vm.Running() {
+		// Under TCG on a loaded host a boot can fail (a kernel panic
+		// before SSH): tried once more.
+		t.Logf("%s: boot failed (%v), booting again", kver, err)
+		d, err = vm.Boot(ctx, "", timeout)
+	}
 	if err != nil {
-		t.Fatal(err)
+		return g, fmt.Errorf("boot %s: %w", kver, err)
 	}
 	g.timings = append(g.timings, fmt.Sprintf("first boot until SSH %v", d.Round(100*time.Millisecond)))
 
-	// Files the scenarios need: klp's .deb, the test modules, and the
-	// two versions of the packaged live patch.
 	debs, err := buildPatchDebs(ctx, kver, modDir, filepath.Join(work, "debs"))
 	if err != nil {
-		t.Fatal(err)
+		return g, err
 	}
 	var kos []string
 	for _, m := range debianModules {
 		kos = append(kos, filepath.Join(modDir, m+".ko"))
 	}
-	g.mustRun(t, "mkdir -p "+guestModules+" /root/debs")
+	if r, err := vm.Run(ctx, "mkdir -p "+guestModules+" /root/debs"); err != nil || !r.OK() {
+		return g, fmt.Errorf("mkdir in the guest: %v %v", err, r)
+	}
 	for dir, files := range map[string][]string{guestModules: kos, "/root/debs": append([]string{pkgs.Deb}, debs...)} {
 		if err := vm.CopyIn(ctx, dir+"/", files...); err != nil {
-			t.Fatal(err)
+			return g, fmt.Errorf("copy into %s: %w", dir, err)
 		}
 	}
+	return g, nil
+}
 
-	for _, sc := range []struct {
-		name string
-		fn   func(t *testing.T, g *guest)
-	}{
-		{"klp-deb", scenarioKlpDeb},
-		{"audit-journal", scenarioAuditJournal},
-		{"patch-deb", scenarioPatchDeb},
-		{"boot-load", scenarioBootLoad},
-		{"boot-disabled", scenarioBootDisabled},
-		{"boot-crash", scenarioBootCrash},
-	} {
+// runDebian runs debianScenarios on one guest.
+func runDebian(t *testing.T, g *guest) {
+	defer func() {
+		for _, l := range g.timings {
+			t.Logf("timing: %s", l)
+		}
+	}()
+	for _, sc := range debianScenarios {
 		start := time.Now()
 		ok := t.Run(sc.name, func(t *testing.T) { sc.fn(t, g) })
 		g.timings = append(g.timings, fmt.Sprintf("%s %v", sc.name, time.Since(start).Round(100*time.Millisecond)))
-		if !ok && !vm.Running() {
-			t.Fatalf("the guest is down after %s; the remaining scenarios cannot run\n--- console tail:\n%s", sc.name, harness.Tail(vm.Console(), 40))
+		if !ok && !g.vm.Running() {
+			t.Fatalf("the guest is down after %s; the remaining scenarios cannot run\n--- console tail:\n%s", sc.name, harness.Tail(g.vm.Console(), 40))
 		}
 	}
-	if len(vm.BootTimes) > 0 {
+	if len(g.vm.BootTimes) > 0 {
 		var ds []string
-		for _, b := range vm.BootTimes {
+		for _, b := range g.vm.BootTimes {
 			ds = append(ds, b.Round(100*time.Millisecond).String())
 		}
 		g.timings = append(g.timings, fmt.Sprintf("boots until SSH: %s", strings.Join(ds, ", ")))

@@ -24,16 +24,7 @@ import (
 // 127.0.0.1 on the host, and nothing else reaches the guest).
 const fleetExporterPort = 9877
 
-// fleetHost is one Debian guest of the fleet scenario.
-type fleetHost struct {
-	name string
-	g    *guest
-}
-
-// playFunc runs ansible-playbook over the guests' inventory.
-type playFunc func(t *testing.T, name string, args ...string) (string, time.Duration, error)
-
-// testFleet is the monitoring scenario of TestDebianAnsible, on guests
+// testFleet is the monitoring scenario of the Ansible group (TestDebian/ansible/fleet), on guests
 // booted with fleetExporterPort forwarded: the role installs klp's .deb and
 // runs klp-exporter.service; the exporter's privileges are probed; the
 // host's Prometheus scrapes both guests through the forwarded ports with
@@ -41,7 +32,8 @@ type playFunc func(t *testing.T, name string, args ...string) (string, time.Dura
 // klp_e2e_target_patch with on_stall: leave while a root process and a
 // kernel thread sleep in the patched functions, the alert fires, the tasks
 // are released, the transition completes and the alert resolves.
-func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string) {
+func testFleet(t *testing.T, f *fleet) {
+	hosts, play, deb, work := f.hosts, f.play, f.hosts[0].pkgs.Deb, f.work
 	prom, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("prometheus not installed (make deps)")
@@ -75,17 +67,17 @@ func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string)
 	}
 	for _, h := range hosts {
 		expect(t, h.name, recap(out, h.name, "changed") == 0, "the role changed something again:\n%s", out)
-		files := h.g.mustRun(t, "dpkg -L klp")
+		files := h.mustRun(t, "dpkg -L klp")
 		for _, u := range []string{"klp-exporter.service", "klp-metrics.service", "klp-metrics.timer"} {
 			expect(t, h.name, strings.Contains(files, "/usr/lib/systemd/system/"+u+"\n"), "the .deb lacks %s", u)
 		}
-		expect(t, h.name, strings.TrimSpace(h.g.run(t, "systemctl is-enabled klp-metrics.timer").Stdout) == "disabled",
+		expect(t, h.name, strings.TrimSpace(h.run(t, "systemctl is-enabled klp-metrics.timer").Stdout) == "disabled",
 			"klp-metrics.timer is not left disabled")
-		expect(t, h.name, strings.TrimSpace(h.g.run(t, "systemctl is-active klp-exporter.service").Stdout) == "active",
-			"klp-exporter.service is not active: %s", h.g.run(t, "systemctl status klp-exporter.service").Stdout)
+		expect(t, h.name, strings.TrimSpace(h.run(t, "systemctl is-active klp-exporter.service").Stdout) == "active",
+			"klp-exporter.service is not active: %s", h.run(t, "systemctl status klp-exporter.service").Stdout)
 		// The exporter runs as a dynamic user with CAP_DAC_READ_SEARCH
 		// (bit 2) and nothing else.
-		status := h.g.mustRun(t, `p=$(systemctl show -P MainPID klp-exporter.service); grep -E '^(Uid|CapEff|CapPrm|CapBnd|CapAmb):' /proc/$p/status`)
+		status := h.mustRun(t, `p=$(systemctl show -P MainPID klp-exporter.service); grep -E '^(Uid|CapEff|CapPrm|CapBnd|CapAmb):' /proc/$p/status`)
 		t.Logf("%s: klp exporter's credentials:\n%s", h.name, status)
 		for _, c := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb"} {
 			expect(t, h.name, strings.Contains(status, c+":\t0000000000000004\n"), "%s is not CAP_DAC_READ_SEARCH alone:\n%s", c, status)
@@ -99,7 +91,7 @@ func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string)
 	// restarted by it.
 	pids := map[string]string{}
 	for _, h := range hosts {
-		pids[h.name] = h.g.mustRun(t, "mkdir -p /var/lib/prometheus/node-exporter && systemctl show -P MainPID klp-exporter.service")
+		pids[h.name] = h.mustRun(t, "mkdir -p /var/lib/prometheus/node-exporter && systemctl show -P MainPID klp-exporter.service")
 	}
 	out, _, err = play(t, "fleet-timer", "-e", "klp_package="+deb, "-e", "klp_exporter_enabled=true", "-e", args,
 		"-e", "klp_metrics_timer_enabled=true", deploy)
@@ -108,9 +100,9 @@ func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string)
 	}
 	for _, h := range hosts {
 		expect(t, h.name, recap(out, h.name, "changed") == 1, "klp_metrics_timer_enabled did not change one thing:\n%s", out)
-		expect(t, h.name, strings.TrimSpace(h.g.run(t, "systemctl is-enabled klp-metrics.timer; systemctl is-active klp-metrics.timer").Stdout) == "enabled\nactive",
+		expect(t, h.name, strings.TrimSpace(h.run(t, "systemctl is-enabled klp-metrics.timer; systemctl is-active klp-metrics.timer").Stdout) == "enabled\nactive",
 			"klp-metrics.timer is not enabled and active")
-		expect(t, h.name, h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service") == pids[h.name], "the exporter was restarted")
+		expect(t, h.name, h.mustRun(t, "systemctl show -P MainPID klp-exporter.service") == pids[h.name], "the exporter was restarted")
 	}
 
 	// Prometheus on the host, on loopback, scraping both exporters.
@@ -119,7 +111,7 @@ func testFleet(t *testing.T, hosts []fleetHost, play playFunc, deb, work string)
 	promPort := loopbackPort(t)
 	var targets strings.Builder
 	for _, h := range hosts {
-		fmt.Fprintf(&targets, "      - targets: ['127.0.0.1:%d']\n        labels: {guest: %s}\n", h.g.vm.Ports[fleetExporterPort], h.name)
+		fmt.Fprintf(&targets, "      - targets: ['127.0.0.1:%d']\n        labels: {guest: %s}\n", h.vm.Ports[fleetExporterPort], h.name)
 	}
 	config := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`global: {scrape_interval: 2s, evaluation_interval: 2s}
@@ -142,14 +134,14 @@ scrape_configs:
 	// klp_e2e_target_patch replaces; the reader uninterruptibly, so that
 	// the kernel's fake signal does not move it.
 	for _, h := range hosts {
-		h.g.mustRun(t, "insmod "+guestModules+"/klp_e2e_target.ko block_kthread=1 block_read=1 read_uninterruptible=1 && "+
+		h.mustRun(t, "insmod "+guestModules+"/klp_e2e_target.ko block_kthread=1 block_read=1 read_uninterruptible=1 && "+
 			"(setsid cat /proc/klp_e2e_target >/dev/null 2>&1 </dev/null &) && "+
 			`for i in $(seq 100); do [ "$(cat /sys/module/klp_e2e_target/parameters/kthread_waiting)$(cat /sys/module/klp_e2e_target/parameters/read_waiting)" = 11 ] && break; sleep 0.2; done; `+
 			`[ "$(cat /sys/module/klp_e2e_target/parameters/kthread_waiting)$(cat /sys/module/klp_e2e_target/parameters/read_waiting)" = 11 ]`)
 	}
 	defer func() {
 		for _, h := range hosts {
-			h.g.run(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read; "+
+			h.run(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read; "+
 				"klp unload klp_e2e_target_patch >/dev/null 2>&1; sleep 1; rmmod klp_e2e_target; systemctl disable --now klp-exporter.service klp-metrics.timer")
 		}
 	}()
@@ -179,7 +171,7 @@ scrape_configs:
 	}
 	for _, h := range hosts {
 		expect(t, h.name, recap(out, h.name, "failed") == 1, "the load did not fail:\n%s", out)
-		tr := strings.TrimSpace(h.g.run(t, "cat /sys/kernel/livepatch/klp_e2e_target_patch/transition 2>/dev/null || echo absent").Stdout)
+		tr := strings.TrimSpace(h.run(t, "cat /sys/kernel/livepatch/klp_e2e_target_patch/transition 2>/dev/null || echo absent").Stdout)
 		expect(t, h.name, tr == "1", "on_stall: leave did not leave the transition running (transition %s)", tr)
 	}
 	expect(t, "message", strings.Contains(out, "stalled") && strings.Contains(out, "klp_e2e_busy") && strings.Contains(out, "cat"),
@@ -195,7 +187,7 @@ scrape_configs:
 	// only) counts them too, in klp.prom, within a few runs of the timer.
 	for _, h := range hosts {
 		prom := "/var/lib/prometheus/node-exporter/klp.prom"
-		r := h.g.run(t, `for i in $(seq 120); do grep -q '^klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1$' `+prom+` && `+
+		r := h.run(t, `for i in $(seq 120); do grep -q '^klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1$' `+prom+` && `+
 			`grep -q '^klp_blocking_tasks{kind="user",patch="klp_e2e_target_patch"} 1$' `+prom+` && break; sleep 1; done; grep -E '^klp_(blocking_tasks|transition_duration_seconds|scrape_errors_total)' `+prom)
 		t.Logf("%s: %s during the stall:\n%s", h.name, prom, r.Stdout)
 		expect(t, h.name, strings.Contains(r.Stdout, `klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1`) &&
@@ -233,7 +225,7 @@ scrape_configs:
 	// Released, the tasks switch and the transition completes; the alert
 	// resolves.
 	for _, h := range hosts {
-		h.g.mustRun(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read")
+		h.mustRun(t, "echo 0 > /sys/module/klp_e2e_target/parameters/block_kthread; echo 0 > /sys/module/klp_e2e_target/parameters/block_read")
 	}
 	released := time.Now()
 	waitFor(t, "KlpTransitionStalled resolved", 5*time.Minute, func() bool {
@@ -246,9 +238,9 @@ scrape_configs:
 	})
 	t.Logf("timing: KlpTransitionStalled resolved on every guest %v after the tasks were released", time.Since(released).Round(time.Second))
 	for _, h := range hosts {
-		h.g.mustRun(t, "for i in $(seq 300); do [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && break; sleep 0.2; done; "+
+		h.mustRun(t, "for i in $(seq 300); do [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && break; sleep 0.2; done; "+
 			"[ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/transition)\" = 0 ] && [ \"$(cat /sys/kernel/livepatch/klp_e2e_target_patch/enabled)\" = 1 ]")
-		expect(t, h.name, strings.TrimSpace(h.g.mustRun(t, "cat /proc/klp_e2e_target")) == "patched", "the patched function does not run")
+		expect(t, h.name, strings.TrimSpace(h.mustRun(t, "cat /proc/klp_e2e_target")) == "patched", "the patched function does not run")
 	}
 	expect(t, "exporter", len(promQuery(t, api, `klp_transition_in_progress == 0`)) == len(hosts), "a guest still reports a transition")
 
@@ -257,15 +249,15 @@ scrape_configs:
 	// installed again they stay as the administrator left them.
 	pkg := "/var/tmp/" + filepath.Base(deb)
 	for _, h := range hosts {
-		before := h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
-		h.g.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
-		after := h.g.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
+		before := h.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
+		h.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
+		after := h.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
 		expect(t, h.name, after != before && strings.TrimSpace(after) != "0", "dpkg -i did not restart the exporter (MainPID %s, then %s)", strings.TrimSpace(before), strings.TrimSpace(after))
-		h.g.mustRun(t, "klp unload klp_e2e_target_patch && rmmod klp_e2e_target && dpkg -r klp >/dev/null")
-		state := h.g.run(t, "systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
+		h.mustRun(t, "klp unload klp_e2e_target_patch && rmmod klp_e2e_target && dpkg -r klp >/dev/null")
+		state := h.run(t, "systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
 		expect(t, h.name, state == "inactive\ninactive\n", "dpkg -r left the exporter or the timer running:\n%s", state)
-		h.g.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
-		state = h.g.run(t, "systemctl is-enabled klp-exporter.service klp-metrics.timer; systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
+		h.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
+		state = h.run(t, "systemctl is-enabled klp-exporter.service klp-metrics.timer; systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
 		t.Logf("%s: after dpkg -r and dpkg -i: %q", h.name, state)
 	}
 }
@@ -274,7 +266,7 @@ scrape_configs:
 // (a kernel thread) as a transient dynamic user, as klp-exporter.service
 // runs, with no capability, with CAP_SYS_PTRACE and with
 // CAP_DAC_READ_SEARCH: only the last may read them.
-func probePrivileges(t *testing.T, h fleetHost) {
+func probePrivileges(t *testing.T, h *host) {
 	t.Helper()
 	for _, c := range []struct {
 		caps string
@@ -284,7 +276,7 @@ func probePrivileges(t *testing.T, h fleetHost) {
 		if c.caps != "" {
 			props += " -p AmbientCapabilities=" + c.caps
 		}
-		r := h.g.run(t, "systemd-run --quiet --pipe --wait "+props+
+		r := h.run(t, "systemd-run --quiet --pipe --wait "+props+
 			" sh -c 'id -u; cat /proc/1/task/1/patch_state && cat /proc/2/task/2/patch_state'")
 		name := c.caps
 		if name == "" {

@@ -2,7 +2,7 @@
 // Debian's ansible-core against the real klp binary over fixture trees
 // (testdata/*.txtar): the modules' documentation, reads, planning, check and
 // diff mode, and klp's refusals and error documents. What changes a kernel is
-// tested on real kernels (e2e, TestDebian's ansible scenario).
+// tested on real kernels (e2e, TestDebian/ansible).
 package ansible_test
 
 import (

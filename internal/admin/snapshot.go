@@ -989,7 +989,11 @@ func (c *capture) manifest(start, end time.Time, before, after Status) *snapshot
 	for _, kind := range captureKinds {
 		m.Captured = append(m.Captured, *c.kinds[kind.What])
 	}
-	for _, e := range c.w.Errors() {
+	// The tasks are read concurrently: the errors are listed by path, so
+	// that one tree gives one manifest.
+	errs := append([]snapshot.Error(nil), c.w.Errors()...)
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Name < errs[j].Name })
+	for _, e := range errs {
 		if !e.Dir && e.Perm&0o444 == 0 {
 			continue // a write-only attribute (force, signal)
 		}
