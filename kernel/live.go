@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
@@ -55,6 +56,10 @@ type Seams struct {
 	Attr    AttrWriter
 	Modules ModuleSyscalls
 	Signals Signaller
+	// Clock is the time klp waits in for this kernel's transitions and
+	// references (nil = the system's): a test double's own, on which its
+	// retry work runs.
+	Clock poll.Clock
 }
 
 // Live is the running kernel: a [Handle] for reading, plus the actions that
@@ -121,6 +126,15 @@ func (l *Live) under(path string) bool {
 		}
 	}
 	return false
+}
+
+// Clock returns the clock waits on this kernel run on: the system's for
+// the running kernel, the test double's own for a simulated one.
+func (l *Live) Clock() poll.Clock {
+	if l.seams.Clock == nil {
+		return poll.System
+	}
+	return l.seams.Clock
 }
 
 // FinitModule makes the finit_module(2) syscall.

@@ -3,10 +3,12 @@ package livepatch_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/livepatch"
 )
 
@@ -66,36 +68,72 @@ func TestWaitTransitionSignalsOnOldKernels(t *testing.T) {
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
-	var signalled, progressed bool
+	var signalledAt time.Duration = -1
+	var progress []time.Duration
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{
 		Timeout:          200 * time.Millisecond,
 		SignalAfter:      20 * time.Millisecond,
-		OnSignal:         func(err error) { signalled = err == nil },
-		Progress:         func(time.Duration) { progressed = true },
-		ProgressInterval: 10 * time.Millisecond,
+		OnSignal:         func(err error) { signalledAt = k.Elapsed(); _ = err },
+		Progress:         func(e time.Duration) { progress = append(progress, e) },
+		ProgressInterval: 50 * time.Millisecond,
 	})
-	if !errors.Is(err, livepatch.ErrStalled) {
-		t.Fatalf("WaitTransition = %+v, %v; want ErrStalled", res, err)
+	if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != 200*time.Millisecond {
+		t.Fatalf("WaitTransition = %+v, %v; want ErrStalled after 200ms", res, err)
 	}
-	if !signalled || !progressed {
-		t.Errorf("signalled %v, progress called %v; want both", signalled, progressed)
+	// The signal is written once, at the first check past SignalAfter
+	// (checks run at 0, 1, 3, 7, 15, 25 ms...), and the signal attribute
+	// of 4.15 takes it.
+	if signalledAt != 25*time.Millisecond {
+		t.Errorf("signalled at %v, want 25ms (the first check past 20ms)", signalledAt)
+	}
+	if !slices.Contains(k.Messages(), "livepatch: signaling remaining tasks") {
+		t.Errorf("the kernel did not signal: log %q", k.Messages())
+	}
+	want := []time.Duration{55 * time.Millisecond, 105 * time.Millisecond, 155 * time.Millisecond}
+	if len(progress) != len(want) {
+		t.Fatalf("progress at %v, want %v", progress, want)
+	}
+	for i := range want {
+		if progress[i] != want[i] {
+			t.Errorf("progress at %v, want %v", progress, want)
+			break
+		}
 	}
 	k.UnblockTask(100)
-	go func() { time.Sleep(20 * time.Millisecond); k.Settle(10) }()
+	// The retry work at 1 s completes the transition.
 	res, err = fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || res.Gone {
 		t.Errorf("after release: %+v, %v; want unpatched and, before 5.1, still registered", res, err)
 	}
 }
 
+// TestWaitTransitionNoticesRemoval: a patch whose directory goes while klp
+// waits (its disable completed and the kernel freed it between two
+// checks) ended unpatched.
 func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	k, fs := onFake(t, fakekernel.Linux6_12, "a")
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(20 * time.Millisecond); k.Settle(10) }()
+	k.After(20*time.Millisecond, func() { k.Settle(10) })
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {
 		t.Fatalf("WaitTransition = %+v, %v; want the patch gone", res, err)
+	}
+}
+
+// TestWaitTransitionEndsUnpatched: a disable that completes shows
+// transition 0 and enabled 0 before the kernel frees the patch.
+func TestWaitTransitionEndsUnpatched(t *testing.T) {
+	k, fs := onFake(t, fakekernel.Linux6_12, "a")
+	if err := fs.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
+	if err != nil || res.Enabled || res.Gone || res.Elapsed < time.Second || res.Elapsed > time.Second+poll.DefaultMax {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched, still there, noticed within 10ms of the retry work at 1s", res, err)
+	}
+	if k.TransitionPatch() != "" {
+		t.Error("the transition is still open")
 	}
 }

@@ -35,7 +35,9 @@ type WaitOptions struct {
 	SignalAfter time.Duration
 	OnSignal    func(err error)
 	// Poll tunes the polling back-off (default 1 ms growing to 10 ms: a
-	// completion is noticed within about 10 ms at negligible CPU cost).
+	// completion is noticed within about 10 ms at negligible CPU cost) and
+	// its clock (default: the kernel handle's); Timeout above is the
+	// wait's timeout.
 	Poll poll.Options
 }
 
@@ -62,21 +64,21 @@ func (c Control) WaitTransition(ctx context.Context, name string, opts WaitOptio
 		return WaitResult{}, err
 	}
 	name = filepath.Base(dir)
-	start := time.Now()
+	popts := opts.Poll
+	if popts.Clock == nil {
+		popts.Clock = c.live.Clock()
+	}
+	popts.Timeout = opts.Timeout
+	clock := popts.Clock
+	start := clock.Now()
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = time.Second
-	}
-	waitCtx := ctx
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
 	}
 	var res WaitResult
 	nextProgress := opts.ProgressInterval
 	signalled := false
-	err = poll.Until(waitCtx, func() (bool, error) {
-		elapsed := time.Since(start)
+	err = poll.Until(ctx, func() (bool, error) {
+		elapsed := clock.Now().Sub(start)
 		inTransition, err := c.k.ReadBool(filepath.Join(dir, "transition"))
 		if errors.Is(err, unix.ENODEV) {
 			// kernfs answers ENODEV for the attributes of a patch it is
@@ -124,8 +126,8 @@ func (c Control) WaitTransition(ctx context.Context, name string, opts WaitOptio
 			opts.Progress(elapsed)
 		}
 		return false, nil
-	}, opts.Poll)
-	res.Elapsed = time.Since(start)
+	}, popts)
+	res.Elapsed = clock.Now().Sub(start)
 	switch {
 	case err == nil:
 		return res, nil

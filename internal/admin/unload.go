@@ -11,8 +11,10 @@ import (
 	"github.com/klp-project/klp/livepatch"
 )
 
-func waitFor(ctx context.Context, cond func() (bool, error)) error {
-	return poll.Until(ctx, cond, poll.Options{})
+// pollFor polls cond on the kernel's clock until it holds, fails, or
+// timeout passes (context.DeadlineExceeded).
+func (c *Changer) pollFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	return poll.Until(ctx, cond, poll.Options{Timeout: timeout, Clock: c.Live.Clock()})
 }
 
 // Unload disables a patch, waits for its transition and for the module's

@@ -269,12 +269,11 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	clock := c.Live.Clock()
 	var last int
 	var goneSince time.Time
 	forced := false
-	err := waitFor(wctx, func() (bool, error) {
+	err := c.pollFor(ctx, timeout, func() (bool, error) {
 		ref, err := c.Mod.Refcnt(name)
 		if errors.Is(err, kmod.ErrNotLoaded) {
 			return true, nil
@@ -292,8 +291,8 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 		// other module uses it) was forced: waiting longer is useless.
 		if _, perr := c.LP.Patch(name); errors.Is(perr, livepatch.ErrNotFound) && ref == 1 {
 			if goneSince.IsZero() {
-				goneSince = time.Now()
-			} else if time.Since(goneSince) > forcedGrace {
+				goneSince = clock.Now()
+			} else if clock.Now().Sub(goneSince) > forcedGrace {
 				if holders, herr := c.Mod.Holders(name); herr == nil && len(holders) == 0 {
 					forced = true
 					return true, nil
