@@ -75,6 +75,14 @@ func TestHashSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	hash := func() string {
+		t.Helper()
+		h, _, err := hashSources(dir)
+		if err != nil || len(h) != 12 {
+			t.Fatalf("hashSources = %q, %v", h, err)
+		}
+		return h
+	}
 	write("Kbuild", "obj-m += a.o\n")
 	write("a.c", "int x;\n")
 	write("a.lds", "SECTIONS { }\n")
@@ -87,17 +95,32 @@ func TestHashSources(t *testing.T) {
 		t.Errorf("files = %q, want Kbuild, a.c and a.lds only", files)
 	}
 	write("notes.txt", "still ignored\n")
-	if h2, _, _ := hashSources(dir); h2 != h1 {
+	if h2 := hash(); h2 != h1 {
 		t.Error("editing a non-source file changed the hash")
 	}
 	write("a.c", "int y;\n")
-	h3, _, _ := hashSources(dir)
+	h3 := hash()
 	if h3 == h1 {
 		t.Error("editing a source file kept the hash")
 	}
 	write("a.lds", "SECTIONS { .x : { } }\n")
-	if h4, _, _ := hashSources(dir); h4 == h3 {
+	if h4 := hash(); h4 == h3 {
 		t.Error("editing a linker script kept the hash")
+	}
+	write("b.h", "#define B 1\n")
+	if h5 := hash(); h5 == h3 {
+		t.Error("adding a header kept the hash")
+	}
+	// A source that cannot be read, or no directory: an error, never the
+	// hash of what could be read.
+	if err := os.Mkdir(dir+"/c.c", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, err := hashSources(dir); err == nil {
+		t.Errorf("unreadable source: hash %q, no error", h)
+	}
+	if h, _, err := hashSources(dir + "/missing"); err == nil {
+		t.Errorf("missing directory: hash %q, no error", h)
 	}
 }
 
