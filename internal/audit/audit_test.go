@@ -2,8 +2,12 @@ package audit
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,9 +50,57 @@ func TestSyslog(t *testing.T) {
 	}
 }
 
+// TestSyslogWithoutSyslog: an audit log that cannot be reached, or that
+// goes away, loses the record and never the change: Record returns
+// without panicking.
 func TestSyslogWithoutSyslog(t *testing.T) {
-	a := NewSyslogAt("unixgram", filepath.Join(t.TempDir(), "none"))
-	a.Record(Record{Action: "load", Patch: "x", Result: "patched"}) // must not panic or fail
-	var d Discard
-	d.Record(Record{})
+	sock := filepath.Join(t.TempDir(), "log")
+	records := []Record{{Action: "load", Patch: "x", Result: "patched"}, {Action: "unload", Patch: "x", Result: "failed", Err: errors.New("busy")}}
+	recordAll := func(a Auditor) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("Record panicked: %v", r)
+			}
+		}()
+		for _, r := range records {
+			a.Record(r)
+		}
+		return nil
+	}
+	var nilSyslog *Syslog
+	for name, a := range map[string]Auditor{"no syslog": NewSyslogAt("unixgram", sock), "nil": nilSyslog, "discard": Discard{}} {
+		if err := recordAll(a); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	// A daemon that was there, then went away.
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Skipf("no unix datagram socket: %v", err)
+	}
+	a := NewSyslogAt("unixgram", sock)
+	conn.Close()
+	os.Remove(sock)
+	if err := recordAll(a); err != nil {
+		t.Errorf("after the daemon went away: %v", err)
+	}
+}
+
+// TestWho names the user by name and id, and the one behind sudo.
+func TestWho(t *testing.T) {
+	uid := strconv.Itoa(os.Getuid())
+	t.Setenv("SUDO_USER", "")
+	if w := Who(); !strings.Contains(w, uid) || strings.Contains(w, "sudo_user") {
+		t.Errorf("Who() = %q, want uid %s and no sudo_user", w, uid)
+	}
+	if u, err := user.LookupId(uid); err == nil {
+		if w, want := Who(), u.Username+"("+uid+")"; w != want {
+			t.Errorf("Who() = %q, want %q", w, want)
+		}
+	}
+	t.Setenv("SUDO_USER", "alice")
+	if w := Who(); !strings.HasSuffix(w, " sudo_user=alice") || !strings.Contains(w, uid) {
+		t.Errorf("Who() under sudo = %q, want the uid and sudo_user=alice", w)
+	}
 }
