@@ -304,8 +304,11 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 		return false, nil
 	})
 	if !forced && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && last == 1 {
+		// The same test as above: the reference of a module another
+		// module uses is that module's, not a forced patch's.
 		_, perr := c.LP.Patch(name)
-		forced = errors.Is(perr, livepatch.ErrNotFound)
+		holders, herr := c.Mod.Holders(name)
+		forced = errors.Is(perr, livepatch.ErrNotFound) && herr == nil && len(holders) == 0
 	}
 	if forced {
 		return fmt.Errorf("unload %s: %w (the patch is gone but the kernel keeps its reference; reboot to remove it)", name, ErrForced)
