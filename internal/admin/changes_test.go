@@ -179,6 +179,53 @@ func TestForcedIsToldQuickly(t *testing.T) {
 	if d := e.k.Elapsed() - start; d > 5*time.Second {
 		t.Errorf("told after %v on the kernel's clock, want within a few seconds", d)
 	}
+	// With a reference timeout shorter than that second, it is told at
+	// the timeout.
+	if _, err := e.m.Unload(ctx, "lp", WaitOptions{Timeout: 5 * time.Second, RefTimeout: 500 * time.Millisecond}); !errors.Is(err, ErrForced) {
+		t.Errorf("Unload with a short reference timeout: %v, want ErrForced", err)
+	}
+}
+
+// deadlineCtx is a context whose deadline passes when the fake kernel's
+// clock reaches a time: the deadline of the whole command (load --all's
+// total), on the kernel's clock.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func newDeadlineCtx(k *fakekernel.Kernel, d time.Duration) *deadlineCtx {
+	c := &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+	k.After(d, func() { close(c.done) })
+	return c
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// TestCommandDeadlineDuringTheReferenceWait: when the command's own
+// deadline passes while klp waits for a module's reference, that is what
+// the error says: the module is neither forced nor known to be in use.
+func TestCommandDeadlineDuringTheReferenceWait(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	if _, err := e.load(context.Background(), e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.k.Loader().Load(e.k.AddModule(t, fakekernel.Module{Name: "lp_user", Uses: []string{"lp"}}), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.m.Unload(newDeadlineCtx(e.k, 5*time.Second), "lp", WaitOptions{Timeout: 3 * time.Second, RefTimeout: time.Minute})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) {
+		t.Errorf("Unload past the command's deadline: %v; want the deadline only", err)
+	}
 }
 
 // TestReferenceWait: the wait for a module's reference. A module another
