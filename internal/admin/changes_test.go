@@ -228,6 +228,20 @@ func TestCommandDeadlineDuringTheReferenceWait(t *testing.T) {
 	}
 }
 
+// TestReleaseAfterTheDirectory: a patch whose module reference drops a
+// moment after its directory went is removed, not taken for forced.
+func TestReleaseAfterTheDirectory(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{ReleaseDelay: 500 * time.Millisecond})
+	ctx := context.Background()
+	w := WaitOptions{Timeout: 5 * time.Second}
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), w); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.m.Unload(ctx, "lp", w); err != nil || o.Result != ResultRemoved || e.k.Loaded("lp") {
+		t.Errorf("Unload = %+v, %v; want removed", o, err)
+	}
+}
+
 // TestReferenceWait: the wait for a module's reference. A module another
 // one uses is still referenced: not forced, and the error says how long
 // klp waited (15 s unless told); a cancelled wait is neither.

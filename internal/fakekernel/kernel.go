@@ -105,6 +105,11 @@ type Options struct {
 	// they run on the fake's clock (see Kernel.Clock), whose retry work
 	// ticks every second of it.
 	AutoTick time.Duration
+	// ReleaseDelay is how long, on the fake's clock, a freed patch's
+	// module keeps its reference after the patch directory went
+	// (klp_free_patch_finish removes the directory, then calls
+	// module_put). 0: both in the same work item.
+	ReleaseDelay time.Duration
 	// NoLivepatch imitates a kernel without CONFIG_LIVEPATCH: no
 	// /sys/kernel/livepatch, and livepatch modules fail with ENOEXEC.
 	NoLivepatch bool
