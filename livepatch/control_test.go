@@ -3,9 +3,13 @@ package livepatch_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/poll"
@@ -135,5 +139,25 @@ func TestWaitTransitionEndsUnpatched(t *testing.T) {
 	}
 	if k.TransitionPatch() != "" {
 		t.Error("the transition is still open")
+	}
+}
+
+// TestPatchBeingRemoved: the attributes of a patch the kernel is freeing
+// answer ENODEV before its files go (seen on 6.1 and 6.12): the patch is
+// gone, ErrNotFound, not a broken tree; the list leaves it out.
+func TestPatchBeingRemoved(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux6_12, "a", "b")
+	k.InjectReadFault(filepath.Join(k.SysRoot(), "kernel", "livepatch", "a", "enabled"), unix.ENODEV)
+	if p, err := c.Patch("a"); !errors.Is(err, livepatch.ErrNotFound) || !strings.Contains(err.Error(), "being removed") {
+		t.Errorf("Patch(a) = %+v, %v; want ErrNotFound, being removed", p, err)
+	}
+	ps, err := c.Patches()
+	if err != nil || len(ps) != 1 || ps[0].Name != "b" {
+		t.Errorf("Patches = %+v, %v; want b only", ps, err)
+	}
+	// Another error is an error.
+	k.InjectReadFault(filepath.Join(k.SysRoot(), "kernel", "livepatch", "a", "enabled"), unix.EIO)
+	if _, err := c.Patch("a"); err == nil || errors.Is(err, livepatch.ErrNotFound) {
+		t.Errorf("Patch(a) with EIO: %v; want an error other than ErrNotFound", err)
 	}
 }

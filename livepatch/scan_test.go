@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -438,6 +439,35 @@ func TestParseID(t *testing.T) {
 	for _, in := range []string{"\x00", "", "self\x00", "1a\x00", "2147483648\x00", "12345678901\x00", "-1\x00"} {
 		if got, ok := parseID([]byte(in)); ok {
 			t.Errorf("parseID(%q) = %d, true, want false", in, got)
+		}
+	}
+}
+
+// TestScanTasksUnreadableSorted: the unreadable tasks come sorted by PID
+// and TID, whatever order the directories list them in and however many
+// workers read them.
+func TestScanTasksUnreadableSorted(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	var want [][2]int
+	for _, pid := range []int{3, 10, 30} {
+		for tid := pid; tid < pid+6; tid++ {
+			fmt.Fprintf(&b, "-- proc/%d/task/%d/patch_state --\nx\n", pid, tid)
+			want = append(want, [2]int{pid, tid})
+		}
+	}
+	fs, _ := archiveFS(t, b.String())
+	for _, workers := range []int{1, 2, 4} {
+		_, stats, err := collect(t, fs, ScanOptions{Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][2]int
+		for _, u := range stats.Unreadable {
+			got = append(got, [2]int{u.PID, u.TID})
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%d workers: unreadable (pid, tid): unexpected diff (-want +got):\n%s", workers, diff)
 		}
 	}
 }
