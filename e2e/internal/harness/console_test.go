@@ -23,8 +23,11 @@ func TestParseConsole(t *testing.T) {
 		"[    9.0] reboot: Power down",
 	}
 	c := ParseConsole(lines, k)
-	if !c.Done {
-		t.Error("Done = false, want true")
+	if !c.Done || c.Passed != 1 || c.Failed != 1 {
+		t.Errorf("Done %v, counts %d passed %d failed; want true, 1 and 1", c.Done, c.Passed, c.Failed)
+	}
+	if err := c.CheckCounts(); err != nil {
+		t.Errorf("CheckCounts: %v", err)
 	}
 	if len(c.Checks) != 2 {
 		t.Fatalf("got %d checks, want 2: %+v", len(c.Checks), c.Checks)
@@ -50,6 +53,32 @@ func TestParseConsole(t *testing.T) {
 	}
 	if ex := c.Excerpt("missing", 5); !strings.Contains(ex, "not found") {
 		t.Errorf("excerpt of a missing scenario: %q", ex)
+	}
+}
+
+// TestCheckCounts: a check line that does not parse, or a DONE line whose
+// counts disagree with the lines, fails the run.
+func TestCheckCounts(t *testing.T) {
+	const k = "6.1.0-56-cloud-amd64"
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string // "" for agreement, else a part of the error
+	}{
+		{"agree", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/c FAIL x", "KLPTEST-DONE " + k + " 1 1"}, ""},
+		{"garbled FAIL", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/c FA[  3.1] oops IL x", "KLPTEST-DONE " + k + " 1 1"}, "1 passed and 1 failed checks, the console shows 1 and 0"},
+		{"lost PASS", []string{"KLPTEST-DONE " + k + " 1 0"}, "shows 0 and 0"},
+		{"extra line", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/b PASS", "KLPTEST-DONE " + k + " 1 0"}, "shows 2 and 0"},
+		{"garbled DONE", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST-DONE " + k + " 1"}, "garbled KLPTEST-DONE"},
+		{"no DONE", []string{"KLPTEST " + k + " a/b PASS"}, "no KLPTEST-DONE"},
+	} {
+		err := ParseConsole(tc.lines, k).CheckCounts()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
 	}
 }
 
