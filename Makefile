@@ -82,7 +82,7 @@ mutate: deps
 	for pkg in $(MUTATE_PKGS); do \
 		echo "== mutate $$pkg"; \
 		TMPDIR=$(TEST_TMPDIR) $(TOOLS_DIR)/bin/gremlins-$(GREMLINS_VERSION) unleash \
-			--workers $(MUTATE_WORKERS) --timeout-coefficient 10 -S lt ./$$pkg \
+			--workers $(MUTATE_WORKERS) -S lt ./$$pkg \
 			| tee $$out/$$(echo $$pkg | tr / _) | grep -E 'LIVED|TIMED OUT|Killed:|Timed out:|efficacy|coverage'; \
 	done; \
 	echo; printf '%-22s %7s %6s %8s %12s %9s\n' package killed lived covered 'not covered' efficacy; \
