@@ -58,7 +58,7 @@ func check(t *testing.T, name, document string, doc any) {
 // task is a blocking task of the upstream interface.
 func task(pid, tid int, comm string) admin.BlockingTask {
 	return admin.BlockingTask{
-		Task: livepatch.Task{PID: pid, TID: tid, Comm: comm, Cmdline: "/usr/bin/" + comm + " -x", State: "S", PPID: 1, PGRP: pid},
+		Task:       livepatch.Task{PID: pid, TID: tid, Comm: comm, Cmdline: "/usr/bin/" + comm + " -x", State: "S", PPID: 1, PGRP: pid},
 		PatchState: livepatch.StateUnpatched,
 	}
 }
