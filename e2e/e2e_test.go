@@ -20,7 +20,7 @@ import (
 // Environment variables (besides those of e2e/setup.sh):
 //
 //	KLP_E2E_RUN      comma-separated scenario names to run (default: all)
-//	KLP_E2E_TIMEOUT  per-boot timeout as a Go duration (default 5m)
+//	KLP_E2E_TIMEOUT  per-boot timeout as a Go duration (default 15m: a loaded machine runs TCG slowly)
 //	KLP_E2E_SERIAL   1 boots the kernels one after the other instead of in
 //	                 parallel (one vCPU each)
 //	KLP_E2E_ACCEL    kvm tries KVM before TCG (see harness.Boot)
@@ -67,7 +67,7 @@ func TestKernels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	timeout := 5 * time.Minute
+	timeout := 15 * time.Minute
 	if v := os.Getenv("KLP_E2E_TIMEOUT"); v != "" {
 		if timeout, err = time.ParseDuration(v); err != nil {
 			t.Fatalf("KLP_E2E_TIMEOUT: %v", err)

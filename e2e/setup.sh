@@ -2,7 +2,9 @@
 # Prepares a Debian 12 host for the real-kernel end-to-end suite (e2e/).
 #
 # - installs qemu-system-x86, busybox-static, cpio, make, gcc, and xz-utils
-#   and zstd (to compress a test module as kbuild does);
+#   and zstd (to compress a test module as kbuild does); for the Debian
+#   guests (e2e/debian), mmdebstrap, qemu-utils (qemu-img), e2fsprogs
+#   (mkfs.ext4 -d) and openssh-client;
 # - resolves the two kernels under test (6.1 and 6.12 cloud flavours);
 # - installs their linux-headers packages, because an out-of-tree module build
 #   needs the installed -common and kbuild packages, not just the extracted tree;
@@ -174,7 +176,7 @@ fetch_kernel() {
 read -r -a kernels <<<"$(resolve_kernels)"
 [ ${#kernels[@]} -gt 0 ] || die "no kernels to test"
 
-pkgs=(qemu-system-x86 busybox-static cpio make gcc xz-utils zstd)
+pkgs=(qemu-system-x86 busybox-static cpio make gcc xz-utils zstd mmdebstrap qemu-utils openssh-client e2fsprogs)
 stubs=()
 for k in "${kernels[@]}"; do
 	installed "linux-headers-$k" && continue

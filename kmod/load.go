@@ -3,10 +3,11 @@ package kmod
 import (
 	"errors"
 	"fmt"
-	"github.com/klp-project/klp/internal/sysfile"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/klp-project/klp/internal/sysfile"
 
 	"golang.org/x/sys/unix"
 
@@ -165,10 +166,10 @@ func (l *Loader) load(f *os.File, params string, flags int, res *LoadResult) err
 			return mapLoad(err, path)
 		}
 		// The image read is the file already open, not the path again.
-		image, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, 0, maxModuleSize+1), maxModuleSize+1))
-		if err == nil && len(image) > maxModuleSize {
-			err = fmt.Errorf("%w (more than %d bytes)", sysfile.ErrTooLarge, maxModuleSize)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("load %s: finit_module unavailable: %w", path, err)
 		}
+		image, err := modcompress.ReadAllLimit(f, maxModuleSize)
 		if err != nil {
 			return fmt.Errorf("load %s: finit_module unavailable: %w", path, err)
 		}
@@ -188,7 +189,7 @@ func (l *Loader) load(f *os.File, params string, flags int, res *LoadResult) err
 			return mapLoad(err, path)
 		}
 	}
-	image, err := l.decompress(path, maxModuleSize)
+	image, err := l.decompress(path, modcompress.DefaultLimit)
 	if err != nil {
 		return fmt.Errorf("load %s: decompress %s: %w", path, res.Compression, err)
 	}

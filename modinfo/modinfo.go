@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/klp-project/klp/internal/modcompress"
+	"github.com/klp-project/klp/internal/sysfile"
 )
 
 // DefaultLimit caps the size of a file and of the image it decompresses to.
@@ -19,49 +19,49 @@ const DefaultLimit = modcompress.DefaultLimit
 // Anything that depends on the running kernel (does vermagic match, is it
 // loaded, do the target symbols exist) belongs to the callers.
 //
-// The JSON field names are stable: `klp info --json` prints this type.
+// klp info --json prints it as package report builds it.
 type Module struct {
 	// Compression is the format the file was stored in: "none", "gzip",
 	// "xz" or "zstd".
-	Compression string `json:"compression"`
+	Compression string
 	// Size is the size of the (decompressed) module image, signature
 	// included.
-	Size int64 `json:"size"`
+	Size int64
 
 	// Name is the module name the kernel will use (and the directory name
 	// under /sys/kernel/livepatch for a livepatch).
-	Name string `json:"name"`
+	Name string
 	// NameSource says where Name was read.
-	NameSource NameSource `json:"name_source"`
+	NameSource NameSource
 
-	Class     string `json:"class"`      // "ELF64"
-	ByteOrder string `json:"byte_order"` // "little-endian" or "big-endian"
+	Class     string // "ELF64"
+	ByteOrder string // "little-endian" or "big-endian"
 	// Machine is the architecture in `uname -m` spelling where klp knows it
 	// ("x86_64", "aarch64", "ppc64le", "ppc64", "s390x", "loongarch64",
 	// "riscv64"), else debug/elf's name of e_machine in lower case.
-	Machine string `json:"machine"`
+	Machine string
 
 	// Info holds the .modinfo entries in file order. Keys repeat (depends,
 	// alias, parm, ...).
-	Info Info `json:"modinfo"`
+	Info Info
 	// Livepatch is true when .modinfo has a livepatch entry: the kernel's
 	// check_modinfo_livepatch sets mod->klp when the key is present,
 	// whatever its value (MODULE_INFO(livepatch, "Y") writes "Y").
-	Livepatch bool `json:"livepatch"`
+	Livepatch bool
 	// Vermagic is .modinfo's vermagic entry (kernel release and flags the
 	// module was built for), or "".
-	Vermagic string `json:"vermagic"`
+	Vermagic string
 
 	// Signature is the appended module signature, or nil if there is none.
-	Signature *Signature `json:"signature"`
+	Signature *Signature
 
 	// Targets lists what a livepatch patches. It is nil for a module that is
 	// neither tagged livepatch nor carries livepatch ELF sections or symbols.
-	Targets *Targets `json:"targets"`
+	Targets *Targets
 
 	// Notes are observations that are not errors: oddities in the file, and
 	// facts that could not be determined.
-	Notes []string `json:"notes,omitempty"`
+	Notes []string
 }
 
 // NameSource says where [Module.Name] came from.
@@ -80,8 +80,8 @@ const (
 
 // KeyValue is one .modinfo entry.
 type KeyValue struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key   string
+	Value string
 }
 
 // Info is the ordered list of .modinfo entries.
@@ -133,18 +133,21 @@ func (m *Module) RequireLivepatch() error {
 
 // Open parses the kernel module file at path, which may be compressed with
 // xz, zstd or gzip (detected from its contents). Errors name the file.
+//
+// Only a regular file (or a link to one) is read: a FIFO, a device or a
+// socket given as a module is refused at once, without blocking.
 func Open(path string) (*Module, error) {
-	f, err := os.Open(path)
+	f, err := sysfile.OpenFollow(path)
 	if err != nil {
 		return nil, err // *PathError names the file
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, DefaultLimit+1))
+	b, err := modcompress.ReadAllLimit(f, DefaultLimit)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("file %s: over %d bytes: %w", path, DefaultLimit, ErrTooLarge)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > DefaultLimit {
-		return nil, fmt.Errorf("file %s: over %d bytes: %w", path, DefaultLimit, ErrTooLarge)
 	}
 	m, err := ParseBytes(b)
 	if err != nil {

@@ -5,9 +5,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the parser's output")
-
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
@@ -25,51 +21,6 @@ func readTestdata(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// TestGolden compares the Module of every testdata module with
-// testdata/golden/<file>.json, both as a value (go-cmp) and as the exact
-// JSON bytes that `klp info --json` will print. Run with -update after a
-// deliberate change, and review the diff.
-func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.ko*")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata modules: %v", err)
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			m, err := Open(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := json.MarshalIndent(m, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := filepath.Join("testdata", "golden", filepath.Base(file)+".json")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			wantJSON, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want Module
-			if err := json.Unmarshal(wantJSON, &want); err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(&want, m); diff != "" {
-				t.Errorf("unexpected diff (-want +got):\n%s", diff)
-			}
-			if !bytes.Equal(got, wantJSON) {
-				t.Errorf("JSON differs from %s:\n%s", golden, got)
-			}
-		})
-	}
 }
 
 // TestFacts checks, independently of the golden files, the facts each test

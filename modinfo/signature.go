@@ -17,25 +17,25 @@ type Signature struct {
 	// IDType is the module_signature id_type: "pkcs7" (PKEY_ID_PKCS7, the
 	// only type kernels since 4.3 accept), "pgp" or "x509" (the old formats),
 	// or "unknown(N)".
-	IDType string `json:"id_type"`
+	IDType string
 	// Signer is what kmod's modinfo prints as "signer": the issuer common
 	// name of the PKCS#7 signer info (the signing certificate is not
 	// embedded; sign-file identifies it by issuer and serial).
-	Signer string `json:"signer,omitempty"`
+	Signer string
 	// KeyID is kmod's "sig_key": the certificate serial number, or the
 	// subject key identifier when the signer is identified that way, as
 	// colon-separated upper-case hex bytes.
-	KeyID string `json:"key_id,omitempty"`
+	KeyID string
 	// HashAlgorithm is the digest algorithm ("sha256", ...), kmod's
 	// "sig_hashalgo".
-	HashAlgorithm string `json:"hash_algorithm,omitempty"`
+	HashAlgorithm string
 	// SignatureAlgorithm is the public-key algorithm ("rsa", "ecdsa", ...).
-	SignatureAlgorithm string `json:"signature_algorithm,omitempty"`
+	SignatureAlgorithm string
 	// Length is the size of the signature data (sig_len) in bytes.
-	Length int `json:"length"`
+	Length int
 	// Undetermined, when set, says which of the fields above could not be
 	// read and why.
-	Undetermined string `json:"undetermined,omitempty"`
+	Undetermined string
 }
 
 // moduleSigMagic ends a signed module (include/linux/module_signature.h).

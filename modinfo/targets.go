@@ -28,27 +28,27 @@ const ksymNameLen = 512
 type Targets struct {
 	// Objects are the patched objects ("vmlinux" or a module name), in the
 	// order first seen, each with the places it was seen.
-	Objects []TargetObject `json:"objects"`
+	Objects []TargetObject
 	// Functions are the functions the patch replaces.
-	Functions []Target `json:"functions"`
+	Functions []Target
 	// Symbols are the .klp.sym symbols: symbols in target objects that the
 	// replacement code refers to and the kernel resolves at load time (they
 	// are not replaced, but must exist at that sympos).
-	Symbols []KlpSymbol `json:"klp_symbols"`
+	Symbols []KlpSymbol
 	// Relocations are the .klp.rela sections.
-	Relocations []KlpRelocation `json:"klp_relocations"`
+	Relocations []KlpRelocation
 	// Replace is klp_patch.replace (atomic replace) as statically initialized
 	// in the file, or nil when no static struct klp_patch was found (a
 	// klp-build module has none: its init code sets replace). A module
 	// may still change it in its init function (the kernel selftests set it
 	// from a module parameter); the loaded value is in
 	// /sys/kernel/livepatch/<name>/replace (6.11+).
-	Replace *bool `json:"replace"`
+	Replace *bool
 	// Undetermined, when set, says why Functions could not be determined
 	// (Functions is then empty or partial). klp does not guess.
-	Undetermined string `json:"undetermined,omitempty"`
+	Undetermined string
 	// Notes are other observations about the patch structures.
-	Notes []string `json:"notes,omitempty"`
+	Notes []string
 }
 
 // Source says where a target was found.
@@ -88,19 +88,19 @@ func (t *Targets) KlpBuild() bool {
 
 // TargetObject is an object the patch applies to.
 type TargetObject struct {
-	Name    string   `json:"name"` // "vmlinux" or a module name
-	Sources []Source `json:"sources"`
+	Name    string // "vmlinux" or a module name
+	Sources []Source
 }
 
 // Target is one replaced function.
 type Target struct {
-	Object   string `json:"object"`
-	Function string `json:"function"`
+	Object   string
+	Function string
 	// Sympos is klp_func.old_sympos: the 1-based position of Function among
 	// the same-named symbols of Object in kallsyms order, or 0 for "must be
 	// unique".
-	Sympos uint64 `json:"sympos"`
-	Source Source `json:"source"`
+	Sympos uint64
+	Source Source
 }
 
 // SysfsName is the function's directory name under
@@ -111,18 +111,18 @@ func (t Target) SysfsName() string {
 
 // KlpSymbol is a symbol named .klp.sym.<Object>.<Name>,<Sympos>.
 type KlpSymbol struct {
-	Object string `json:"object"`
-	Name   string `json:"name"`
-	Sympos uint64 `json:"sympos"`
+	Object string
+	Name   string
+	Sympos uint64
 }
 
 // KlpRelocation is a .klp.rela.<Object>.<...> section.
 type KlpRelocation struct {
-	Section string `json:"section"`
-	Object  string `json:"object"`
+	Section string
+	Object  string
 	// Applies is the name of the section the relocations patch (sh_info).
-	Applies string `json:"applies"`
-	Count   int    `json:"count"`
+	Applies string
+	Count   int
 }
 
 // abs64 is the 64-bit absolute relocation type per machine: what a pointer

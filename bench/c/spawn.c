@@ -2,10 +2,11 @@
 /*
  * spawn: start N sleeping threads spread over P processes (default 1) and
  * wait, so that /proc holds a realistic number of tasks for the scan
- * benchmark: one big process (a JVM) or many small ones. Prints "ready"
- * once all exist; killing it ends the other processes too.
+ * benchmark: one big process (a JVM) or many small ones, each thread with
+ * a stack of S KiB (default 64). Prints "ready" once all exist; killing
+ * it ends the other processes too.
  *
- *   spawn N [P]
+ *   spawn N [P [S]]
  */
 #include <pthread.h>
 #include <signal.h>
@@ -22,13 +23,16 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
+static long stack_kib = 64;
+
 static void threads(long n)
 {
 	pthread_attr_t attr;
 	pthread_t t;
 
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_attr_setstacksize(&attr, stack_kib * 1024) != 0)
+		fprintf(stderr, "spawn: stack of %ld KiB refused, using the default\n", stack_kib);
 	for (long i = 0; i < n; i++) {
 		if (pthread_create(&t, &attr, sleeper, NULL) != 0) {
 			fprintf(stderr, "spawn: created %ld of %ld threads\n", i, n);
@@ -43,6 +47,8 @@ int main(int argc, char **argv)
 	long procs = argc > 2 ? atol(argv[2]) : 1;
 	int ready[2];
 
+	if (argc > 3)
+		stack_kib = atol(argv[3]);
 	if (procs < 1)
 		procs = 1;
 	if (pipe(ready) != 0)

@@ -81,7 +81,7 @@ say "4. Unblock it"
 note "The kernel retries about once a second and switches the thread once it" \
 	"leaves the function."
 put 0 $P/block_kthread
-run klp wait
+run klp wait klp_e2e_target_patch
 run klp status
 run klp patches
 

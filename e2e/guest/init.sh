@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of the klp e2e guest (packed as /init by e2e/internal/harness).
 # It mounts the pseudo file systems, runs the scenarios (or the demo when the
-# kernel command line says klp_e2e_mode=demo) and powers off; the host reads
+# kernel command line says klp_e2e_mode=demo, the benchmark of e2e/bench
+# with klp_e2e_mode=bench) and powers off; the host reads
 # the results from the serial console.
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root
@@ -22,6 +23,7 @@ hostname klp-e2e
 echo "KLPTEST-BOOT $(uname -r)"
 case "$klp_e2e_mode" in
 demo) sh /e2e/demo.sh ;;
+bench) /bin/klp-bench ;;
 *) /bin/klp-guest ;;
 esac
 echo "KLPTEST-EXIT $?"

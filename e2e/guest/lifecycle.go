@@ -214,7 +214,10 @@ func scenarioKlpStall(r *runner) {
 	r.klpVerb("wait-stalled", 3, []string{"left in transition"}, "wait", "--timeout", "2s")
 
 	r.must(r.expectNoErr("release", writeFile(targetParams+"block_kthread", "0"), "release the kthread"))
-	r.klpVerb("wait", 0, []string{"patched"}, "wait", "--timeout", "10s")
+	// Named: once released, the kthread may let the kernel finish before
+	// klp starts, and a wait for "the transition in progress" would then
+	// rightly find none.
+	r.klpVerb("wait", 0, []string{"patched"}, "wait", "--timeout", "10s", "klp_e2e_target_patch")
 	p, err = readSysPatch("klp_e2e_target_patch")
 	r.expect("wait-kernel", err == nil && p.transition == 0, "wait returned after the transition ended: %+v %v", p, err)
 	res = klp("blocking", "--why")

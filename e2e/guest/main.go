@@ -35,7 +35,7 @@ type scenario struct {
 }
 
 func scenarios() []scenario {
-	return []scenario{
+	ss := []scenario{
 		{"idle", scenarioIdle},
 		{"sysfs-abi", scenarioSysfsABI},
 		{"plain", scenarioPlain},
@@ -64,9 +64,10 @@ func scenarios() []scenario {
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
-		// Last: it leaves a module loaded for good (see the scenario).
-		{"klp-force-unpatch", scenarioKlpForceUnpatch},
 	}
+	ss = append(ss, twinScenarios()...)
+	// Last: it leaves a module loaded for good (see the scenario).
+	return append(ss, scenario{"klp-force-unpatch", scenarioKlpForceUnpatch})
 }
 
 // runner reports checks and keeps per-scenario state.

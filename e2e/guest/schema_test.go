@@ -46,7 +46,7 @@ func TestCheckOutput(t *testing.T) {
 // valid ones as one passed check per scenario.
 func TestReportDocuments(t *testing.T) {
 	recordOutput([]string{"/bin/klp", "--json", "status"}, `{"schema_version": 1, "status": "ready", "interface": "none", "livepatch_supported": false, "transition": null}`)
-	recordOutput([]string{"/bin/kgr", "--json", "poke"}, `{"schema_version": 1, "poked": [], "skipped": [], "failed": []}`)
+	recordOutput([]string{"/bin/kgr", "--json", "poke"}, `{"schema_version": 1, "dry_run": false, "poked": [], "skipped": [], "failed": []}`)
 	recordOutput([]string{"/bin/klp", "--json", "list"}, `{"schema_version": 1}`)
 	r := &runner{kernel: "6.1.0-56-cloud-amd64", scenario: "idle"}
 	out := captureStdout(t, r.reportDocuments)

@@ -370,9 +370,9 @@ func scenarioKlpAudit(r *runner) {
 	r.klpVerb("load-broken", 1, []string{"failed"}, "load", moduleFile("klp_e2e_broken"))
 	r.klpVerb("unload", 0, []string{"removed"}, "unload", "klp_e2e_cmdline")
 	want := []string{
-		`action=load patch=klp_e2e_cmdline file=` + moduleFile("klp_e2e_cmdline") + ` result="patched"`,
-		`action=load patch=klp_e2e_broken file=` + moduleFile("klp_e2e_broken") + ` result="failed" `,
-		`action=unload patch=klp_e2e_cmdline result="removed"`,
+		`action=load target=` + moduleFile("klp_e2e_cmdline") + ` result="patched"`,
+		`action=load target=` + moduleFile("klp_e2e_broken") + ` result="failed" `,
+		`action=unload target=klp_e2e_cmdline result="removed"`,
 	}
 	var got string
 	ok := waitFor(3*time.Second, func() bool {

@@ -3,12 +3,16 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/fakekernel"
@@ -217,6 +221,24 @@ func TestLoadStallRollsBack(t *testing.T) {
 	}
 }
 
+// A rollback is not cut short by a short --timeout: the reversed
+// transition gets at least MinRollbackWait, since giving up half-way would
+// leave the patch in transition.
+func TestLoadStallRollbackOutlastsTimeout(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp_stall", false, "busy_func")
+	e.k.HoldIdle(true) // neither the transition nor its reverse completes
+	release := time.AfterFunc(300*time.Millisecond, func() { e.k.HoldIdle(false) })
+	defer release.Stop()
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack {
+		t.Fatalf("load = %q, %v; want rolled back after the stall", o.Result, err)
+	}
+	if e.k.Loaded("lp_stall") {
+		t.Error("module still loaded after the rollback")
+	}
+}
+
 func TestLoadStallLeave(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
@@ -233,9 +255,10 @@ func TestLoadStallLeave(t *testing.T) {
 	if _, err := e.load(context.Background(), other, WaitOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, livepatch.ErrTransitionInProgress) {
 		t.Errorf("load during a transition: %v, want ErrTransitionInProgress", err)
 	}
-	// Releasing the task lets klp wait finish it.
+	// Releasing the task lets klp wait finish it. The wait names the
+	// patch: the kernel's work may finish the transition before it starts.
 	e.k.UnblockTask(100)
-	o, err = e.m.Wait(context.Background(), "", WaitOptions{Timeout: 5 * time.Second})
+	o, err = e.m.Wait(context.Background(), "lp_stall", WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || o.Result != "patched" {
 		t.Errorf("Wait = %+v, %v; want patched", o, err)
 	}
@@ -427,6 +450,11 @@ func TestLoadAllGoesOnPastFailures(t *testing.T) {
 	// One audit record per patch, not one for --all.
 	if got, want := strings.Join(e.audit.lines(), ", "), "load lp_a patched, load lp_b failed error, load lp_c patched"; got != want {
 		t.Errorf("audit records %q, want %q", got, want)
+	}
+	for _, rec := range e.audit.records {
+		if rec.Release != release || rec.File == "" {
+			t.Errorf("audit record %+v: want the release %s and the file", rec, release)
+		}
 	}
 	if !e.k.Loaded("lp_a") || !e.k.Loaded("lp_c") {
 		t.Error("the good patches around the bad one were not loaded")
@@ -631,5 +659,85 @@ func TestPreflightInsideTheLoad(t *testing.T) {
 	}
 	if e.k.Loaded("lp") {
 		t.Error("a refused module was loaded")
+	}
+}
+
+// TestPokePolicy is the "signals that hurt" class: poke never stops klp's
+// ancestors (the shell that ran sudo is the parent's parent), never resumes
+// a process an administrator stopped, never signals kernel threads or PID
+// 1, and decides its whole list before the first signal.
+func TestPokePolicy(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1, Tasks: []fakekernel.Task{
+		{PID: 1, Comm: "systemd", Cmdline: []string{"/sbin/init"}},
+		{PID: 300, PPID: 1, Comm: "bash", Cmdline: []string{"-bash"}},
+		{PID: 301, PPID: 300, Comm: "sudo", Cmdline: []string{"sudo", "kgr", "poke"}},
+		{PID: 302, PPID: 301, Comm: "kgr", Cmdline: []string{"kgr", "poke"}},
+		{PID: 400, PPID: 1, Comm: "app", Cmdline: []string{"/usr/bin/app"}},
+		{PID: 500, PPID: 1, Comm: "held", Cmdline: []string{"/usr/bin/held"}},
+		{PID: 600, PPID: 2, Comm: "kworker/0:1", Kthread: true},
+	}})
+	e.cfg.Getpid = func() int { return 302 }
+	e.cfg.Getppid = func() int { return 301 }
+	e.cfg.Getpgrp = func() int { return 302 }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	path := e.patchModule(t, "lp", false, "f")
+	if err := e.k.Kill(500, syscall.SIGSTOP); err != nil { // an administrator stopped it
+		t.Fatal(err)
+	}
+	for _, tid := range []int{1, 300, 301, 400, 500, 600} {
+		e.k.BlockTask(tid)
+	}
+	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: 10 * time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	plan, err := e.m.PlanPoke()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range plan.Targets {
+		got = append(got, fmt.Sprintf("%d %s", p.PID, p.Skip))
+	}
+	want := []string{"1 PID 1", "300 an ancestor of klp", "301 klp's parent process", "302 klp itself", "400 ", "500 stopped (state T): SIGCONT would resume it", "600 kernel thread"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("plan: unexpected diff (-want +got):\n%s", diff)
+	}
+	before := len(e.k.Signals())
+	if err := e.m.Poke(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.k.Signals()[before:]
+	if diff := cmp.Diff([]fakekernel.Signal{{PID: 400, Sig: syscall.SIGSTOP}, {PID: 400, Sig: syscall.SIGCONT}}, sent); diff != "" {
+		t.Errorf("signals: unexpected diff (-want +got):\n%s", diff)
+	}
+	e.k.Tick()
+	if e.k.PatchState(400) != 1 {
+		t.Errorf("the poked process did not switch: patch_state %d", e.k.PatchState(400))
+	}
+}
+
+// TestUnloadAllTimeoutBoundsTheRun: --timeout bounds unload --all as a
+// whole, not each of its waits: with every transition blocked, the run
+// ends with the first stall and reports each module, none removed.
+func TestUnloadAllTimeoutBoundsTheRun(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	for _, n := range []string{"lp_a", "lp_b", "lp_c"} {
+		if _, err := e.load(ctx, e.patchModule(t, n, false, "f_"+n), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.k.BlockTask(100) // blocks every transition
+	o, err := e.m.UnloadAll(ctx, WaitOptions{Timeout: 30 * time.Millisecond})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultIncomplete || ExitCode(err) != ExitStalled {
+		t.Fatalf("UnloadAll = %q, %v", o.Result, err)
+	}
+	if len(o.Outcomes) != 3 {
+		t.Fatalf("outcomes %+v, want one per module", o.Outcomes)
+	}
+	for _, s := range o.Outcomes {
+		if s.Result == ResultRemoved || !errors.Is(s.Err, livepatch.ErrStalled) {
+			t.Errorf("%s: %q, %v", s.Patch, s.Result, s.Err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/klp-project/klp/livepatch"
 )
@@ -170,23 +171,40 @@ func (r *BlockingReport) Incomplete() error {
 // Advice says what the administrator can do about one blocking task of the
 // transition tr.
 func (t BlockingTask) Advice(tr livepatch.Transition) string {
-	reverse := fmt.Sprintf("klp disable %s", tr.Patch)
-	if tr.Target == livepatch.StateUnpatched {
-		reverse = fmt.Sprintf("klp enable %s", tr.Patch)
+	// reverse is the way back, said as ", or reverse ... (command)": SLE
+	// 12's kGraft does not name the patch in transition, so no command
+	// can be given there, nor a force.
+	reverse, force, orReverse := "", "", ""
+	if tr.Patch != "" {
+		cmd := "klp disable " + tr.Patch
+		if tr.Target == livepatch.StateUnpatched {
+			cmd = "klp enable " + tr.Patch
+		}
+		reverse = fmt.Sprintf("reverse the transition (%s)", cmd)
+		orReverse = ", or " + reverse
+		force = fmt.Sprintf(", or as a last resort force it (klp force %s)", tr.Patch)
 	}
 	switch {
 	case t.KernelThread && len(t.Culprits) > 0:
-		return fmt.Sprintf("a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function, reverse the transition (%s), or as a last resort force it (klp force %s)", reverse, tr.Patch)
+		advice := "a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function"
+		if reverse != "" {
+			advice += ", " + reverse + force
+		}
+		return advice
 	case t.KernelThread:
-		return fmt.Sprintf("a kernel thread: signals cannot move it; wait, or reverse the transition (%s)", reverse)
+		return "a kernel thread: signals cannot move it; wait" + orReverse
 	case t.State == "D":
-		return fmt.Sprintf("in uninterruptible sleep: a signal cannot wake it; wait for its I/O, or reverse the transition (%s)", reverse)
+		return "in uninterruptible sleep: a signal cannot wake it; wait for its I/O" + orReverse
 	case t.PID == 1:
 		// Stopping init stops the machine's service manager: never
 		// advise it.
-		return fmt.Sprintf("init (PID 1): it switches on its next exit from the kernel; never stop it, wait or reverse the transition (%s)", reverse)
+		return "init (PID 1): it switches on its next exit from the kernel; never stop it, wait" + strings.TrimPrefix(orReverse, ",")
 	case len(t.Culprits) > 0:
-		return fmt.Sprintf("sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel; if it always returns there, reverse the transition (%s)", reverse)
+		advice := "sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel"
+		if reverse != "" {
+			advice += "; if it always returns there, " + reverse
+		}
+		return advice
 	}
 	return "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and Linux 5.1+ signals it every 15 seconds"
 }

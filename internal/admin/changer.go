@@ -178,6 +178,10 @@ func (c *Changer) change(ctx context.Context, o *Outcome, fn func(ctx context.Co
 		return finish(&NotRootError{o.Action})
 	}
 	l, err := lock.Acquire(ctx, c.cfg.LockPath, c.cfg.LockWait)
+	if ctx.Err() != nil {
+		o.Result = ResultRefused
+		return finish(fmt.Errorf("%s: %w while waiting for klp's lock; nothing was changed", o.Action, ErrInterrupted))
+	}
 	if err != nil {
 		o.Result = ResultRefused
 		return finish(fmt.Errorf("%s: %w; nothing was changed", o.Action, err))
@@ -197,11 +201,17 @@ func (c *Changer) audit(o *Outcome) {
 	if a == nil {
 		return
 	}
+	// The release says which kernel was changed: a record read on another
+	// machine, or after an upgrade, must not be ambiguous.
+	rel := o.Release
+	if rel == "" {
+		rel, _ = c.Release()
+	}
 	if len(o.Outcomes) == 0 {
-		a.Record(audit.Record{Action: o.Action, Patch: o.Patch, File: o.File, Result: o.Result, Elapsed: o.Elapsed, Err: o.Err})
+		a.Record(audit.Record{Action: o.Action, Patch: o.Patch, File: o.File, Release: rel, Result: o.Result, Elapsed: o.Elapsed, Err: o.Err})
 		return
 	}
 	for _, s := range o.Outcomes {
-		a.Record(audit.Record{Action: s.Action, Patch: s.Patch, File: s.File, Result: s.Result, Elapsed: s.Elapsed, Err: s.Err})
+		a.Record(audit.Record{Action: s.Action, Patch: s.Patch, File: s.File, Release: rel, Result: s.Result, Elapsed: s.Elapsed, Err: s.Err})
 	}
 }

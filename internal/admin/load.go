@@ -146,6 +146,10 @@ func (c *Changer) load(ctx context.Context, o *Outcome, req LoadRequest) error {
 	o.Patch = kernel.ModuleName(mod.Name)
 	if !req.SkipPreflight {
 		rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: c.K, Module: mod, Cheap: true})
+		if ctx.Err() != nil {
+			o.Result = ResultRefused
+			return fmt.Errorf("load %s: %w during the preflight checks; nothing was changed", o.Patch, ErrInterrupted)
+		}
 		if err != nil {
 			return fmt.Errorf("preflight: %w", err)
 		}

@@ -121,9 +121,12 @@ func (c *Changer) Poke(ctx context.Context, plan *PokePlan) error {
 		if t.Skip != "" {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			t.Err = err
+		if ctx.Err() != nil {
+			t.Err = ErrInterrupted
 			failed++
+			if first == nil {
+				first = fmt.Errorf("%d (%s): %w before it was signalled", t.PID, t.Comm, ErrInterrupted)
+			}
 			continue
 		}
 		switch err := c.stopCont(t.PID); {

@@ -71,9 +71,15 @@ func (c *Changer) unload(ctx context.Context, o *Outcome, opts WaitOptions) erro
 
 // UnloadAll unloads every live patch module, newest first. Kernels before
 // 5.1 let only the most recently enabled patch be disabled, so it retries in
-// passes until a pass makes no progress.
+// passes until a pass makes no progress. opts.Timeout bounds the whole run:
+// each module's waits get what is left of it, and the modules not reached
+// in time are reported as not unloaded.
 func (c *Changer) UnloadAll(ctx context.Context, opts WaitOptions) (*Outcome, error) {
 	return c.change(ctx, &Outcome{Action: "unload", All: true}, func(ctx context.Context, o *Outcome) error {
+		var deadline time.Time
+		if opts.Timeout > 0 {
+			deadline = time.Now().Add(opts.Timeout)
+		}
 		for {
 			names, err := c.LivepatchModules()
 			if err != nil {
@@ -92,7 +98,20 @@ func (c *Changer) UnloadAll(ctx context.Context, opts WaitOptions) (*Outcome, er
 			for _, name := range names {
 				sub := &Outcome{Action: "unload", Patch: name}
 				start := time.Now()
-				err := c.unload(ctx, sub, opts)
+				subOpts := opts
+				if !deadline.IsZero() {
+					subOpts.Timeout = time.Until(deadline)
+					if subOpts.Timeout <= 0 {
+						sub.Result, sub.Err = ResultFailed, fmt.Errorf("unload %s: %w: --timeout %s passed before its turn", name, livepatch.ErrStalled, opts.Timeout)
+						o.Outcomes = append(o.Outcomes, sub)
+						lastErr = sub.Err
+						continue
+					}
+					if subOpts.RefTimeout <= 0 || subOpts.RefTimeout > subOpts.Timeout {
+						subOpts.RefTimeout = subOpts.Timeout
+					}
+				}
+				err := c.unload(ctx, sub, subOpts)
 				sub.Err = err
 				if sub.Elapsed == 0 {
 					sub.Elapsed = time.Since(start)

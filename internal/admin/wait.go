@@ -126,15 +126,21 @@ func (c *Changer) stateOf(name string) string {
 	return fmt.Sprintf("patch %s is disabled", name)
 }
 
+// MinRollbackWait is the least a rollback waits for the reversed
+// transition: giving up half-way leaves the patch in transition, worse than
+// the stall it undoes, and the kernel retries the tasks only once a second.
+const MinRollbackWait = 30 * time.Second
+
 // rollback reverses a stalled load: disable (which reverses the patching
-// transition), wait as long again, then remove the module.
+// transition), wait as long again (at least [MinRollbackWait]), then
+// remove the module.
 func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opts WaitOptions, stall error) error {
 	c.event(o, "%v; rolling back", stall)
 	if err := c.Ctl.Disable(o.Patch); err != nil && !errors.Is(err, livepatch.ErrAlreadyInState) {
 		o.Result = ResultLeftInTransition
 		return fmt.Errorf("%w; rollback failed: %w", stall, err)
 	}
-	if _, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: opts.Timeout}); err != nil {
+	if _, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: max(opts.Timeout, MinRollbackWait)}); err != nil {
 		o.Result = ResultLeftInTransition
 		return fmt.Errorf("%w; rollback did not complete either: %w", stall, err)
 	}
@@ -265,9 +271,14 @@ const forcedGrace = time.Second
 // removes it. A disabled patch drops its reference when the kernel frees it
 // (asynchronously, after the transition); a forced one never does.
 func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOptions) error {
+	// --timeout bounds this wait too: the default 15 s (kpatch's) is
+	// never longer than the transition's own timeout.
 	timeout := opts.RefTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
+		if opts.Timeout > 0 && opts.Timeout < timeout {
+			timeout = opts.Timeout
+		}
 	}
 	clock := c.Live.Clock()
 	var last int
@@ -315,6 +326,9 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("unload %s: %w: reference count still %d after %s", name, ErrStillReferenced, last, timeout)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: unload %s: the patch is gone, its module is still loaded (klp unload %s removes it)", ErrInterrupted, name, name)
 	}
 	if err != nil {
 		return fmt.Errorf("unload %s: %w", name, err)

@@ -113,7 +113,7 @@ func printBlocking(w io.Writer, r *admin.BlockingReport, verbose int) {
 			fmt.Fprintln(w, id)
 			continue
 		}
-		fmt.Fprintf(w, "%s %s\n", id, t.Cmdline)
+		fmt.Fprintf(w, "%s %s\n", id, printable(t.Cmdline))
 		if verbose < 2 {
 			continue
 		}
@@ -122,7 +122,7 @@ func printBlocking(w io.Writer, r *admin.BlockingReport, verbose int) {
 			fmt.Fprintln(w, "    (empty stack)")
 		case err == nil:
 			for _, f := range t.Stack {
-				fmt.Fprintf(w, "    %s\n", f)
+				fmt.Fprintf(w, "    %s\n", printable(f))
 			}
 		case errors.Is(err, livepatch.ErrStackUnavailable):
 			fmt.Fprintln(w, "    (stack traces not available on this kernel)")

@@ -93,7 +93,7 @@ func (o *rootOptions) printOutcome(out *admin.Outcome) {
 		// The error itself goes to stderr; the kernel's explanation
 		// helps most with a refused load.
 		for _, l := range out.KernelLog {
-			fmt.Fprintf(errOut, "%s: kernel: %s\n", o.prog, l)
+			fmt.Fprintf(errOut, "%s: kernel: %s\n", o.prog, printable(l))
 		}
 		return
 	}

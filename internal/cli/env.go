@@ -87,7 +87,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),
 		OpenLive: kernel.OpenLive,
-		Audit:    func() audit.Auditor { return audit.NewSyslog() },
+		Audit:    audit.Default,
 		LockPath: lock.DefaultPath,
 		LockWait: 5 * time.Second,
 		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},

@@ -22,6 +22,7 @@ import (
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
 )
 
@@ -86,6 +87,7 @@ func goldenCommands() []goldenCommand {
 		{"status"}, {"-v", "status"}, {"check"}, {"-v", "check"},
 		{"patches"}, {"-v", "patches"}, {"-vv", "patches"},
 		{"blocking"}, {"-v", "blocking"}, {"-vv", "blocking"},
+		{"blocking", "--why"}, {"list"},
 	} {
 		cmds = append(cmds,
 			goldenCommand{"klp", args},
@@ -219,8 +221,18 @@ type result struct {
 // environment in which nothing leaves the process.
 func runGolden(t *testing.T, root string, c goldenCommand, pkgs *fakePackages) result {
 	t.Helper()
+	return runGoldenPkgs(t, root, c, pkgs, &killRecorder{})
+}
+
+// runGoldenEnv is runGolden with the caller's kill recorder.
+func runGoldenEnv(t *testing.T, root string, c goldenCommand, kills *killRecorder) result {
+	t.Helper()
+	return runGoldenPkgs(t, root, c, nil, kills)
+}
+
+func runGoldenPkgs(t *testing.T, root string, c goldenCommand, pkgs *fakePackages, kills *killRecorder) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	kills := &killRecorder{}
 	env := &cli.Env{
 		IO:       &cli.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
 		Getpid:   func() int { return fakePID },
@@ -230,6 +242,8 @@ func runGolden(t *testing.T, root string, c goldenCommand, pkgs *fakePackages) r
 		Sleep:    func(time.Duration) {},
 		Geteuid:  func() int { return 0 },
 		Packages: nil,
+		// An empty store under the fixture: list reads nothing of the host.
+		Store: store.Store{Dir: filepath.Join(root, "var", "lib", "klp")},
 	}
 	if pkgs != nil {
 		env.Packages = pkgs

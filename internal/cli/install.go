@@ -30,7 +30,7 @@ This does not load the patch: use 'klp load'.`,
 			return opts.finishInstall(c.Install(ctx, args[0], kver))
 		},
 	}
-	cmd.Flags().StringVarP(&kver, "kernel", "k", "", "kernel release to install for (default: the running one)")
+	cmd.Flags().StringVarP(&kver, "kernel", "k", "", "kernel `RELEASE` to install for (default: the running one)")
 	return cmd
 }
 

@@ -62,7 +62,7 @@ func listRun(opts *rootOptions) error {
 			if in.Release == l.Release {
 				kernel += " (running)"
 			}
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", in.Name, kernel, in.Source, in.Path)
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", in.Name, kernel, in.Source, printable(in.Path))
 		}
 	}
 	fmt.Fprintln(w, "\nPatched functions:")
@@ -75,7 +75,7 @@ func listRun(opts *rootOptions) error {
 			if f.ProvidedBy != "" {
 				by = f.ProvidedBy
 			}
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", f.Object, livepatch.Function{Name: f.Function, Sympos: f.Sympos}.DirName(), by, strings.Join(f.Patches, " "))
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", printable(f.Object), printable(livepatch.Function{Name: f.Function, Sympos: f.Sympos}.DirName()), by, strings.Join(f.Patches, " "))
 		}
 	}
 	return w.Flush()

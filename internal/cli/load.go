@@ -39,7 +39,8 @@ for another kernel, another build of the patch already loaded.
 why, with the kernel log lines that the load produced. When the transition
 does not complete within --timeout, klp shows which tasks block it and the
 patched functions on their stacks, then by default rolls the patch back
-(--on-stall).`,
+(--on-stall), waiting as long again, and at least 30s, for the reversed
+transition.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if lo.all && len(args) > 0 {
 				return &usageError{errors.New("load --all takes no arguments")}

@@ -80,7 +80,10 @@ func Run(args []string, env *Env) ExitCode {
 		code, msg = ee.code, ee.msg
 	}
 	if msg != "" {
-		fmt.Fprintf(env.IO.ErrOut, "%s: %s\n", prog, msg)
+		// Errors quote what they read (names, command lines, kernel log
+		// lines): never let that reach the terminal as escape sequences
+		// or extra lines.
+		fmt.Fprintf(env.IO.ErrOut, "%s: %s\n", prog, printable(msg))
 	}
 	var ue *usageError
 	if ee == nil && (errors.As(err, &ue) || isCobraUsageError(err)) {

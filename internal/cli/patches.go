@@ -76,7 +76,7 @@ func printPatches(w io.Writer, patches []admin.PatchEntry, verbose int, initial 
 		if verbose > 0 && i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(w, p.Name)
+		fmt.Fprintln(w, printable(p.Name))
 		if verbose == 0 {
 			continue
 		}
@@ -85,15 +85,15 @@ func printPatches(w io.Writer, patches []admin.PatchEntry, verbose int, initial 
 		if pkg == nil {
 			continue
 		}
-		fmt.Fprintf(w, "    %s: %s\n", pkg.Key(), pkg.Full)
+		fmt.Fprintf(w, "    %s: %s\n", pkg.Key(), printable(pkg.Full))
 		cves := initial
 		if len(pkg.CVEs) > 0 {
-			cves = strings.Join(pkg.CVEs, " ")
+			cves = printable(strings.Join(pkg.CVEs, " "))
 		}
 		fmt.Fprintf(w, "    CVE: %s\n", cves)
 		bugs := "(none)"
 		if len(pkg.Bugs) > 0 {
-			bugs = strings.Join(pkg.Bugs, " ")
+			bugs = printable(strings.Join(pkg.Bugs, " "))
 		}
 		fmt.Fprintf(w, "    bug fixes and enhancements: %s\n", bugs)
 		if verbose >= 2 {

@@ -1,11 +1,7 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +9,8 @@ import (
 )
 
 func newPokeCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
+	var dryRun bool
+	cmd := &cobra.Command{
 		Use:   "poke",
 		Short: "Obsolete command. Send STOP and CONT signals to processes that are blocking live patching",
 		Long: `Send SIGSTOP and then SIGCONT to the processes whose threads block the
@@ -27,15 +24,20 @@ would resume what an administrator stopped), PID 1, poke itself, its
 ancestors (the shell that ran sudo) and its process group (stopping them
 would interfere with the shell's job control). Linux 5.1 and later signal
 blocking tasks by themselves about every 15 seconds, which is why this
-command is obsolete.`,
+command is obsolete.
+
+The whole list is decided, and printed with -v, before the first signal.
+--dry-run prints it and signals nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return pokeRun(opts)
+			return pokeRun(opts, dryRun)
 		},
 	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say which processes would be poked, and signal none")
+	return cmd
 }
 
-func pokeRun(opts *rootOptions) error {
+func pokeRun(opts *rootOptions, dryRun bool) error {
 	c, err := opts.changer("poke")
 	if err != nil {
 		return err
@@ -44,23 +46,29 @@ func pokeRun(opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	pokeErr := c.Poke(ctx, plan)
-	doc := report.NewPoke(plan)
 	out := opts.env.IO.Out
-	if opts.json {
-		if err := report.Write(out, doc); err != nil {
-			return err
-		}
-	} else {
-		for _, s := range doc.Skipped {
-			fmt.Fprintf(out, "skipped %d (%s): %s\n", s.PID, s.Comm, s.Reason)
-		}
-		if opts.verbose > 0 {
-			for _, p := range doc.Poked {
-				fmt.Fprintf(out, "poked %d (%s)\n", p.PID, p.Comm)
+	if !opts.json {
+		// The plan, whole, before the first signal.
+		for _, t := range plan.Targets {
+			switch {
+			case t.Skip != "":
+				fmt.Fprintf(out, "skipped %d (%s): %s\n", t.PID, printable(t.Comm), t.Skip)
+			case dryRun:
+				fmt.Fprintf(out, "would poke %d (%s)\n", t.PID, printable(t.Comm))
+			case opts.verbose > 0:
+				fmt.Fprintf(out, "poking %d (%s)\n", t.PID, printable(t.Comm))
 			}
+		}
+	}
+	var pokeErr error
+	if !dryRun {
+		ctx, stop := interruptible()
+		defer stop()
+		pokeErr = c.Poke(ctx, plan)
+	}
+	if opts.json {
+		if err := report.Write(out, report.NewPoke(plan, dryRun)); err != nil {
+			return err
 		}
 	}
 	if pokeErr != nil {

@@ -423,8 +423,22 @@ func TestPokeRealProcesses(t *testing.T) {
 		for _, s := range skips {
 			fmt.Fprintf(&want, "skipped %d (%s): %s\n", s.PID, s.Comm, s.Reason)
 		}
+		// The plan, printed whole before the first signal, by PID.
+		want.Reset()
+		type line struct {
+			pid  int
+			text string
+		}
+		var ls []line
+		for _, s := range skips {
+			ls = append(ls, line{s.PID, fmt.Sprintf("skipped %d (%s): %s\n", s.PID, s.Comm, s.Reason)})
+		}
 		for _, pid := range pokeable {
-			fmt.Fprintf(&want, "poked %d (%s)\n", pid, tree.comm[pid])
+			ls = append(ls, line{pid, fmt.Sprintf("poking %d (%s)\n", pid, tree.comm[pid])})
+		}
+		sort.Slice(ls, func(i, j int) bool { return ls[i].pid < ls[j].pid })
+		for _, l := range ls {
+			want.WriteString(l.text)
 		}
 		if diff := cmp.Diff(want.String(), stdout); diff != "" {
 			t.Errorf("stdout: unexpected diff (-want +got):\n%s", diff)
@@ -447,6 +461,7 @@ func TestPokeRealProcesses(t *testing.T) {
 		}
 		type doc struct {
 			SchemaVersion int     `json:"schema_version"`
+			DryRun        bool    `json:"dry_run"`
 			Poked         []entry `json:"poked"`
 			Skipped       []entry `json:"skipped"`
 			Failed        []entry `json:"failed"`
@@ -504,9 +519,10 @@ func TestPokeKillErrors(t *testing.T) {
 		args       []string
 		wantStdout string
 	}{
-		{[]string{"-v", "poke"}, "poked 3003 (fine)\n"},
+		{[]string{"-v", "poke"}, "poking 3001 (gone)\npoking 3002 (locked)\npoking 3003 (fine)\n"},
 		{[]string{"--json", "poke"}, `{
   "schema_version": 1,
+  "dry_run": false,
   "poked": [
     {
       "pid": 3003,
@@ -551,6 +567,29 @@ func TestPokeKillErrors(t *testing.T) {
 		want := []killCall{{3001, syscall.SIGSTOP}, {3002, syscall.SIGSTOP}, {3003, syscall.SIGSTOP}, {3003, syscall.SIGCONT}}
 		if diff := cmp.Diff(want, calls); diff != "" {
 			t.Errorf("%v: kill calls: unexpected diff (-want +got):\n%s", tc.args, diff)
+		}
+	}
+}
+
+// TestPokeDryRun: --dry-run prints the plan and signals nothing.
+func TestPokeDryRun(t *testing.T) {
+	t.Parallel()
+	root := fakefs.Load(t, filepath.Join(fixtureDir, "transition-blocking.txtar"))
+	kills := &killRecorder{}
+	for _, args := range [][]string{{"poke", "--dry-run"}, {"--json", "poke", "--dry-run"}} {
+		r := runGoldenEnv(t, root, goldenCommand{"kgr", args}, kills)
+		if r.code != cli.ExitOK || len(kills.calls) != 0 {
+			t.Errorf("%q: exit %d, signals %q", args, r.code, kills.calls)
+		}
+		if args[0] != "--json" {
+			want := "would poke 812 (rsyslogd)\nskipped 1204 (nfsd): kernel thread\nskipped 1205 (nfsd): kernel thread\nwould poke 2050 (python3)\nskipped 2210 (cp): uninterruptible sleep (state D)\n"
+			if diff := cmp.Diff(want, r.stdout); diff != "" {
+				t.Errorf("stdout: unexpected diff (-want +got):\n%s", diff)
+			}
+			continue
+		}
+		if !strings.Contains(r.stdout, `"dry_run": true`) || !strings.Contains(r.stdout, `"pid": 2050`) {
+			t.Errorf("JSON: %s", r.stdout)
 		}
 	}
 }

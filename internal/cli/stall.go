@@ -14,16 +14,20 @@ import (
 // it, its stack, and the advice that fits it.
 func printStall(w io.Writer, r *admin.BlockingReport) {
 	tr := *r.Transition
-	fmt.Fprintf(w, "Transition of %s (%s) is blocked by %d task(s).\n", tr.Patch, tr.Direction(), len(r.Tasks))
+	if tr.Patch == "" { // kGraft does not name the patch in transition
+		fmt.Fprintf(w, "Transition (%s) is blocked by %d task(s).\n", tr.Direction(), len(r.Tasks))
+	} else {
+		fmt.Fprintf(w, "Transition of %s (%s) is blocked by %d task(s).\n", printable(tr.Patch), tr.Direction(), len(r.Tasks))
+	}
 	if len(r.Functions) > 0 {
-		fmt.Fprintf(w, "Patched functions: %s\n", strings.Join(r.Functions, ", "))
+		fmt.Fprintf(w, "Patched functions: %s\n", printable(strings.Join(r.Functions, ", ")))
 	}
 	for _, t := range r.Tasks {
 		kind := "user thread"
 		if t.KernelThread {
 			kind = "kernel thread"
 		}
-		fmt.Fprintf(w, "\n  %d/%d %s (%s, state %s): %s\n", t.PID, t.TID, t.Comm, kind, t.State, t.Cmdline)
+		fmt.Fprintf(w, "\n  %d/%d %s (%s, state %s): %s\n", t.PID, t.TID, printable(t.Comm), kind, printable(t.State), printable(t.Cmdline))
 		switch {
 		case t.StackErr != nil && errors.Is(t.StackErr, os.ErrPermission):
 			fmt.Fprintf(w, "    stack: not readable (root is required)\n")
@@ -39,13 +43,13 @@ func printStall(w io.Writer, r *admin.BlockingReport) {
 				if culprit[f] {
 					mark = "=>"
 				}
-				fmt.Fprintf(w, "    %s %s\n", mark, f)
+				fmt.Fprintf(w, "    %s %s\n", mark, printable(f))
 			}
 			if len(t.Culprits) > 0 {
-				fmt.Fprintf(w, "    on its stack (=>): %s\n", strings.Join(t.CulpritFunctions(), ", "))
+				fmt.Fprintf(w, "    on its stack (=>): %s\n", printable(strings.Join(t.CulpritFunctions(), ", ")))
 			}
 		}
-		fmt.Fprintf(w, "    advice: %s\n", t.Advice(tr))
+		fmt.Fprintf(w, "    advice: %s\n", printable(t.Advice(tr)))
 	}
 	if n := len(r.Unreadable); n > 0 {
 		fmt.Fprintf(w, "\n  %d task(s) could not be read (%v); run as root for the full picture.\n", n, r.Unreadable[0])

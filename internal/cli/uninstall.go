@@ -23,6 +23,6 @@ installed by kpatch are listed by klp but removed with kpatch.`,
 			return opts.finishInstall(c.Uninstall(ctx, args[0], kver))
 		},
 	}
-	cmd.Flags().StringVarP(&kver, "kernel", "k", "", "kernel release to uninstall for (default: the running one)")
+	cmd.Flags().StringVarP(&kver, "kernel", "k", "", "kernel `RELEASE` to uninstall for (default: the running one)")
 	return cmd
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/klp-project/klp/internal/sysfile"
 )
 
 // DefaultLimit is the size cap used when a caller passes a limit <= 0. The
@@ -65,9 +67,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// MarshalText makes Kind appear as its name in JSON.
-func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
-
 var (
 	magicGzip = []byte{0x1f, 0x8b}
 	magicXZ   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
@@ -94,12 +93,12 @@ func Compressed(b []byte) Kind {
 // wraps [ErrTooLarge]. Errors include path.
 func ReadFile(path string, limit int64) ([]byte, error) {
 	limit = normLimit(limit)
-	f, err := os.Open(path)
+	f, err := sysfile.OpenFollow(path)
 	if err != nil {
 		return nil, err // *PathError already names the file
 	}
 	defer f.Close()
-	raw, err := readAllLimit(f, limit)
+	raw, err := ReadAllLimit(f, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -113,6 +112,12 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 // Decompress returns the module image in b. An uncompressed b is returned
 // as-is (not copied). The result may not exceed limit bytes (limit <= 0 means
 // [DefaultLimit]).
+//
+// The input is decoded twice: once to count the image's bytes, keeping
+// none, and once into a buffer of exactly that size. A decompression bomb
+// thus fails before any of its output is held, and a real image costs its
+// own size once, not the up to three times that a growing buffer costs
+// while it is copied into a larger one.
 func Decompress(b []byte, limit int64) ([]byte, Kind, error) {
 	kind := Compressed(b)
 	if kind == None {
@@ -121,16 +126,27 @@ func Decompress(b []byte, limit int64) ([]byte, Kind, error) {
 		}
 		return b, kind, nil
 	}
+	n, err := decode(b, kind, limit, io.Discard)
+	if err != nil {
+		return nil, kind, err
+	}
+	img := bytes.NewBuffer(make([]byte, 0, n))
+	if m, err := decode(b, kind, limit, img); err != nil {
+		return nil, kind, err
+	} else if m != n {
+		return nil, kind, fmt.Errorf("decode %s: %d bytes, then %d", kind, n, m)
+	}
+	return img.Bytes(), kind, nil
+}
+
+// decode decompresses b into w and returns the image's size.
+func decode(b []byte, kind Kind, limit int64, w io.Writer) (int64, error) {
 	rc, _, err := newReader(bytes.NewReader(b), kind, b, limit)
 	if err != nil {
-		return nil, kind, err
+		return 0, err
 	}
 	defer rc.Close()
-	img, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, kind, err
-	}
-	return img, kind, nil
+	return io.Copy(w, rc)
 }
 
 // NewReader sniffs the compression format of r and returns a reader of the
@@ -234,17 +250,21 @@ func (l *limitedReader) Close() error {
 	return nil
 }
 
-// readAllLimit reads r to EOF, failing with ErrTooLarge past limit bytes.
-// It does not Stat: the size is whatever can actually be read.
-func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
+// ReadAllLimit reads f to EOF, failing with ErrTooLarge past limit bytes.
+// The size the file's Stat reports sizes the buffer, so a large file is read
+// into one allocation; it is only a hint: what counts is what can be read.
+func ReadAllLimit(f *os.File, limit int64) ([]byte, error) {
+	buf := &bytes.Buffer{}
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Size() <= limit {
+		buf.Grow(int(fi.Size()) + 1)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
 		return nil, err
 	}
-	if int64(len(b)) > limit {
+	if int64(buf.Len()) > limit {
 		return nil, fmt.Errorf("file over %d bytes: %w", limit, ErrTooLarge)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func normLimit(limit int64) int64 {

@@ -2,16 +2,10 @@ package preflight
 
 import (
 	"bufio"
-	"compress/gzip"
-	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"strings"
 )
-
-// maxConfig caps a kernel config (a distribution's is about 250 KB).
-const maxConfig = 16 << 20
 
 // kconfig is a kernel build configuration.
 type kconfig struct {
@@ -46,58 +40,6 @@ func (c *kconfig) machine() string {
 		return "riscv64"
 	}
 	return ""
-}
-
-// kernelConfig reads the running kernel's configuration. /proc/config.gz
-// comes first because it is the running kernel's own (CONFIG_IKCONFIG_PROC);
-// /boot/config-<release> is what distributions install next to the image,
-// and could belong to another build of the same release.
-func (r *runner) kernelConfig() (*kconfig, error) {
-	return r.config.get(func() (*kconfig, error) {
-		procPath := r.proc("config.gz")
-		c, err := r.readConfig(procPath, true)
-		if err == nil {
-			return c, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		rel, rerr := r.kernelRelease()
-		if rerr != nil {
-			return nil, fmt.Errorf("%s does not exist, and the kernel release is unknown: %w", procPath, rerr)
-		}
-		bootPath := r.k.BootPath("config-" + rel)
-		c, err = r.readConfig(bootPath, false)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, notFound("neither " + bootPath + " nor " + procPath + " exists")
-		}
-		return c, err
-	})
-}
-
-func (r *runner) readConfig(path string, gz bool) (*kconfig, error) {
-	f, err := r.k.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var rd io.Reader = f
-	if gz {
-		z, err := gzip.NewReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		defer z.Close()
-		rd = z
-	}
-	values, err := parseConfig(io.LimitReader(rd, maxConfig))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(values) == 0 {
-		return nil, fmt.Errorf("read %s: no CONFIG_ options in it", path)
-	}
-	return &kconfig{values: values, source: path}, nil
 }
 
 // parseConfig reads a kernel .config: "CONFIG_X=value" lines; comments

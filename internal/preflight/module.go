@@ -16,8 +16,8 @@ import (
 // livepatchModule: a module without the livepatch modinfo tag is an
 // ordinary module to the kernel, and klp load refuses it
 // (lifecycle.ErrNotLivepatch).
-func (r *runner) livepatchModule() Check {
-	m := r.mod
+func livepatchModule(f *facts) Check {
+	m := f.module
 	if m.Name == "" {
 		return Check{Status: Fail,
 			Reason: "the file names no module (no name in .gnu.linkonce.this_module or .modinfo): the kernel cannot load it",
@@ -67,79 +67,100 @@ func targetObjects(t *modinfo.Targets) []string {
 // made from. The kernel itself refuses a module without vermagic, or with
 // other flags, with ENOEXEC; with modversions it compares the release only
 // through symbol CRCs, which is why klp compares it outright.
-func (r *runner) vermagic() Check {
-	rel, err := r.kernelRelease()
+func vermagic(f *facts) Check {
+	rel, err := f.release.v, f.release.err
 	if err != nil {
-		path := r.proc("sys", "kernel", "osrelease")
-		return Check{Status: Skip, Reason: "the running kernel's release is unknown: " + why(path, err), Fix: "check the --procfs tree"}
+		return Check{Status: Skip, Reason: "the running kernel's release is unknown: " + why(f.release.path, err), Fix: "check the --procfs tree"}
 	}
-	vm := strings.TrimSpace(r.mod.Vermagic)
+	vm := strings.TrimSpace(f.module.Vermagic)
 	if vm == "" {
 		return Check{Status: Fail,
 			Reason: "the module has no vermagic: the kernel refuses it (ENOEXEC) unless loading is forced",
 			Fix:    "rebuild the module with kbuild against the headers of " + rel}
 	}
-	built := strings.Fields(vm)[0]
+	built := builtFor(f.module)
 	if built != rel {
 		return Check{Status: Fail,
 			Reason: "built for " + built + ", but the running kernel is " + rel + ": a patch is only valid for the build it was made from, and klp load refuses it",
 			Fix:    "use the build of this patch for " + rel}
 	}
-	if cfg, err := r.kernelConfig(); err == nil {
-		if arch := cfg.machine(); arch != "" && r.mod.Machine != "" && arch != r.mod.Machine {
+	if cfg := f.config.v; f.config.err == nil && cfg != nil {
+		if arch := cfg.machine(); arch != "" && f.module.Machine != "" && arch != f.module.Machine {
 			return Check{Status: Fail,
-				Reason: "the module is for " + r.mod.Machine + ", the kernel for " + arch + ": the kernel refuses it (ENOEXEC)",
+				Reason: "the module is for " + f.module.Machine + ", the kernel for " + arch + ": the kernel refuses it (ENOEXEC)",
 				Fix:    "use the build of this patch for " + arch}
 		}
 	}
 	return Check{Status: Pass, Reason: "built for " + rel + ", the running kernel", Details: []string{"vermagic: " + vm}}
 }
 
+// builtFor returns the release a module was built for: the first word of
+// its vermagic, or "" when it has none.
+func builtFor(m *modinfo.Module) string {
+	if w := strings.Fields(m.Vermagic); len(w) > 0 {
+		return w[0]
+	}
+	return ""
+}
+
 // sameBuild compares the module file with the loaded module of the same
 // name by srcversion (modpost's checksum of the sources) or version
 // (MODULE_VERSION), when both sides have one.
-func (r *runner) sameBuild(name string) (same, known bool, detail string) {
-	if kmod.ValidateName(name) != nil {
-		return false, false, ""
-	}
-	for _, key := range []string{"srcversion", "version"} {
-		want, ok := r.mod.Info.Get(key)
-		if !ok || want == "" {
+func sameBuild(f *facts) (same, known bool, detail string) {
+	for _, b := range f.build {
+		if b.have.err != nil || b.have.v == "" {
 			continue
 		}
-		have, err := r.k.ReadString(r.sys("module", name, key))
-		if err != nil || have == "" {
-			continue
+		if b.have.v == b.want {
+			return true, true, fmt.Sprintf("same %s %s", b.key, b.want)
 		}
-		if have == want {
-			return true, true, fmt.Sprintf("same %s %s", key, want)
-		}
-		return false, true, fmt.Sprintf("%s %s is loaded, the file has %s", key, have, want)
+		return false, true, fmt.Sprintf("%s %s is loaded, the file has %s", b.key, b.have.v, b.want)
 	}
 	return false, false, ""
+}
+
+// patchesOrNone returns the loaded patches; a kernel without live patching
+// has none.
+func patchesOrNone(f *facts) ([]livepatch.Patch, error) {
+	if errors.Is(f.patches.err, livepatch.ErrNotSupported) {
+		return nil, nil
+	}
+	return f.patches.v, f.patches.err
+}
+
+// modulesOrNone returns the loaded modules; a kernel without module
+// support has none.
+func modulesOrNone(f *facts) (kmod.Modules, error) {
+	if errors.Is(f.modules.err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return f.modules.v, f.modules.err
+}
+
+// alreadyLoadedNeeds: the loaded patches and modules, and the loaded
+// module's build, for a module with a name.
+func alreadyLoadedNeeds(m *modinfo.Module) need {
+	if m.Name == "" {
+		return 0
+	}
+	return needPatches | needModules | needBuild
 }
 
 // alreadyLoaded: the kernel refuses a second module of the same name
 // (EEXIST); klp load turns the common cases into something useful (see
 // lifecycle.Manager.Load), and refuses a stale module that still holds
 // references.
-func (r *runner) alreadyLoaded() Check {
-	name := r.mod.Name
+func alreadyLoaded(f *facts) Check {
+	name := f.module.Name
 	if name == "" {
 		return Check{Status: Skip, Reason: "the module's name is unknown", Fix: "rebuild the module with kbuild"}
 	}
-	patches, perr := r.loadedPatches()
-	if errors.Is(perr, livepatch.ErrNotSupported) {
-		patches, perr = nil, nil
-	}
-	mods, merr := r.loadedModules()
-	if errors.Is(merr, fs.ErrNotExist) {
-		mods, merr = nil, nil // no module support: nothing is loaded
-	}
+	patches, perr := patchesOrNone(f)
+	mods, merr := modulesOrNone(f)
 	if perr != nil && merr != nil {
 		return Check{Status: Skip, Reason: "cannot read the loaded patches or modules: " + perr.Error(), Fix: readFixFor(perr, "")}
 	}
-	same, known, detail := r.sameBuild(name)
+	same, known, detail := sameBuild(f)
 	var details []string
 	if detail != "" {
 		details = append(details, detail)
@@ -170,7 +191,7 @@ func (r *runner) alreadyLoaded() Check {
 		return c
 	}
 	if merr != nil {
-		return Check{Status: Skip, Reason: why(r.proc("modules"), merr), Fix: readFixFor(merr, ""), Details: details}
+		return Check{Status: Skip, Reason: why(f.modules.path, merr), Fix: readFixFor(merr, ""), Details: details}
 	}
 	if m, ok := mods.Find(name); ok {
 		if m.Refcnt != 0 {
@@ -191,46 +212,62 @@ func (r *runner) alreadyLoaded() Check {
 // "<object>/<function,sympos>".
 func funcKey(object, dir string) string { return object + "/" + dir }
 
+// otherPatches returns the names of the loaded patches but the one called
+// name, the functions they patch (by [funcKey]) with the patches that patch
+// each, and those functions sorted.
+func otherPatches(patches []livepatch.Patch, name string) (others []string, theirs map[string][]string, keys []string) {
+	theirs = map[string][]string{}
+	for _, p := range patches {
+		if p.Name == name {
+			continue
+		}
+		others = append(others, p.Name)
+		for _, o := range p.Objects {
+			for _, fn := range o.Functions {
+				k := funcKey(o.Name, fn.DirName())
+				theirs[k] = append(theirs[k], p.Name)
+			}
+		}
+	}
+	keys = make([]string, 0, len(theirs))
+	for k := range theirs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return others, theirs, keys
+}
+
+// replaceNeeds: the loaded patches, for a livepatch module.
+func replaceNeeds(m *modinfo.Module) need {
+	if m.Targets == nil {
+		return 0
+	}
+	return needPatches
+}
+
 // replace: an atomic replace patch disables every loaded patch when its
 // transition completes; functions they patch that it does not go back to
-// the original code (nops, kernel-abi.md section 4.1). A non-replace patch
-// stacks on the others, and the newest patch wins for a function both
-// patch.
-func (r *runner) replace() Check {
-	t := r.mod.Targets
+// the original code (the kernel gives the new patch a "nop" function for
+// each of them during the transition: docs/kernel-notes.md). A non-replace
+// patch stacks on the others, and the newest patch wins for a function
+// both patch.
+func replace(f *facts) Check {
+	t := f.module.Targets
 	if t == nil {
 		return Check{Status: Skip, Reason: "not a livepatch module", Fix: "give the live patch module"}
 	}
-	patches, err := r.loadedPatches()
+	patches, err := f.patches.v, f.patches.err
 	if errors.Is(err, livepatch.ErrNotSupported) {
 		return Check{Status: Skip, Reason: "no live patching support (see above)", Fix: "boot a kernel built with CONFIG_LIVEPATCH=y"}
 	}
 	if err != nil {
 		return Check{Status: Skip, Reason: "cannot read the loaded patches: " + err.Error(), Fix: readFixFor(err, "")}
 	}
-	var others []string
-	theirs := map[string][]string{} // function key -> patches
-	for _, p := range patches {
-		if p.Name == r.mod.Name {
-			continue
-		}
-		others = append(others, p.Name)
-		for _, o := range p.Objects {
-			for _, f := range o.Functions {
-				k := funcKey(o.Name, f.DirName())
-				theirs[k] = append(theirs[k], p.Name)
-			}
-		}
-	}
+	others, theirs, keys := otherPatches(patches, f.module.Name)
 	ours := map[string]bool{}
-	for _, f := range t.Functions {
-		ours[funcKey(f.Object, f.SysfsName())] = true
+	for _, fn := range t.Functions {
+		ours[funcKey(fn.Object, fn.SysfsName())] = true
 	}
-	keys := make([]string, 0, len(theirs))
-	for k := range theirs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	undetermined := len(t.Functions) == 0 && t.Undetermined != ""
 	// The functions of the other patches that this one leaves out: as an
 	// atomic replace patch, it sends them back to the original code.
@@ -299,12 +336,20 @@ func (r *runner) replace() Check {
 	return c
 }
 
+// targetModulesNeeds: the target objects' states, for a livepatch module.
+func targetModulesNeeds(m *modinfo.Module) need {
+	if m.Targets == nil {
+		return 0
+	}
+	return needObjects
+}
+
 // targetModules: a patch for a module that is not loaded is applied when
 // the module loads (klp_module_coming); one whose object is built into
 // vmlinux (a /sys/module directory without initstate) is never applied,
 // because klp looks the object up among loadable modules only.
-func (r *runner) targetModules() Check {
-	t := r.mod.Targets
+func targetModules(f *facts) Check {
+	t := f.module.Targets
 	if t == nil {
 		return Check{Status: Skip, Reason: "not a livepatch module", Fix: "give the live patch module"}
 	}
@@ -313,7 +358,7 @@ func (r *runner) targetModules() Check {
 		if obj == kallsyms.Vmlinux {
 			continue
 		}
-		st, err := r.moduleState(obj)
+		st, err := objectStateOf(f, obj)
 		switch {
 		case errors.Is(err, kmod.ErrInvalidName):
 			odd = append(odd, obj)
@@ -353,17 +398,24 @@ func (r *runner) targetModules() Check {
 	return Check{Status: Pass, Reason: strings.Join(parts, "; "), Details: details}
 }
 
+// objectStateOf returns the state of a target object; one the facts do
+// not name is not loaded.
+func objectStateOf(f *facts, obj string) (string, error) {
+	st := f.objects[obj]
+	return st.state, st.err
+}
+
 // objectLoaded says whether the object's symbols can be looked up now:
 // vmlinux always, a module once it is loaded (coming counts: the kernel
 // resolves a patch's symbols in klp_module_coming).
-func (r *runner) objectLoaded(obj string, scan *kallsyms.Result) (bool, error) {
+func objectLoaded(f *facts, obj string, scan *kallsyms.Result) (bool, error) {
 	if obj == kallsyms.Vmlinux {
 		return true, nil
 	}
 	if scan != nil && scan.Objects[obj] > 0 {
 		return true, nil
 	}
-	st, err := r.moduleState(obj)
+	st, err := objectStateOf(f, obj)
 	if err != nil {
 		return false, err
 	}

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"strconv"
 	"strings"
 
 	"github.com/klp-project/klp/kernel"
-	"github.com/klp-project/klp/kmod"
-	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -129,56 +126,80 @@ type definition struct {
 	id, title string
 	module    bool // needs a module
 	cheap     bool // part of the klp load subset
-	run       func(*runner) Check
+	// check decides, from the facts alone.
+	check func(*facts) Check
+	// needs says which facts check looks at, for the module given (nil
+	// for the system checks only).
+	needs func(*modinfo.Module) need
 }
 
 // definitions lists the checks in report order.
 var definitions = []definition{
-	{IDLivepatchSupported, "Live patching support", false, true, (*runner).livepatchSupported},
-	{IDModulesDisabled, "Module loading", false, true, (*runner).modulesDisabled},
-	{IDFtraceEnabled, "ftrace", false, true, (*runner).ftraceEnabled},
-	{IDReliableStacktrace, "Reliable stack traces", false, false, (*runner).reliableStacktrace},
-	{IDLockdown, "Kernel lockdown", false, true, (*runner).lockdown},
-	{IDSigEnforce, "Module signatures", false, true, (*runner).sigEnforce},
-	{IDTaint, "Kernel taint", false, false, (*runner).taint},
-	{IDTransition, "Transition in progress", false, true, (*runner).transition},
-	{IDForcedPatch, "Forced patches", false, false, (*runner).forcedPatch},
-	{IDLivepatchModule, "Livepatch module", true, true, (*runner).livepatchModule},
-	{IDVermagic, "Kernel version (vermagic)", true, true, (*runner).vermagic},
-	{IDAlreadyLoaded, "Already loaded", true, true, (*runner).alreadyLoaded},
-	{IDReplace, "Atomic replace", true, false, (*runner).replace},
-	{IDTargetModules, "Target modules", true, false, (*runner).targetModules},
-	{IDSymbols, "Target symbols", true, false, (*runner).symbols},
-	{IDTraceable, "Traceable functions", true, false, (*runner).traceable},
-	{IDKprobes, "Kprobes and other ftrace users", true, false, (*runner).kprobes},
+	{id: IDLivepatchSupported, title: "Live patching support", cheap: true, check: livepatchSupported, needs: always(needInterface)},
+	{id: IDModulesDisabled, title: "Module loading", cheap: true, check: modulesDisabled, needs: always(needModulesDisabled)},
+	{id: IDFtraceEnabled, title: "ftrace", cheap: true, check: ftraceEnabled, needs: always(needFtrace)},
+	{id: IDReliableStacktrace, title: "Reliable stack traces", check: reliableStacktrace, needs: always(needConfig | needRelease)},
+	{id: IDLockdown, title: "Kernel lockdown", cheap: true, check: lockdown, needs: always(needLockdown)},
+	{id: IDSigEnforce, title: "Module signatures", cheap: true, check: sigEnforce, needs: always(needSigEnforce | needLockdown)},
+	{id: IDTaint, title: "Kernel taint", check: taint, needs: always(needTaint)},
+	{id: IDTransition, title: "Transition in progress", cheap: true, check: transition, needs: always(needPatches)},
+	{id: IDForcedPatch, title: "Forced patches", check: forcedPatch, needs: always(needModules | needPatches)},
+	{id: IDLivepatchModule, title: "Livepatch module", module: true, cheap: true, check: livepatchModule, needs: always(0)},
+	{id: IDVermagic, title: "Kernel version (vermagic)", module: true, cheap: true, check: vermagic, needs: always(needMachine)},
+	{id: IDAlreadyLoaded, title: "Already loaded", module: true, cheap: true, check: alreadyLoaded, needs: alreadyLoadedNeeds},
+	{id: IDReplace, title: "Atomic replace", module: true, check: replace, needs: replaceNeeds},
+	{id: IDTargetModules, title: "Target modules", module: true, check: targetModules, needs: targetModulesNeeds},
+	{id: IDSymbols, title: "Target symbols", module: true, check: symbols, needs: symbolsNeeds},
+	{id: IDTraceable, title: "Traceable functions", module: true, check: traceable, needs: traceableNeeds},
+	{id: IDKprobes, title: "Kprobes and other ftrace users", module: true, check: kprobes, needs: kprobesNeeds},
+}
+
+// always is the needs of a check that looks at the same facts whatever the
+// module.
+func always(n need) func(*modinfo.Module) need {
+	return func(*modinfo.Module) need { return n }
+}
+
+// selected returns the definitions of the checks a run makes, in report
+// order: with module false, only the system checks; cheap selects the klp
+// load subset.
+func selected(module, cheap bool) []definition {
+	var defs []definition
+	for _, d := range definitions {
+		if (d.module && !module) || (cheap && !d.cheap) {
+			continue
+		}
+		defs = append(defs, d)
+	}
+	return defs
 }
 
 // IDs returns the IDs of the checks in report order; cheap selects the
 // klp load subset. With module false, only the system checks.
 func IDs(module, cheap bool) []string {
 	var ids []string
-	for _, d := range definitions {
-		if (d.module && !module) || (cheap && !d.cheap) {
-			continue
-		}
+	for _, d := range selected(module, cheap) {
 		ids = append(ids, d.id)
 	}
 	return ids
 }
 
-// Run runs the checks. It returns an error only when ctx is done; every
-// other problem is a check's status.
+// Run runs the checks: it reads the facts the selected checks need, then
+// decides each check from them. It returns an error only when ctx is done;
+// every other problem is a check's status.
 func Run(ctx context.Context, in Inputs) (*Report, error) {
-	r := &runner{ctx: ctx, in: in, k: in.Kernel, lp: livepatch.New(in.Kernel), km: kmod.New(in.Kernel, kmod.Options{}), mod: in.Module}
+	defs := selected(in.Module != nil, in.Cheap)
+	var needs need
+	for _, d := range defs {
+		needs |= d.needs(in.Module)
+	}
+	f, err := gather(ctx, in, needs)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{Module: in.Module}
-	for _, d := range definitions {
-		if (d.module && in.Module == nil) || (in.Cheap && !d.cheap) {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		c := d.run(r)
+	for _, d := range defs {
+		c := d.check(f)
 		c.ID, c.Title = d.id, d.title
 		if c.Status == Pass {
 			c.Fix = ""
@@ -189,82 +210,6 @@ func Run(ctx context.Context, in Inputs) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
-}
-
-// runner holds one run's inputs and the files several checks share, each
-// read at most once.
-type runner struct {
-	ctx context.Context
-	in  Inputs
-	k   *kernel.Handle
-	lp  livepatch.FS
-	km  *kmod.FS
-	mod *modinfo.Module
-
-	release     memo[string]
-	config      memo[*kconfig]
-	patches     memo[[]livepatch.Patch]
-	modules     memo[kmod.Modules]
-	lockdownLvl memo[string]
-	enforce     memo[sigEnforcement]
-	kallsyms    memo[*symbolScan]
-	ftraceFuncs memo[*filterFunctions]
-	enabledFns  memo[*enabledFunctions]
-}
-
-// memo caches one value and the error that came with it.
-type memo[T any] struct {
-	done bool
-	v    T
-	err  error
-}
-
-func (m *memo[T]) get(f func() (T, error)) (T, error) {
-	if !m.done {
-		m.v, m.err = f()
-		m.done = true
-	}
-	return m.v, m.err
-}
-
-func (r *runner) sys(elem ...string) string  { return r.lp.SysPath(elem...) }
-func (r *runner) proc(elem ...string) string { return r.lp.ProcPath(elem...) }
-
-// kernelRelease reads <procfs>/sys/kernel/osrelease, as uname -r would
-// print it for the kernel the roots describe.
-func (r *runner) kernelRelease() (string, error) {
-	return r.release.get(func() (string, error) {
-		return r.k.Release()
-	})
-}
-
-func (r *runner) loadedPatches() ([]livepatch.Patch, error) {
-	return r.patches.get(r.lp.Patches)
-}
-
-func (r *runner) loadedModules() (kmod.Modules, error) {
-	return r.modules.get(r.km.Modules)
-}
-
-// moduleState says whether the module name is loaded, from
-// /sys/module/<name>: "live", "coming" or "going" (initstate), "builtin"
-// (a directory without initstate: the code is part of vmlinux), or ""
-// (not loaded).
-func (r *runner) moduleState(name string) (string, error) {
-	if err := kmod.ValidateName(name); err != nil {
-		return "", err
-	}
-	st, err := r.km.InitState(name)
-	if err == nil {
-		return st, nil
-	}
-	if !errors.Is(err, kmod.ErrNotLoaded) {
-		return "", err
-	}
-	if r.k.IsDir(r.sys("module", name)) {
-		return "builtin", nil
-	}
-	return "", nil
 }
 
 // why describes a read error for a reason line: the missing or unreadable
@@ -294,8 +239,10 @@ func readFixFor(err error, mount string) string {
 }
 
 // kernelVersion returns the major and minor version of a release string
-// ("6.1.0-56-cloud-amd64" -> 6, 1). It is used only for behaviour the sysfs
-// tree cannot show (docs/kernel-abi.md section 8, "Rules for klp").
+// ("6.1.0-56-cloud-amd64" -> 6, 1). It is used only for behaviour no file
+// of the kernel shows: whether a kernel refuses a patch without reliable
+// stack traces (4.16 to 5.0), and whether every kprobe on a function's
+// ftrace call site modifies the instruction pointer (before 5.4).
 func kernelVersion(release string) (major, minor int, ok bool) {
 	parts := strings.SplitN(release, ".", 3)
 	if len(parts) < 2 {
@@ -321,37 +268,6 @@ func kernelVersion(release string) (major, minor int, ok bool) {
 func versionBefore(release string, major, minor int) bool {
 	maj, min, ok := kernelVersion(release)
 	return ok && (maj < major || (maj == major && min < minor))
-}
-
-// ctxReader stops a long scan (kallsyms is about 10 MB) when the context
-// is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// firstExisting returns the first of paths that exists, or the first path.
-func (r *runner) firstExisting(paths ...string) string {
-	for _, p := range paths {
-		if r.k.Exists(p) {
-			return p
-		}
-	}
-	return paths[0]
-}
-
-// dirEmpty reports whether dir is missing or has no entries: an unmounted
-// pseudo-filesystem leaves an empty mount point.
-func (r *runner) dirEmpty(dir string) bool {
-	entries, err := r.k.ReadDir(dir)
-	return err != nil || len(entries) == 0
 }
 
 // plural returns "1 thing" or "n things".

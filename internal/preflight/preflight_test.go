@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -501,25 +503,71 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
+// unreadableFiles are the files TestUnreadable makes mode 0: the big scans,
+// which only root may read on a real kernel (kallsyms shows zero addresses
+// to others, tracefs and debugfs are mode 0700 or 0600).
+var unreadableFiles = []string{"proc/kallsyms", "sys/kernel/tracing/available_filter_functions", "sys/kernel/tracing/enabled_functions", "sys/kernel/debug/kprobes/list"}
+
 // TestUnreadable checks that files root alone can read make checks skip
-// with "run as root", not fail. Meaningless as root, which reads anyway.
+// with "run as root", not fail. Root reads every file whatever its mode,
+// so as root the test runs itself again as uid 65534.
 func TestUnreadable(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads mode-0 files")
+	if root, ok := fakefs.InUnprivilegedChild(); ok {
+		checkUnreadable(t, root)
+		return
 	}
 	tr := newTree(t)
-	for _, p := range []string{"proc/kallsyms", "sys/kernel/tracing/available_filter_functions", "sys/kernel/tracing/enabled_functions", "sys/kernel/debug/kprobes/list"} {
+	for _, p := range unreadableFiles {
 		if err := os.Chmod(tr.path(p), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rep := tr.run(loadModule(t, "klp_vmlinux.ko"), false)
+	// The child runs in another directory and may not enter this one:
+	// give it the module in the tree.
+	mod, err := os.ReadFile(filepath.Join("..", "..", "modinfo", "testdata", "klp_vmlinux.ko"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.write("klp_vmlinux.ko", string(mod))
+	root := filepath.Dir(tr.sys)
+	if os.Geteuid() != 0 {
+		checkUnreadable(t, root)
+		return
+	}
+	fakefs.RunUnprivileged(t, "TestUnreadable", root)
+}
+
+func checkUnreadable(t *testing.T, root string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		t.Fatal("running as root: permission errors cannot happen")
+	}
+	tr := &tree{t: t, sys: filepath.Join(root, "sys"), proc: filepath.Join(root, "proc"), boot: filepath.Join(root, "boot")}
+	mod, err := modinfo.Open(filepath.Join(root, "klp_vmlinux.ko"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := tr.run(mod, false)
+	want := map[string]string{
+		IDSymbols:   tr.path("proc/kallsyms") + " is not readable (permission denied)",
+		IDTraceable: tr.path("sys/kernel/tracing/available_filter_functions") + " is not readable (permission denied)",
+		IDKprobes: tr.path("sys/kernel/debug/kprobes/list") + " is not readable (permission denied); " +
+			tr.path("sys/kernel/tracing/enabled_functions") + " is not readable (permission denied)",
+	}
 	for _, c := range rep.Checks {
 		switch c.ID {
 		case IDSymbols, IDTraceable, IDKprobes:
-			if c.Status != Skip || !strings.Contains(c.Fix, "root") {
-				t.Errorf("%s: %s %q fix %q, want skip with run as root", c.ID, c.Status, c.Reason, c.Fix)
+			if c.Status != Skip || !strings.Contains(c.Fix, "root") || c.Reason != want[c.ID] {
+				t.Errorf("%s: %s %q fix %q, want skip with %q and run as root", c.ID, c.Status, c.Reason, c.Fix, want[c.ID])
+			}
+			delete(want, c.ID)
+		default:
+			if c.Status == Skip {
+				t.Errorf("%s: skip %q, but its files are readable", c.ID, c.Reason)
 			}
 		}
+	}
+	if len(want) != 0 {
+		t.Errorf("checks did not run: %v", want)
 	}
 }

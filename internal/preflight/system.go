@@ -13,29 +13,29 @@ import (
 )
 
 // livepatchSupported: /sys/kernel/livepatch is created by the livepatch
-// core at boot, so its presence is the test (kernel-abi.md section 1). A
-// module tagged livepatch is refused with ENOEXEC by a kernel without it.
-func (r *runner) livepatchSupported() Check {
-	switch r.lp.Interface() {
+// core at boot, so its presence is the test. A module tagged livepatch is
+// refused with ENOEXEC by a kernel without it.
+func livepatchSupported(f *facts) Check {
+	switch f.iface {
 	case livepatch.InterfaceLivepatch:
-		return Check{Status: Pass, Reason: r.lp.LivepatchPath() + " exists"}
+		return Check{Status: Pass, Reason: f.livepatchDir + " exists"}
 	case livepatch.InterfaceKGraft:
 		return Check{Status: Warn,
-			Reason: "this kernel has SLE 12's kGraft interface (" + r.sys("kernel", "kgraft") + "), not the upstream live patching one that klp load and these checks assume",
+			Reason: "this kernel has SLE 12's kGraft interface (" + f.kgraftDir + "), not the upstream live patching one that klp load and these checks assume",
 			Fix:    "load kGraft patches with SUSE's tools; klp status, patches and blocking do read kGraft"}
 	}
-	if r.dirEmpty(r.sys("kernel")) {
+	if f.sysKernel.empty {
 		return Check{Status: Skip,
-			Reason: "sysfs does not seem to be mounted: " + r.sys("kernel") + " is missing or empty",
+			Reason: "sysfs does not seem to be mounted: " + f.sysKernel.path + " is missing or empty",
 			Fix:    "mount -t sysfs sysfs /sys, or point --sysfs at a sysfs tree"}
 	}
 	c := Check{Status: Fail,
-		Reason: r.lp.LivepatchPath() + " does not exist: the kernel has no live patching",
+		Reason: f.livepatchDir + " does not exist: the kernel has no live patching",
 		Fix:    "boot a kernel built with CONFIG_LIVEPATCH=y"}
-	if r.mod != nil && r.mod.Livepatch {
+	if f.module != nil && f.module.Livepatch {
 		c.Reason += " and refuses livepatch modules (ENOEXEC)"
 	}
-	if cfg, err := r.kernelConfig(); err == nil {
+	if cfg := f.config.v; f.config.err == nil && cfg != nil {
 		if cfg.enabled("CONFIG_LIVEPATCH") {
 			c.Details = append(c.Details, "CONFIG_LIVEPATCH=y in "+cfg.source+", yet the directory is missing: live patching failed to initialise (see the boot log)")
 		} else {
@@ -47,14 +47,13 @@ func (r *runner) livepatchSupported() Check {
 
 // modulesDisabled: kernel.modules_disabled=1 makes every load fail with
 // EPERM, and cannot be undone until reboot.
-func (r *runner) modulesDisabled() Check {
-	path := r.proc("sys", "kernel", "modules_disabled")
-	s, err := r.k.ReadString(path)
+func modulesDisabled(f *facts) Check {
+	path, s, err := f.modulesDisabled.path, f.modulesDisabled.v, f.modulesDisabled.err
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && !r.k.Exists(r.proc("modules")) && !r.dirEmpty(r.proc("sys", "kernel")):
+	case errors.Is(err, fs.ErrNotExist) && !f.modulesListed && !f.procSysKernel.empty:
 		// Both files come with CONFIG_MODULES.
 		return Check{Status: Fail,
-			Reason: "the kernel has no loadable module support (neither " + path + " nor " + r.proc("modules") + " exists)",
+			Reason: "the kernel has no loadable module support (neither " + path + " nor " + f.modules.path + " exists)",
 			Fix:    "boot a kernel built with CONFIG_MODULES=y and CONFIG_LIVEPATCH=y"}
 	case err != nil:
 		return Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
@@ -71,9 +70,8 @@ func (r *runner) modulesDisabled() Check {
 // ftraceEnabled: with kernel.ftrace_enabled=0 the patch's ftrace handler
 // cannot be registered and klp_enable_patch returns EBUSY ("failed to
 // register ftrace handler for function ...", test-ftrace.sh).
-func (r *runner) ftraceEnabled() Check {
-	path := r.proc("sys", "kernel", "ftrace_enabled")
-	s, err := r.k.ReadString(path)
+func ftraceEnabled(f *facts) Check {
+	path, s, err := f.ftraceEnabled.path, f.ftraceEnabled.v, f.ftraceEnabled.err
 	switch {
 	case err != nil:
 		c := Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
@@ -97,10 +95,10 @@ func (r *runner) ftraceEnabled() Check {
 // only at kernel exit, on a signal or when idle, and a kernel thread can
 // hold a transition forever. Since 5.1 the kernel only warns; 4.16 to 5.0
 // refused to enable the patch (ENOSYS).
-func (r *runner) reliableStacktrace() Check {
-	cfg, err := r.kernelConfig()
+func reliableStacktrace(f *facts) Check {
+	cfg, err := f.config.v, f.config.err
 	if err != nil {
-		rel, _ := r.kernelRelease()
+		rel := f.release.v
 		fix := "load the configs module (modprobe configs) for /proc/config.gz, or install the kernel's config file in /boot"
 		if rel != "" {
 			fix = "load the configs module (modprobe configs) for /proc/config.gz, or install /boot/config-" + rel
@@ -116,7 +114,7 @@ func (r *runner) reliableStacktrace() Check {
 	if len(missing) == 0 {
 		return Check{Status: Pass, Reason: "CONFIG_HAVE_RELIABLE_STACKTRACE and CONFIG_STACKTRACE are set (" + cfg.source + ")"}
 	}
-	rel, _ := r.kernelRelease()
+	rel := f.release.v
 	if !versionBefore(rel, 4, 16) && versionBefore(rel, 5, 1) {
 		return Check{Status: Fail,
 			Reason: strings.Join(missing, " and ") + " not set (" + cfg.source + "): kernels 4.16 to 5.0 refuse to enable a patch without reliable stack traces (ENOSYS)",
@@ -127,41 +125,39 @@ func (r *runner) reliableStacktrace() Check {
 		Fix:    "expect to wait; a stalled transition can be reversed (klp disable) or, as a last resort, forced (klp force)"}
 }
 
-// lockdownLevel reads /sys/kernel/security/lockdown ("none [integrity]
-// confidentiality") and returns the bracketed level, "absent" when the
-// lockdown LSM is not there, or an error when it cannot be told.
-func (r *runner) lockdownLevel() (string, error) {
-	return r.lockdownLvl.get(func() (string, error) {
-		path := r.sys("kernel", "security", "lockdown")
-		s, err := r.k.ReadString(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			// An unmounted securityfs is an empty mount point: then
-			// nothing can be told. A mounted one without the file means
-			// no lockdown LSM.
-			if r.dirEmpty(r.sys("kernel", "security")) {
-				return "", errNoSecurityfs
-			}
-			return "absent", nil
+// lockdownLevel returns the bracketed level of
+// /sys/kernel/security/lockdown ("none [integrity] confidentiality"),
+// "absent" when the lockdown LSM is not there, or an error when it cannot
+// be told.
+func lockdownLevel(f *facts) (string, error) {
+	path, s, err := f.lockdown.path, f.lockdown.v, f.lockdown.err
+	if errors.Is(err, fs.ErrNotExist) {
+		// An unmounted securityfs is an empty mount point: then nothing
+		// can be told. A mounted one without the file means no lockdown
+		// LSM.
+		if f.securityfs.empty {
+			return "", errNoSecurityfs
 		}
-		if err != nil {
-			return "", err
+		return "absent", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, w := range strings.Fields(s) {
+		if strings.HasPrefix(w, "[") && strings.HasSuffix(w, "]") {
+			return strings.Trim(w, "[]"), nil
 		}
-		for _, f := range strings.Fields(s) {
-			if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
-				return strings.Trim(f, "[]"), nil
-			}
-		}
-		return "", fmt.Errorf("%s holds %q, with no [level]", path, s)
-	})
+	}
+	return "", fmt.Errorf("%s holds %q, with no [level]", path, s)
 }
 
 // errNoSecurityfs: /sys/kernel/security is empty, so the lockdown state
 // cannot be read.
 var errNoSecurityfs = notFound("securityfs is not mounted")
 
-// lockedDown reports whether the kernel is known to be locked down.
-func (r *runner) lockedDown() (string, bool) {
-	lvl, err := r.lockdownLevel()
+// isLockedDown reports whether the kernel is known to be locked down.
+func isLockedDown(f *facts) (string, bool) {
+	lvl, err := lockdownLevel(f)
 	if err != nil || lvl == "none" || lvl == "absent" {
 		return lvl, false
 	}
@@ -195,12 +191,12 @@ func signatureSummary(s *modinfo.Signature) string {
 // lockdown: under integrity or confidentiality lockdown, module_sig_check
 // turns a missing (or unusable) signature into EPERM
 // (security_locked_down(LOCKDOWN_MODULE_SIGNATURE)).
-func (r *runner) lockdown() Check {
-	path := r.sys("kernel", "security", "lockdown")
-	lvl, err := r.lockdownLevel()
+func lockdown(f *facts) Check {
+	path := f.lockdown.path
+	lvl, err := lockdownLevel(f)
 	switch {
 	case errors.Is(err, errNoSecurityfs):
-		return Check{Status: Skip, Reason: "securityfs is not mounted (" + r.sys("kernel", "security") + " is empty), so the lockdown state is unknown",
+		return Check{Status: Skip, Reason: "securityfs is not mounted (" + f.securityfs.path + " is empty), so the lockdown state is unknown",
 			Fix: "mount -t securityfs securityfs /sys/kernel/security"}
 	case err != nil:
 		return Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
@@ -209,15 +205,15 @@ func (r *runner) lockdown() Check {
 	case lvl == "none":
 		return Check{Status: Pass, Reason: "the kernel is not locked down (none)"}
 	}
-	if r.mod == nil {
+	if f.module == nil {
 		return Check{Status: Pass, Reason: "locked down (" + lvl + "): only modules signed with a key the kernel trusts can be loaded"}
 	}
-	if !signed(r.mod) {
+	if !signed(f.module) {
 		return Check{Status: Fail,
 			Reason: "locked down (" + lvl + ") and the module has no usable signature: the kernel refuses it (EPERM, \"unsigned module loading is restricted\")",
 			Fix:    "sign the module with a key the kernel trusts (built in, or enrolled with mokutil --import)"}
 	}
-	return Check{Status: Pass, Reason: "locked down (" + lvl + "); the module is " + signatureSummary(r.mod.Signature) + " (whether the kernel trusts the key: see Module signatures)"}
+	return Check{Status: Pass, Reason: "locked down (" + lvl + "); the module is " + signatureSummary(f.module.Signature) + " (whether the kernel trusts the key: see Module signatures)"}
 }
 
 // sigEnforcement is the state of module signature checking.
@@ -232,27 +228,24 @@ const (
 // sigEnforcementState reads /sys/module/module/parameters/sig_enforce,
 // which exists with CONFIG_MODULE_SIG and reads Y when signatures are
 // enforced (CONFIG_MODULE_SIG_FORCE or module.sig_enforce=1).
-func (r *runner) sigEnforcementState() (sigEnforcement, error) {
-	return r.enforce.get(func() (sigEnforcement, error) {
-		path := r.sys("module", "module", "parameters", "sig_enforce")
-		s, err := r.k.ReadString(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			if r.dirEmpty(r.sys("module")) {
-				return 0, fmt.Errorf("%s does not exist, nor does %s: %w", path, r.sys("module"), err)
-			}
-			return sigUnchecked, nil
+func sigEnforcementState(f *facts) (sigEnforcement, error) {
+	path, s, err := f.sigEnforce.path, f.sigEnforce.v, f.sigEnforce.err
+	if errors.Is(err, fs.ErrNotExist) {
+		if f.sysModule.empty {
+			return 0, fmt.Errorf("%s does not exist, nor does %s: %w", path, f.sysModule.path, err)
 		}
-		if err != nil {
-			return 0, err
-		}
-		switch s {
-		case "Y", "y", "1":
-			return sigEnforced, nil
-		case "N", "n", "0":
-			return sigOptional, nil
-		}
-		return 0, fmt.Errorf("%s holds %q, not Y or N", path, s)
-	})
+		return sigUnchecked, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch s {
+	case "Y", "y", "1":
+		return sigEnforced, nil
+	case "N", "n", "0":
+		return sigOptional, nil
+	}
+	return 0, fmt.Errorf("%s holds %q, not Y or N", path, s)
 }
 
 // sigEnforce predicts module_sig_check: with enforcement an unsigned module
@@ -261,9 +254,9 @@ func (r *runner) sigEnforcementState() (sigEnforcement, error) {
 // even without enforcement (EBADMSG). Whether the kernel trusts the signing
 // key cannot be seen from user space, so a signed module under enforcement
 // or lockdown is a warning, not a pass.
-func (r *runner) sigEnforce() Check {
-	path := r.sys("module", "module", "parameters", "sig_enforce")
-	state, err := r.sigEnforcementState()
+func sigEnforce(f *facts) Check {
+	path := f.sigEnforce.path
+	state, err := sigEnforcementState(f)
 	if err != nil {
 		c := Check{Status: Skip, Reason: err.Error(), Fix: readFixFor(err, "mount -t sysfs sysfs /sys, or point --sysfs at a sysfs tree")}
 		if errors.Is(err, fs.ErrPermission) {
@@ -275,14 +268,14 @@ func (r *runner) sigEnforce() Check {
 		return Check{Status: Pass, Reason: "the kernel does not check module signatures (no module.sig_enforce parameter: built without CONFIG_MODULE_SIG)"}
 	}
 	enforced := state == sigEnforced
-	if r.mod == nil {
+	if f.module == nil {
 		if enforced {
 			return Check{Status: Pass, Reason: "enforced (module.sig_enforce=Y): only modules signed with a key the kernel trusts load"}
 		}
 		return Check{Status: Pass, Reason: "not enforced (module.sig_enforce=N): an unsigned module loads and taints the kernel (E)"}
 	}
-	sig := r.mod.Signature
-	if !signed(r.mod) {
+	sig := f.module.Signature
+	if !signed(f.module) {
 		what := "the module is unsigned"
 		if sig != nil {
 			what = "the module's signature is " + sig.IDType + ", which kernels since 4.3 do not accept (ENOPKG)"
@@ -301,7 +294,7 @@ func (r *runner) sigEnforce() Check {
 			Reason: "klp cannot parse the module's signature (" + sig.Undetermined + "); if the kernel cannot either, it refuses the module (EBADMSG) even when signatures are not enforced",
 			Fix:    "sign the module again with scripts/sign-file"}
 	}
-	lvl, locked := r.lockedDown()
+	lvl, locked := isLockedDown(f)
 	if enforced || locked {
 		why := "module.sig_enforce=Y"
 		if !enforced {
@@ -348,9 +341,8 @@ var taintFlags = []struct {
 // kernel may have tasks stuck in the kernel that hold a transition, and
 // vendors may not support patching it. K (32768) is set by the first patch
 // module ever loaded and never cleared.
-func (r *runner) taint() Check {
-	path := r.proc("sys", "kernel", "tainted")
-	s, err := r.k.ReadString(path)
+func taint(f *facts) Check {
+	path, s, err := f.tainted.path, f.tainted.v, f.tainted.err
 	if err != nil {
 		return Check{Status: Skip, Reason: why(path, err), Fix: readFixFor(err, "")}
 	}
@@ -391,9 +383,9 @@ func (r *runner) taint() Check {
 }
 
 // transition: at most one transition runs at a time; a load during
-// another patch's transition gets EBUSY (real-kernel-facts.md).
-func (r *runner) transition() Check {
-	patches, err := r.loadedPatches()
+// another patch's transition gets EBUSY (docs/kernel-notes.md).
+func transition(f *facts) Check {
+	patches, err := f.patches.v, f.patches.err
 	if errors.Is(err, livepatch.ErrNotSupported) {
 		return Check{Status: Skip, Reason: "no live patching support (see above)", Fix: "boot a kernel built with CONFIG_LIVEPATCH=y"}
 	}
@@ -404,7 +396,7 @@ func (r *runner) transition() Check {
 	if tr == nil {
 		return Check{Status: Pass, Reason: "no patch is in transition"}
 	}
-	if r.mod != nil && tr.Patch == r.mod.Name {
+	if f.module != nil && tr.Patch == f.module.Name {
 		return Check{Status: Warn,
 			Reason: "this patch (" + tr.Patch + ") is itself " + tr.Direction() + "; klp load waits for that transition",
 			Fix:    "klp wait " + tr.Patch}
@@ -424,15 +416,15 @@ func (r *runner) transition() Check {
 // itself was forced (or is being freed right now; the free is
 // asynchronous). The kernel's documentation asks for a reboot after a
 // forced transition.
-func (r *runner) forcedPatch() Check {
-	mods, err := r.loadedModules()
+func forcedPatch(f *facts) Check {
+	mods, err := f.modules.v, f.modules.err
 	if errors.Is(err, fs.ErrNotExist) {
-		return Check{Status: Pass, Reason: r.proc("modules") + " does not exist: no module, so no patch module, is loaded"}
+		return Check{Status: Pass, Reason: f.modules.path + " does not exist: no module, so no patch module, is loaded"}
 	}
 	if err != nil {
-		return Check{Status: Skip, Reason: why(r.proc("modules"), err), Fix: readFixFor(err, "")}
+		return Check{Status: Skip, Reason: why(f.modules.path, err), Fix: readFixFor(err, "")}
 	}
-	patches, perr := r.loadedPatches()
+	patches, perr := f.patches.v, f.patches.err
 	if perr != nil && !errors.Is(perr, livepatch.ErrNotSupported) {
 		return Check{Status: Skip, Reason: "cannot read the loaded patches: " + perr.Error(), Fix: readFixFor(perr, "")}
 	}
@@ -449,7 +441,7 @@ func (r *runner) forcedPatch() Check {
 		// the count; the self-reference is what is left.
 		if self := m.Refcnt - len(m.Holders); self >= 1 {
 			forced = append(forced, m.Name)
-			details = append(details, fmt.Sprintf("%s: loaded, taint K, reference count %d, no %s/%s", m.Name, m.Refcnt, r.lp.LivepatchPath(), m.Name))
+			details = append(details, fmt.Sprintf("%s: loaded, taint K, reference count %d, no %s/%s", m.Name, m.Refcnt, f.livepatchDir, m.Name))
 		}
 	}
 	if len(forced) == 0 {

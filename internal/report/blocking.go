@@ -73,7 +73,7 @@ func NewBlocking(r *admin.BlockingReport) Blocking {
 
 // Stall explains why a transition does not complete.
 type Stall struct {
-	Patch      string        `json:"patch"`
+	Patch      *string       `json:"patch"` // null on kGraft, which does not name it
 	Target     string        `json:"target"`
 	Functions  []string      `json:"functions"`
 	Tasks      []StalledTask `json:"tasks"`
@@ -93,7 +93,7 @@ func NewStall(r *admin.BlockingReport) *Stall {
 		return nil
 	}
 	s := &Stall{
-		Patch: r.Transition.Patch, Target: r.Transition.Target.String(),
+		Patch: transition(r.Transition).Patch, Target: r.Transition.Target.String(),
 		Functions: nonNil(r.Functions), Tasks: []StalledTask{}, Unreadable: taskErrors(r.Unreadable),
 	}
 	for _, t := range r.Tasks {
@@ -115,10 +115,12 @@ func NewWhy(r *admin.BlockingReport) Why {
 
 // Poke is `kgr poke --json`.
 type Poke struct {
-	SchemaVersion int       `json:"schema_version"`
-	Poked         []PokePID `json:"poked"`
-	Skipped       []PokePID `json:"skipped"`
-	Failed        []PokePID `json:"failed"`
+	SchemaVersion int `json:"schema_version"`
+	// DryRun: nothing was signalled; Poked lists what would have been.
+	DryRun  bool      `json:"dry_run"`
+	Poked   []PokePID `json:"poked"`
+	Skipped []PokePID `json:"skipped"`
+	Failed  []PokePID `json:"failed"`
 }
 
 // PokePID is one process of a poke.
@@ -128,9 +130,10 @@ type PokePID struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// NewPoke builds the poke document of a plan that ran.
-func NewPoke(plan *admin.PokePlan) Poke {
-	doc := Poke{SchemaVersion: Version, Poked: []PokePID{}, Skipped: []PokePID{}, Failed: []PokePID{}}
+// NewPoke builds the poke document of a plan that ran, or with dryRun of
+// one that did not.
+func NewPoke(plan *admin.PokePlan, dryRun bool) Poke {
+	doc := Poke{SchemaVersion: Version, DryRun: dryRun, Poked: []PokePID{}, Skipped: []PokePID{}, Failed: []PokePID{}}
 	for _, t := range plan.Targets {
 		switch {
 		case t.Skip != "":

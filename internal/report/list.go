@@ -8,7 +8,7 @@ import (
 // List is `klp list --json`.
 type List struct {
 	SchemaVersion int         `json:"schema_version"`
-	Release       string      `json:"release"`
+	Release       *string     `json:"release"` // null when unreadable
 	Loaded        []Loaded    `json:"loaded"`
 	Installed     []Installed `json:"installed"`
 	Functions     []Provided  `json:"functions"`
@@ -45,7 +45,7 @@ func installed(in store.Installed) Installed {
 
 // NewList builds the list document.
 func NewList(l *admin.List) List {
-	doc := List{SchemaVersion: Version, Release: l.Release, Loaded: []Loaded{}, Installed: []Installed{}, Functions: []Provided{}}
+	doc := List{SchemaVersion: Version, Release: optString(l.Release), Loaded: []Loaded{}, Installed: []Installed{}, Functions: []Provided{}}
 	for _, p := range l.Loaded {
 		doc.Loaded = append(doc.Loaded, Loaded{Name: p.Name, State: string(p.State), Replace: p.Replace, StackOrder: p.StackOrder})
 	}

@@ -39,10 +39,10 @@ type Store struct {
 
 // Installed is one installed patch module file.
 type Installed struct {
-	Name    string `json:"name"`    // module name (file name with "-" as "_", no extension)
-	Release string `json:"release"` // kernel release it is installed for
-	Path    string `json:"path"`
-	Source  string `json:"source"` // "klp" or "kpatch"
+	Name    string // module name (file name with "-" as "_", no extension)
+	Release string // kernel release it is installed for
+	Path    string
+	Source  string // "klp" or "kpatch"
 }
 
 // moduleName returns the module name a file name stands for, or "" when the

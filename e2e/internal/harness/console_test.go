@@ -156,3 +156,12 @@ func TestHashSources(t *testing.T) {
 func writeFile(path, data string) error {
 	return os.WriteFile(path, []byte(data), 0o644)
 }
+
+func TestBootResources(t *testing.T) {
+	if m, c := (BootConfig{}).resources(); m != "1G" || c != 1 {
+		t.Errorf("defaults: %s, %d; want 1G, 1", m, c)
+	}
+	if m, c := (BootConfig{Memory: "6G", CPUs: 2}).resources(); m != "6G" || c != 2 {
+		t.Errorf("set: %s, %d; want 6G, 2", m, c)
+	}
+}

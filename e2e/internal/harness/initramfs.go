@@ -38,6 +38,17 @@ type Guest struct {
 	// Foreign maps other releases to their module builds; their
 	// klp_e2e_cmdline.ko goes under GuestForeignDir.
 	Foreign map[string]string
+	// Files are more files to pack (the benchmark's programs), copied
+	// after everything else.
+	Files []File
+}
+
+// File is a host file packed into the initramfs at Path (relative to the
+// guest's root, e.g. "bin/cscan"), with Mode.
+type File struct {
+	From string
+	Path string
+	Mode os.FileMode
 }
 
 // Initramfs assembles the guest's initramfs in workDir and returns the path
@@ -93,6 +104,15 @@ func (e *Env) Initramfs(ctx context.Context, workDir string, g Guest, bins Binar
 			from, to string
 			mode     os.FileMode
 		}{ko, filepath.Join("e2e/modules", filepath.Base(ko)), 0o644})
+	}
+	for _, f := range g.Files {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f.Path)), 0o755); err != nil {
+			return "", err
+		}
+		copies = append(copies, struct {
+			from, to string
+			mode     os.FileMode
+		}{f.From, f.Path, f.Mode})
 	}
 	for _, c := range copies {
 		data, err := os.ReadFile(c.from)

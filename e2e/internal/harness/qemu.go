@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +32,22 @@ type BootConfig struct {
 	OnLine func(line string)
 	// Log, if set, receives a line about each failed accelerator attempt.
 	Log io.Writer
+	// Memory is the guest's RAM in QEMU's -m syntax (default "1G").
+	Memory string
+	// CPUs is the number of vCPUs (default 1).
+	CPUs int
+}
+
+// resources returns the memory and vCPU options of cfg, defaults applied.
+func (cfg BootConfig) resources() (memory string, cpus int) {
+	memory, cpus = cfg.Memory, cfg.CPUs
+	if memory == "" {
+		memory = "1G"
+	}
+	if cpus < 1 {
+		cpus = 1
+	}
+	return memory, cpus
 }
 
 // accels returns the accelerators to try in order. TCG is the default: on
@@ -72,10 +89,11 @@ var errNoBoot = errors.New("guest did not reach user space")
 func boot(ctx context.Context, cfg BootConfig, accel string, probe bool) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	memory, cpus := cfg.resources()
 	args := []string{
 		"-accel", accel,
-		"-smp", "1",
-		"-m", "1G",
+		"-smp", strconv.Itoa(cpus),
+		"-m", memory,
 		"-nographic",
 		"-no-reboot",
 		// No NIC: the guest needs none, and the default one makes SeaBIOS run

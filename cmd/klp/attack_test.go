@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/klp-project/klp/internal/fakefs"
+)
+
+// The standing attack suite: hostile inputs of every kind klp reads (module
+// files, copied sysfs and procfs trees), and every command run over them
+// with a hard time limit. Each run must end in time, without a panic, with
+// an exit status klp documents, without changing the tree, and within a
+// bounded peak memory.
+
+const (
+	attackTimeout = 30 * time.Second
+	// maxRSS is the decompression cap (256 MiB) plus room for the runtime;
+	// a decompression bomb must not cost more.
+	maxRSS = 300 << 20
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// klpBinary builds klp once for the package's tests. KLP_ATTACK_BIN names
+// a klp binary to attack instead (a directory holding klp and kgr), to
+// show what an older build did.
+func klpBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if dir := os.Getenv("KLP_ATTACK_BIN"); dir != "" {
+			builtBin = filepath.Join(dir, "klp")
+			return
+		}
+		dir, err := os.MkdirTemp("", "klp-attack-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "klp")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build klp: %v\n%s", err, out)
+			return
+		}
+		buildErr = os.Symlink("klp", filepath.Join(dir, "kgr"))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// attackRun is one run of klp.
+type attackRun struct {
+	code           int
+	stdout, stderr string
+	maxRSS         int64 // bytes
+	timedOut       bool
+}
+
+// launchEnv makes the test binary a launcher (see TestMain).
+const launchEnv = "KLP_ATTACK_LAUNCH"
+
+// TestMain lets the test binary act as the launcher of one klp run. The
+// launcher is needed for an honest peak: Linux starts a child's ru_maxrss
+// at the high-water mark of the process that spawned it (Go spawns with
+// CLONE_VM, so exec records the parent's memory), and this test process
+// grows large while it makes the bombs. A freshly started launcher is
+// small, so the peak it reports for its own child is klp's.
+func TestMain(m *testing.M) {
+	if os.Getenv(launchEnv) == "1" {
+		os.Exit(launch(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// launch runs argv with the launcher's standard files, writes the child's
+// peak memory in KiB to file descriptor 3 and exits as the child did.
+func launch(argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, launchEnv+"=") })
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		fmt.Fprintln(os.Stderr, "launch:", err)
+		return 125
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		fmt.Fprintf(os.NewFile(3, "rusage"), "%d\n", ru.Maxrss)
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+func runKLP(t *testing.T, prog string, args ...string) attackRun {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(klpBinary(t)), prog)
+	ctx, cancel := context.WithTimeout(context.Background(), attackTimeout)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, self, append([]string{bin}, args...)...)
+	cmd.Env = append(os.Environ(), launchEnv+"=1")
+	// klp runs in the launcher's process group, so a hang is killed whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	rusage, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rusage.Close()
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stdin = strings.NewReader("")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("run %s %q: %v", prog, args, err)
+	}
+	w.Close()
+	err = cmd.Wait()
+	r := attackRun{stdout: stdout.String(), stderr: stderr.String(), timedOut: ctx.Err() != nil}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil && !r.timedOut:
+		t.Fatalf("run %s %q: %v", prog, args, err)
+	}
+	if r.code == 125 {
+		t.Fatalf("run %s %q: %s", prog, args, r.stderr)
+	}
+	report, _ := io.ReadAll(rusage)
+	if !r.timedOut {
+		kib, err := strconv.ParseInt(strings.TrimSpace(string(report)), 10, 64)
+		if err != nil {
+			t.Fatalf("run %s %q: no peak memory from the launcher: %q", prog, args, report)
+		}
+		r.maxRSS = kib << 10
+	}
+	return r
+}
+
+// check applies the suite's rules to one run.
+func (r attackRun) check(t *testing.T, what string) {
+	t.Helper()
+	switch {
+	case r.timedOut:
+		t.Errorf("%s: still running after %s (a hang)", what, attackTimeout)
+	case strings.Contains(r.stderr, "panic:") || strings.Contains(r.stderr, "goroutine "):
+		t.Errorf("%s: panicked:\n%s", what, r.stderr)
+	case r.code != 0 && r.code != 1 && r.code != 3 && r.code != 4 && r.code != 5:
+		t.Errorf("%s: exit status %d, which klp does not document; stderr %q", what, r.code, r.stderr)
+	case r.maxRSS > maxRSS:
+		t.Errorf("%s: peak memory %d MiB", what, r.maxRSS>>20)
+	case strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07"):
+		t.Errorf("%s: an escape sequence reached the terminal", what)
+	}
+}
+
+// hostileModules makes module files that are not what they claim: special
+// files, links, truncated and corrupted ELF, and a bomb of each
+// compression format.
+func hostileModules(t *testing.T, dir string) []string {
+	t.Helper()
+	real, err := os.ReadFile(filepath.Join("..", "..", "modinfo", "testdata", "klp_vmlinux.ko"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	add := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	fifo := filepath.Join(dir, "fifo.ko")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, fifo)
+	for name, target := range map[string]string{"zero.ko": "/dev/zero", "loop.ko": "loop.ko", "dir.ko": dir, "fifolink.ko": fifo} {
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	sock := filepath.Join(dir, "sock.ko")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	paths = append(paths, sock)
+	add("empty.ko", nil)
+	add("truncated.ko", real[:100])
+	add("halfway.ko", real[:len(real)/2])
+	// Lying headers: section offsets, sizes and counts pointing far away.
+	for i, off := range []int{0x28, 0x30, 0x3a, 0x3c, 0x3e} {
+		b := bytes.Clone(real)
+		for j := 0; j < 4 && off+j < len(b); j++ {
+			b[off+j] = 0xff
+		}
+		add(fmt.Sprintf("lying%d.ko", i), b)
+	}
+	// Every 64th byte flipped.
+	b := bytes.Clone(real)
+	for i := 64; i < len(b); i += 64 {
+		b[i] ^= 0xa5
+	}
+	add("flipped.ko", b)
+	// Bombs: 300 MiB of zeros, over the 256 MiB cap.
+	zeros := make([]byte, 1<<20)
+	bomb := func(name string, w io.WriteCloser, buf *bytes.Buffer) {
+		for range 300 {
+			if _, err := w.Write(zeros); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		add(name, buf.Bytes())
+	}
+	var gz, xzb, zst bytes.Buffer
+	gw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	bomb("bomb.ko.gz", gw, &gz)
+	xw, err := xz.NewWriter(&xzb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb("bomb.ko.xz", xw, &xzb)
+	zw, err := zstd.NewWriter(&zst, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb("bomb.ko.zst", zw, &zst)
+	return paths
+}
+
+// hostileTree returns a copied tree of a blocked transition with hostile
+// files where attributes and task files should be.
+func hostileTree(t *testing.T) string {
+	t.Helper()
+	root := fakefs.Load(t, filepath.Join("..", "..", "testdata", "transition-blocking.txtar"))
+	lp := filepath.Join(root, "sys", "kernel", "livepatch")
+	write := func(rel, content string) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkfifo := func(rel string) {
+		p := filepath.Join(root, rel)
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	symlink := func(rel, target string) {
+		p := filepath.Join(root, rel)
+		os.RemoveAll(p)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// FIFOs where attributes and task files are.
+	mkfifo("sys/kernel/livepatch/livepatch_1_160000_1_1/replace")
+	mkfifo("proc/2050/task/2050/stat")
+	mkfifo("proc/2050/cmdline")
+	mkfifo("proc/812/task/846/stack")
+	mkfifo("proc/sys/kernel/osrelease")
+	// Links: to a device, to itself, out of the tree.
+	symlink("sys/kernel/livepatch/livepatch_1_160000_1_1/force", "/dev/zero")
+	symlink("proc/2210/task/2210/patch_state", "patch_state")
+	symlink("proc/modules", "/etc/passwd")
+	// Names with control characters and traversal.
+	if err := os.MkdirAll(filepath.Join(lp, "evil\x1b[2J"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("sys/kernel/livepatch/evil\x1b[2J/enabled", "1\n")
+	if err := os.MkdirAll(filepath.Join(lp, "livepatch_2_160000_1_1", "vmlinux", "..%2f..%2fetc,1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("proc/1204/comm", "nfsd\x1b]0;owned\x07\n")
+	// Huge and negative numbers, and an attribute too large to be one.
+	write("sys/kernel/livepatch/livepatch_2_160000_1_1/stack_order", "-1\n")
+	write("sys/module/livepatch_1_160000_1_1/refcnt", "99999999999999999999999\n")
+	write("proc/1205/task/1205/patch_state", "-9223372036854775808\n")
+	write("sys/kernel/livepatch/livepatch_2_160000_1_1/vmlinux/patched", strings.Repeat("1", 1<<20))
+	return root
+}
+
+// snapshot lists a tree's paths with their modes and sizes.
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		fmt.Fprintf(&b, "%s %s %d\n", p, fi.Mode(), fi.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestAttack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the attack suite runs the klp binary over hostile inputs")
+	}
+	dir := t.TempDir()
+	modules := hostileModules(t, dir)
+	tree := hostileTree(t)
+	roots := []string{"--sysfs", filepath.Join(tree, "sys"), "--procfs", filepath.Join(tree, "proc")}
+	before := snapshot(t, tree)
+
+	t.Run("modules", func(t *testing.T) {
+		for _, m := range modules {
+			for _, args := range [][]string{{"info", m}, {"--json", "info", m}, {"preflight", m}} {
+				args := append(append([]string{}, roots...), args...)
+				r := runKLP(t, "klp", args...)
+				r.check(t, "klp "+strings.Join(args[4:], " "))
+				if r.code == 0 && strings.Contains(m, "bomb") {
+					t.Errorf("%s: a bomb was read", m)
+				}
+			}
+		}
+	})
+	t.Run("tree", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"klp", "status"}, {"klp", "-v", "check"}, {"klp", "-vv", "patches"}, {"klp", "--json", "patches"},
+			{"klp", "-vv", "blocking"}, {"klp", "--json", "-vv", "blocking"}, {"klp", "blocking", "--why"},
+			{"klp", "--json", "blocking", "--why"}, {"klp", "list"}, {"klp", "--json", "list"}, {"klp", "preflight"},
+			{"kgr", "-v", "blocking"}, {"kgr", "-v", "blocking_threads"},
+			// Changes: refused on a copied tree, before anything happens.
+			{"kgr", "poke"}, {"klp", "load", "--all"}, {"klp", "unload", "--all"}, {"klp", "force", "--yes", "livepatch_2_160000_1_1"},
+			{"klp", "wait", "--on-stall=rollback"}, {"klp", "install", modules[len(modules)-1]},
+		} {
+			r := runKLP(t, args[0], append(append([]string{}, roots...), args[1:]...)...)
+			r.check(t, strings.Join(args, " "))
+		}
+	})
+	if after := snapshot(t, tree); after != before {
+		t.Errorf("the hostile tree was changed")
+	}
+}

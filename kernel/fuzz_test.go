@@ -1,0 +1,49 @@
+package kernel
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// FuzzModuleNames: a name that passes ValidateModuleName is safe to join
+// into a path, and the name rule is idempotent.
+func FuzzModuleNames(f *testing.F) {
+	for _, s := range []string{"livepatch-fix", "a/b", "..", "x\x00", "é", "a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		clean, err := CleanModuleName(name)
+		if err != nil {
+			return
+		}
+		if clean == "" || len(clean) > MaxModuleNameLen || strings.ContainsAny(clean, "/.\\,-") ||
+			strings.IndexFunc(clean, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+			t.Errorf("CleanModuleName(%q) = %q", name, clean)
+		}
+		if again, err := CleanModuleName(clean); err != nil || again != clean {
+			t.Errorf("CleanModuleName(%q) = %q, %v: not idempotent", clean, again, err)
+		}
+		if !SameModule(name, clean) {
+			t.Errorf("SameModule(%q, %q) = false", name, clean)
+		}
+	})
+}
+
+// FuzzParseVersion: a release either parses into a version that prints
+// back into one with the same meaning, or fails cleanly.
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"6.1.0-56-cloud-amd64", "6.12.117+deb12-cloud-amd64", "4.12", "x", "1.2.3.4", "9999999999.1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, release string) {
+		v, err := ParseVersion(release)
+		if err != nil {
+			return
+		}
+		again, err := ParseVersion(v.String())
+		if err != nil || again != v {
+			t.Errorf("ParseVersion(%q) = %v, which reads back as %v, %v", release, v, again, err)
+		}
+	})
+}

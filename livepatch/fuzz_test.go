@@ -1,0 +1,126 @@
+package livepatch
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The parsers of what any task (its name, its command line) or the kernel
+// writes in procfs and sysfs, fuzzed: none may panic, and each keeps the
+// properties its callers rely on.
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("4242 (python3) S 1 4242 4242 0 -1 4194304 2350 0 0 0\n"))
+	f.Add([]byte("88 (a) b) (c) D 2 0 0 0 -1 2129984 0 0\n"))
+	f.Add([]byte(")("))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := parseStat(b)
+		if err != nil {
+			return
+		}
+		if strings.Contains(st.state, " ") || st.state == "" {
+			t.Errorf("state %q", st.state)
+		}
+	})
+}
+
+// FuzzStatRoundTrip: whatever a task names itself (a comm may hold spaces
+// and parentheses), the fields after it are read right.
+func FuzzStatRoundTrip(f *testing.F) {
+	f.Add("python3", 1, 4242, uint64(4194304))
+	f.Add("a) S 1 1 1 0 -1 1 (", 2, 3, uint64(0x200000))
+	f.Fuzz(func(t *testing.T, comm string, ppid, pgrp int, flags uint64) {
+		if strings.ContainsAny(comm, "\n") || ppid < 0 || pgrp < 0 {
+			return // the kernel's comm has no newline; ids are not negative
+		}
+		line := fmt.Sprintf("42 (%s) S %d %d 0 0 -1 %d 0 0\n", comm, ppid, pgrp, flags)
+		st, err := parseStat([]byte(line))
+		if err != nil {
+			t.Fatalf("parseStat(%q): %v", line, err)
+		}
+		if st.state != "S" || st.ppid != ppid || st.pgrp != pgrp || st.flags != flags {
+			t.Errorf("parseStat(%q) = %+v", line, st)
+		}
+		if strings.TrimSpace(comm) == comm && st.comm != comm {
+			t.Errorf("comm %q, want %q", st.comm, comm)
+		}
+	})
+}
+
+func FuzzParseCmdline(f *testing.F) {
+	f.Add([]byte("/usr/bin/app\x00--serve\x00"))
+	f.Add([]byte("evil\x1b[2J\n1 /sbin/init\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := parseCmdline(b)
+		if strings.ContainsRune(s, 0) {
+			t.Errorf("parseCmdline(%q) = %q keeps a NUL", b, s)
+		}
+		if len(s) > len(b) {
+			t.Errorf("parseCmdline(%q) = %q grew", b, s)
+		}
+	})
+}
+
+func FuzzParseStack(f *testing.F) {
+	f.Add([]byte("[<0>] busy_sleep+0x2d/0x40 [klp_target]\n[<0>] kthread+0xe5/0x120\n"))
+	f.Add([]byte("\n\n  \n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		frames := parseStack(b)
+		if frames == nil {
+			t.Fatal("nil frames: a stack that was read is never nil")
+		}
+		for _, fr := range frames {
+			if fr == "" || strings.Contains(fr, "\n") || strings.TrimSpace(fr) != fr {
+				t.Errorf("frame %q", fr)
+			}
+			fn, mod := StackFunction(fr), FrameModule(fr)
+			if strings.ContainsAny(fn, " +") && !strings.HasPrefix(fr, "[<") || len(fn) > len(fr) || len(mod) > len(fr) {
+				t.Errorf("frame %q: function %q, module %q", fr, fn, mod)
+			}
+		}
+	})
+}
+
+func FuzzParseFunctionDir(f *testing.F) {
+	f.Add("cmdline_proc_show,1")
+	f.Add("foo,bar")
+	f.Add("plain")
+	f.Fuzz(func(t *testing.T, s string) {
+		fn, err := parseFunctionDir(s)
+		if err != nil {
+			return
+		}
+		if got := fn.DirName(); got != s {
+			t.Errorf("parseFunctionDir(%q) = %+v, whose directory name is %q", s, fn, got)
+		}
+	})
+}
+
+func FuzzParseKGraftState(f *testing.F) {
+	f.Add([]byte("Function              Object                Sympos  State\nSyS_keyctl            vmlinux                    1      2\n"))
+	f.Add([]byte("sys_foo 2 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, fn := range parseKGraftState(b) {
+			if fn.Name == "" || strings.ContainsAny(fn.Name, " \t\n") {
+				t.Errorf("function %+v", fn)
+			}
+		}
+	})
+}
+
+func FuzzParseStateBytes(f *testing.F) {
+	for _, s := range []string{"-1\n", "0\n", "1\n", "2\n", "-0", "01", "\n", "999999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, ok := parseStateBytes(b)
+		if ok && (v < -1 || v > 1) {
+			t.Errorf("parseStateBytes(%q) = %d, true", b, v)
+		}
+		if ok && !bytes.Contains(b, []byte(fmt.Sprint(v))) && !(v == 0 && bytes.Contains(b, []byte("-0"))) {
+			t.Errorf("parseStateBytes(%q) = %d", b, v)
+		}
+	})
+}
