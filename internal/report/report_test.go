@@ -108,8 +108,9 @@ func TestPoke(t *testing.T) {
 		{PID: 200, Comm: "gone", Err: admin.ErrPokeExited},
 		{PID: 300, Comm: "locked", Err: errors.New("send SIGSTOP: operation not permitted")},
 	}}
-	check(t, "poke", schema.Poke, report.NewPoke(plan))
-	check(t, "poke-none", schema.Poke, report.NewPoke(&admin.PokePlan{}))
+	check(t, "poke", schema.Poke, report.NewPoke(plan, false))
+	check(t, "poke-dry-run", schema.Poke, report.NewPoke(plan, true))
+	check(t, "poke-none", schema.Poke, report.NewPoke(&admin.PokePlan{}, false))
 }
 
 func TestOutcome(t *testing.T) {
