@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,8 +213,9 @@ func (c *deadlineCtx) Err() error {
 }
 
 // TestCommandDeadlineDuringTheReferenceWait: when the command's own
-// deadline passes while klp waits for a module's reference, that is what
-// the error says: the module is neither forced nor known to be in use.
+// deadline passes while klp waits for a module's reference, the error says
+// the command was interrupted and where the patch stands: the module is
+// neither forced nor known to be in use.
 func TestCommandDeadlineDuringTheReferenceWait(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	if _, err := e.load(context.Background(), e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
@@ -223,8 +225,12 @@ func TestCommandDeadlineDuringTheReferenceWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.m.Unload(newDeadlineCtx(e.k, 5*time.Second), "lp", WaitOptions{Timeout: 3 * time.Second, RefTimeout: time.Minute})
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) {
-		t.Errorf("Unload past the command's deadline: %v; want the deadline only", err)
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "its module is still loaded") ||
+		errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) {
+		t.Errorf("Unload past the command's deadline: %v; want interrupted, the module still loaded, only", err)
+	}
+	if !e.k.Loaded("lp") {
+		t.Error("the module in use was removed")
 	}
 }
 
@@ -244,27 +250,36 @@ func TestReleaseAfterTheDirectory(t *testing.T) {
 
 // TestReferenceWait: the wait for a module's reference. A module another
 // one uses is still referenced: not forced, and the error says how long
-// klp waited (15 s unless told); a cancelled wait is neither.
+// klp waited (15 s unless told, or --timeout when that is shorter); a
+// cancelled wait is neither.
 func TestReferenceWait(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	ctx := context.Background()
-	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	user := e.k.AddModule(t, fakekernel.Module{Name: "lp_user", Uses: []string{"lp"}})
-	if _, err := e.k.Loader().Load(user, ""); err != nil {
-		t.Fatal(err)
-	}
-	start := e.k.Elapsed()
-	o, err := e.m.Unload(ctx, "lp", WaitOptions{Timeout: 5 * time.Second})
-	if !errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) || !strings.Contains(err.Error(), "reference count still 1 after 15s") {
-		t.Fatalf("Unload of a module in use = %+v, %v; want ErrStillReferenced after 15s", o, err)
-	}
-	if d := e.k.Elapsed() - start; d < 15*time.Second || d > 20*time.Second {
-		t.Errorf("waited %v on the kernel's clock, want the default 15s (after the transition)", d)
-	}
-	if !e.k.Loaded("lp") {
-		t.Error("the module in use was removed")
+	for _, c := range []struct {
+		name          string
+		timeout, want time.Duration
+	}{
+		{"lp", time.Minute, 15 * time.Second},
+		{"lpshort", 5 * time.Second, 5 * time.Second},
+	} {
+		if _, err := e.load(ctx, e.patchModule(t, c.name, false, "f_"+c.name), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.k.Loader().Load(e.k.AddModule(t, fakekernel.Module{Name: c.name + "_user", Uses: []string{c.name}}), ""); err != nil {
+			t.Fatal(err)
+		}
+		start := e.k.Elapsed()
+		o, err := e.m.Unload(ctx, c.name, WaitOptions{Timeout: c.timeout})
+		if !errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("reference count still 1 after %s", c.want)) {
+			t.Fatalf("--timeout %v: Unload of a module in use = %+v, %v; want ErrStillReferenced after %v", c.timeout, o, err, c.want)
+		}
+		if d := e.k.Elapsed() - start; d < c.want || d > c.want+5*time.Second {
+			t.Errorf("--timeout %v: waited %v on the kernel's clock, want %v (after the transition)", c.timeout, d, c.want)
+		}
+		if !e.k.Loaded(c.name) {
+			t.Errorf("--timeout %v: the module in use was removed", c.timeout)
+		}
 	}
 
 	// Cancelled while it waits for the reference (Ctrl-C).
@@ -278,9 +293,9 @@ func TestReferenceWait(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.k.After(5*time.Second, cancel)
-	_, err = e.m.Unload(cctx, "lp2", WaitOptions{Timeout: 5 * time.Second, RefTimeout: time.Minute})
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) {
-		t.Errorf("cancelled reference wait: %v; want context.Canceled only", err)
+	_, err := e.m.Unload(cctx, "lp2", WaitOptions{Timeout: 5 * time.Second, RefTimeout: time.Minute})
+	if !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrStillReferenced) || errors.Is(err, ErrForced) {
+		t.Errorf("cancelled reference wait: %v; want interrupted only", err)
 	}
 }
 
