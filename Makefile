@@ -45,8 +45,10 @@ test: deps lint unit fuzz packages e2e
 # cost on this machine's disk.
 TEST_TMPDIR := $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
 
+# unit's 30-minute limit: under the race detector on a busy 2-CPU machine
+# cmd/klp's attack suite alone took 10 minutes (go test's default limit).
 unit:
-	TMPDIR=$(TEST_TMPDIR) $(GO) test -race -count=1 ./...
+	TMPDIR=$(TEST_TMPDIR) $(GO) test -race -count=1 -timeout 30m ./...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
