@@ -212,7 +212,7 @@ func TestModuleNames(t *testing.T) {
 	if !SameModule("lp-cmdline", "lp_cmdline") || SameModule("lp_cmdline", "lp_cmdlinf") {
 		t.Errorf("SameModule disagrees with the kernel's rule")
 	}
-	for _, bad := range []string{"", "a/b", "..", "a.b", "a,b", "a b", "a\x1b[2J", "a\\b", string(make([]byte, 56)), "a\xff"} {
+	for _, bad := range []string{"", "a/b", "..", "a.b", "a,b", "a b", "a\x1b[2J", "a\\b", string(make([]byte, 56)), "a\xff", "a\u009b2J", "a\u00a0b"} {
 		if err := ValidateModuleName(bad); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("ValidateModuleName(%q) = %v, want ErrInvalidName", bad, err)
 		}

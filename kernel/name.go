@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxModuleNameLen is MODULE_NAME_LEN-1 on 64-bit kernels
@@ -54,8 +56,9 @@ func SameModule(a, b string) bool { return ModuleName(a) == ModuleName(b) }
 // so a live patch name), which makes it safe to join into
 // /sys/module/<name> or /sys/kernel/livepatch/<name>. It rejects the empty
 // name, names longer than [MaxModuleNameLen] bytes, '/', '.', ',' (which
-// would corrupt /proc/modules' holder list), '\', whitespace and control
-// characters. '-' is accepted: [ModuleName] maps it to '_'. The error wraps
+// would corrupt /proc/modules' holder list), '\', white space, control
+// characters (C1 ones too: U+009B is a terminal's CSI) and invalid UTF-8.
+// '-' is accepted: [ModuleName] maps it to '_'. The error wraps
 // [ErrInvalidName] and quotes the name with its control characters escaped.
 func ValidateModuleName(name string) error {
 	if name == "" {
@@ -68,7 +71,7 @@ func ValidateModuleName(name string) error {
 		switch {
 		case r == '/' || r == '.' || r == ',' || r == '\\':
 			return fmt.Errorf("%w %q: a module name cannot contain %q", ErrInvalidName, name, r)
-		case r <= ' ' || r == 0x7f || r == 0xfffd:
+		case unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError:
 			return fmt.Errorf("%w %q: a module name cannot contain white space, control characters or invalid UTF-8", ErrInvalidName, name)
 		}
 	}

@@ -6,8 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/klp-project/klp/kernel"
 	"golang.org/x/sys/unix"
+
+	"github.com/klp-project/klp/kernel"
 )
 
 // Control changes the live patching state of the running kernel: it is an

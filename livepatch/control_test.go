@@ -119,6 +119,9 @@ func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
+	// The transition completes and the kernel frees the patch 20 ms into
+	// the wait, on the fake kernel's clock: the wait finds the directory
+	// gone.
 	k.After(20*time.Millisecond, func() { k.Settle(10) })
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {

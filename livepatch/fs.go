@@ -1,7 +1,9 @@
 package livepatch
 
 import (
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/klp-project/klp/kernel"
 )
@@ -95,6 +97,27 @@ func (fs FS) Interface() Interface {
 // ValidateName checks that name can be a live patch name: a patch is named
 // after its module, so this is [kernel.ValidateModuleName].
 func ValidateName(name string) error { return kernel.ValidateModuleName(name) }
+
+// patchDirs returns the live patching directory and the names in it that
+// can be patches: directories named as the kernel names modules, so that a
+// stray file or a forged name in a copied tree is not taken for one.
+func (fs FS) patchDirs() (string, []string, error) {
+	dir := fs.LivepatchPath()
+	entries, err := fs.k.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return dir, nil, fs.errNotSupported()
+		}
+		return dir, nil, fmt.Errorf("list patches: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if fs.k.IsDirEntry(dir, e) && kernel.ValidateModuleName(e.Name()) == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return dir, names, nil
+}
 
 // errNotSupported is the error of a read on a kernel without the interface.
 func (fs FS) errNotSupported() error {

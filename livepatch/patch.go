@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klp-project/klp/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,22 +79,13 @@ func (f Function) DirName() string {
 // Patches returns the loaded patches in name order. On a kernel without
 // live patching it returns [ErrNotSupported]. An empty list is not an error.
 func (fs FS) Patches() ([]Patch, error) {
-	dir := fs.LivepatchPath()
-	entries, err := fs.k.ReadDir(dir)
+	dir, names, err := fs.patchDirs()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fs.errNotSupported()
-		}
-		return nil, fmt.Errorf("list patches: %w", err)
+		return nil, err
 	}
-	patches := make([]Patch, 0, len(entries))
-	for _, e := range entries {
-		if !fs.k.IsDirEntry(dir, e) || kernel.ValidateModuleName(e.Name()) != nil {
-			// Not a patch directory: a file in a copied tree, or a
-			// name the kernel cannot have made.
-			continue
-		}
-		p, err := fs.readPatch(filepath.Join(dir, e.Name()), e.Name())
+	patches := make([]Patch, 0, len(names))
+	for _, name := range names {
+		p, err := fs.readPatch(filepath.Join(dir, name), name)
 		if err != nil {
 			// A patch removed while we read it (its directory goes away
 			// asynchronously after a disable) is simply gone.

@@ -9,8 +9,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/klp-project/klp/kernel"
 )
 
 // Transition describes the transition in progress.
@@ -101,19 +99,12 @@ func (fs FS) blockingFor(tr *Transition, opts ScanOptions, blocks func(PatchStat
 // them fail. On a kernel without live patching it returns
 // [ErrNotSupported].
 func (fs FS) Transition() (*Transition, error) {
-	dir := fs.LivepatchPath()
-	entries, err := fs.k.ReadDir(dir)
+	dir, names, err := fs.patchDirs()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fs.errNotSupported()
-		}
-		return nil, fmt.Errorf("list patches: %w", err)
+		return nil, err
 	}
-	for _, e := range entries {
-		if !fs.k.IsDirEntry(dir, e) || kernel.ValidateModuleName(e.Name()) != nil {
-			continue
-		}
-		pdir := filepath.Join(dir, e.Name())
+	for _, name := range names {
+		pdir := filepath.Join(dir, name)
 		inTransition, err := fs.k.ReadBool(filepath.Join(pdir, "transition"))
 		switch {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.ENODEV):
@@ -121,7 +112,7 @@ func (fs FS) Transition() (*Transition, error) {
 			// transition: changes are immediate).
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("read patch %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("read patch %s: %w", name, err)
 		case !inTransition:
 			continue
 		}
@@ -130,9 +121,9 @@ func (fs FS) Transition() (*Transition, error) {
 			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 				continue
 			}
-			return nil, fmt.Errorf("read patch %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("read patch %s: %w", name, err)
 		}
-		t := &Transition{Patch: e.Name(), Target: StateUnpatched}
+		t := &Transition{Patch: name, Target: StateUnpatched}
 		if enabled {
 			t.Target = StatePatched
 		}

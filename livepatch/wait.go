@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/klp-project/klp/internal/poll"
 	"golang.org/x/sys/unix"
+
+	"github.com/klp-project/klp/internal/poll"
 )
 
 // ErrStalled reports a transition that did not complete within the wait's

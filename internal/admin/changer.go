@@ -158,21 +158,25 @@ func (e *NotRootError) Error() string {
 // Is makes errors.Is(err, kernel.ErrPermission) hold.
 func (e *NotRootError) Is(target error) bool { return target == kernel.ErrPermission }
 
+// finish records how a use case begun at start ended: its error, its
+// time unless the use case measured it, and failed unless it said more.
+func (o *Outcome) finish(start time.Time, err error) (*Outcome, error) {
+	o.Err = err
+	if o.Elapsed == 0 {
+		o.Elapsed = time.Since(start)
+	}
+	if err != nil && o.Result == "" {
+		o.Result = ResultFailed
+	}
+	return o, err
+}
+
 // change runs one change: the root check and the lock before anything is
 // touched, then fn, then one audit record per patch. The outcome is never
 // nil, so that a refusal is reported like any other result.
 func (c *Changer) change(ctx context.Context, o *Outcome, fn func(ctx context.Context, o *Outcome) error) (*Outcome, error) {
 	start := time.Now()
-	finish := func(err error) (*Outcome, error) {
-		o.Err = err
-		if o.Elapsed == 0 {
-			o.Elapsed = time.Since(start)
-		}
-		if err != nil && o.Result == "" {
-			o.Result = ResultFailed
-		}
-		return o, err
-	}
+	finish := func(err error) (*Outcome, error) { return o.finish(start, err) }
 	if c.cfg.Euid != 0 {
 		o.Result = ResultRefused
 		return finish(&NotRootError{o.Action})

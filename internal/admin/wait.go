@@ -183,15 +183,7 @@ func (c *Changer) Wait(ctx context.Context, name string, opts WaitOptions) (*Out
 		return c.change(ctx, o, func(ctx context.Context, o *Outcome) error { return c.waitFor(ctx, o, opts) })
 	}
 	start := time.Now()
-	err := c.waitFor(ctx, o, opts)
-	o.Err = err
-	if o.Elapsed == 0 {
-		o.Elapsed = time.Since(start)
-	}
-	if err != nil && o.Result == "" {
-		o.Result = ResultFailed
-	}
-	return o, err
+	return o.finish(start, c.waitFor(ctx, o, opts))
 }
 
 func (c *Changer) waitFor(ctx context.Context, o *Outcome, opts WaitOptions) error {
