@@ -134,7 +134,8 @@ func TestUnloadAll(t *testing.T) {
 	if err := e.m.Ctl.Force("lp_pinned"); err != nil {
 		t.Fatal(err)
 	}
-	o, err = e.m.UnloadAll(ctx, w)
+	// Time for two passes, each waiting for lp_pinned's reference.
+	o, err = e.m.UnloadAll(ctx, WaitOptions{Timeout: time.Minute})
 	if !errors.Is(err, ErrForced) || o.Result != ResultIncomplete {
 		t.Fatalf("UnloadAll with a forced patch = %+v, %v; want incomplete, ErrForced", o, err)
 	}
