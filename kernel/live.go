@@ -56,6 +56,8 @@ type Seams struct {
 	Attr    AttrWriter
 	Modules ModuleSyscalls
 	Signals Signaller
+	// Log is the kernel log, watched while klp waits for a transition.
+	Log LogWatcher
 	// Clock is the time klp waits in for this kernel's transitions and
 	// references (nil = the system's): a test double's own, on which its
 	// retry work runs.
@@ -89,7 +91,7 @@ func OpenLive(r Roots) (*Live, error) {
 			return nil, fmt.Errorf("%w: %s is not a %s mount (a copied tree is read only)", ErrNotLive, root.dir, root.kind)
 		}
 	}
-	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}}}, nil
+	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}, Log: DevKmsg{Path: h.DevPath("kmsg")}}}, nil
 }
 
 // Simulate returns a Live handle whose actions all go to the given seams:

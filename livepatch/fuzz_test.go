@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/klp-project/klp/kernel"
 )
 
 // The parsers of what any task (its name, its command line) or the kernel
@@ -121,6 +123,42 @@ func FuzzParseStateBytes(f *testing.F) {
 		}
 		if ok && !bytes.Contains(b, []byte(fmt.Sprint(v))) && !(v == 0 && bytes.Contains(b, []byte("-0"))) {
 			t.Errorf("parseStateBytes(%q) = %d", b, v)
+		}
+	})
+}
+
+// FuzzParseLogEvent: any kernel log message parses or is refused cleanly; a
+// start or a completion names a valid patch and a target, and is exactly
+// what the kernel prints for them.
+func FuzzParseLogEvent(f *testing.F) {
+	f.Add("livepatch: 'klp_e2e_target_patch': patching complete")
+	f.Add("livepatch: 'p': starting unpatching transition")
+	f.Add("livepatch: ''': patching complete")
+	f.Add("livepatch: enabling patch 'p'")
+	f.Fuzz(func(t *testing.T, msg string) {
+		ev, ok := ParseLogEvent(msg)
+		if !ok {
+			if strings.HasPrefix(msg, "livepatch: ") {
+				t.Errorf("ParseLogEvent(%q) refused a livepatch record", msg)
+			}
+			return
+		}
+		if ev.Kind == EventOther {
+			if ev.Patch != "" {
+				t.Errorf("ParseLogEvent(%q) = %+v: another record names a patch", msg, ev)
+			}
+			return
+		}
+		if kernel.ValidateModuleName(ev.Patch) != nil || (ev.Target != StatePatched && ev.Target != StateUnpatched) {
+			t.Errorf("ParseLogEvent(%q) = %+v", msg, ev)
+		}
+		dir := map[PatchState]string{StatePatched: "patching", StateUnpatched: "unpatching"}[ev.Target]
+		want := fmt.Sprintf("livepatch: '%s': %s complete", ev.Patch, dir)
+		if ev.Kind == EventStart {
+			want = fmt.Sprintf("livepatch: '%s': starting %s transition", ev.Patch, dir)
+		}
+		if msg != want {
+			t.Errorf("ParseLogEvent(%q) = %+v, which the kernel prints as %q", msg, ev, want)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package livepatch
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,12 +26,22 @@ type Patch struct {
 	// kernels before 4.12. /sys/kernel/livepatch/<Name>/transition
 	Transition *bool
 	// Replace is true for an atomic-replace (cumulative) patch; nil before
-	// 6.11. The kernel prints 0 or 1 today; any non-zero value counts as
-	// replace, because a proposed "replace set" would print a set number.
+	// 6.11, and on a kernel with replace sets (see ReplaceSet). The kernel
+	// prints 0 or 1; any non-zero value counts as replace.
 	// /sys/kernel/livepatch/<Name>/replace
 	Replace *bool
+	// ReplaceSet is the patch's replace set, nil where the attribute does
+	// not exist (every released kernel). It is a proposal for the kernel
+	// (docs/kernel-notes.md): replace_set takes the place of replace and
+	// holds an unsigned integer; a patch replaces the loaded patches of
+	// its own set atomically, and patches of different sets may not
+	// change the same function or use the same klp_state id (the kernel
+	// refuses the load).
+	// /sys/kernel/livepatch/<Name>/replace_set
+	ReplaceSet *uint32
 	// StackOrder is the 1-based position in the kernel's patch list; the
-	// highest wins for a function patched twice. nil before 6.14.
+	// highest wins for a function patched twice. nil before 6.14, and on
+	// a kernel with replace sets, which drops the attribute.
 	// /sys/kernel/livepatch/<Name>/stack_order
 	StackOrder *int
 	// HasForce reports whether the write-only force attribute exists (4.15+).
@@ -167,6 +178,9 @@ func (fs FS) readPatchFiles(dir, name string) (Patch, error) {
 		r := *replace != 0
 		p.Replace = &r
 	}
+	if p.ReplaceSet, err = fs.optionalUint32(filepath.Join(dir, "replace_set")); err != nil {
+		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
+	}
 	if p.StackOrder, err = fs.optionalInt(filepath.Join(dir, "stack_order")); err != nil {
 		return Patch{}, fmt.Errorf("read patch %s: %w", name, err)
 	}
@@ -247,6 +261,19 @@ func (fs FS) optionalBool(path string) (*bool, error) {
 		return nil, err
 	}
 	return &v, nil
+}
+
+// optionalUint32 reads an attribute that holds an unsigned int ("%u").
+func (fs FS) optionalUint32(path string) (*uint32, error) {
+	v, err := fs.optionalInt(path)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	if *v < 0 || *v > math.MaxUint32 {
+		return nil, &os.PathError{Op: "parse", Path: path, Err: fmt.Errorf("%w %d: want an unsigned int", ErrParse, *v)}
+	}
+	u := uint32(*v)
+	return &u, nil
 }
 
 func (fs FS) optionalInt(path string) (*int, error) {

@@ -69,6 +69,21 @@ func TestPatchesFixtures(t *testing.T) {
 			Name: "kpatch_vsock_followup", Enabled: true, Transition: ptr(false), HasForce: true, Replace: ptr(false), StackOrder: ptr(3),
 			Objects: []Object{{Name: "vsock", Patched: ptr(true), Functions: []Function{fn("vsock_remove_sock", 1)}}},
 		}},
+		// The proposed replace sets: replace_set instead of replace, no
+		// stack_order.
+		"replace-set": {{
+			Name: "livepatch_db_tune_1", Enabled: true, Transition: ptr(false), HasForce: true, ReplaceSet: ptr(uint32(7)),
+			Objects: []Object{{Name: "vmlinux", Patched: ptr(true), Functions: []Function{fn("tcp_sendmsg", 1)}}},
+		}, {
+			Name: "livepatch_hotfix", Enabled: true, Transition: ptr(false), HasForce: true, ReplaceSet: ptr(uint32(0)),
+			Objects: []Object{{Name: "vmlinux", Patched: ptr(true), Functions: []Function{fn("meminfo_proc_show", 1)}}},
+		}, {
+			Name: "livepatch_sle_7_1", Enabled: true, Transition: ptr(false), HasForce: true, ReplaceSet: ptr(uint32(1)),
+			Objects: []Object{
+				{Name: "vmlinux", Patched: ptr(true), Functions: []Function{fn("cmdline_proc_show", 1)}},
+				{Name: "vsock", Patched: ptr(true), Functions: []Function{fn("vsock_remove_sock", 1)}},
+			},
+		}},
 		"transition-blocking": {{
 			Name: "livepatch_1_160000_1_1", Enabled: true, Transition: ptr(false), HasForce: true, Replace: ptr(true),
 			Objects: []Object{
@@ -206,8 +221,7 @@ func TestPatchesBeforeSympos(t *testing.T) {
 
 func TestPatchesReplaceNonZero(t *testing.T) {
 	t.Parallel()
-	// A proposed "replace set" change would print a set id instead of 1:
-	// any non-zero value is replace.
+	// The kernel prints 0 or 1; any non-zero value is replace.
 	fs, _ := archiveFS(t, `-- sys/kernel/livepatch/lp/enabled --
 1
 -- sys/kernel/livepatch/lp/transition --
@@ -267,12 +281,15 @@ func TestPatchAttributeGarbage(t *testing.T) {
 		{"transition", "-1"},
 		{"replace", "true"},
 		{"stack_order", "first"},
+		{"replace_set", "-1"},
+		{"replace_set", "4294967296"},
+		{"replace_set", "one"},
 		{"vmlinux/patched", "2"},
 	} {
 		t.Run(tc.file+"="+tc.content, func(t *testing.T) {
 			t.Parallel()
 			files := map[string]string{
-				"enabled": "1", "transition": "0", "replace": "0", "stack_order": "1", "vmlinux/patched": "1",
+				"enabled": "1", "transition": "0", "replace": "0", "stack_order": "1", "replace_set": "4294967295", "vmlinux/patched": "1",
 			}
 			files[tc.file] = tc.content
 			var b strings.Builder

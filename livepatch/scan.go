@@ -1,6 +1,7 @@
 package livepatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -72,6 +74,14 @@ type ScanOptions struct {
 	// Workers is the number of goroutines reading tasks; 0 means
 	// GOMAXPROCS, at most 8.
 	Workers int
+	// Context, when set, stops the scan once it is done: ScanTasks then
+	// returns its error with what it read so far.
+	Context context.Context
+	// Busy, between 0 and 1, paces the scan: after each batch of tasks a
+	// worker rests so that it reads for at most that share of the time
+	// (0.1: a tenth of a CPU per worker, and ten times as long a scan).
+	// 0 scans at full speed.
+	Busy float64
 }
 
 // ScanStats sums up a scan.
@@ -100,9 +110,17 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		workers = min(runtime.GOMAXPROCS(0), 8)
 	}
 
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	proc, osDir := fs.k.ProcDir()
 	if !osDir {
-		return fs.scanFiles(file, opts.Processes, visit)
+		st, err := fs.scanFiles(file, opts.Processes, visit)
+		if err == nil {
+			err = ctx.Err()
+		}
+		return st, err
 	}
 	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -128,14 +146,24 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 				if !ok {
 					return
 				}
+				if ctx.Err() != nil {
+					q.done() // stopped: drain the queue unread
+					continue
+				}
+				t0 := time.Now()
 				s.scan(item)
 				q.done()
+				if opts.Busy > 0 && opts.Busy < 1 {
+					rest(ctx, time.Duration(float64(time.Since(t0))*(1/opts.Busy-1)))
+				}
 			}
 		}(&results[w])
 	}
 
 	walkErr := forEachNumericEntry(procfd, 32, func(batch []int32) {
-		q.push(workItem{pids: append([]int32(nil), batch...)})
+		if ctx.Err() == nil {
+			q.push(workItem{pids: append([]int32(nil), batch...)})
+		}
 	})
 	q.close()
 	wg.Wait()
@@ -153,7 +181,20 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	if walkErr != nil {
 		return total, fmt.Errorf("scan tasks: read %s: %w", proc, walkErr)
 	}
-	return total, nil
+	return total, ctx.Err()
+}
+
+// rest sleeps for d, or until ctx is done.
+func rest(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // workItem is either a batch of processes or a chunk of one big process's

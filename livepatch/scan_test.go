@@ -1,6 +1,7 @@
 package livepatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -107,6 +108,30 @@ func TestScanTasksThreads(t *testing.T) {
 				t.Errorf("stats: unexpected diff (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A paced scan reads the same tasks; a stopped one reads none and says so;
+// CountBlocking counts what Blocking would list.
+func TestScanTasksPacedAndStopped(t *testing.T) {
+	t.Parallel()
+	fs, _ := archiveFS(t, scanTree)
+	_, stats, err := collect(t, fs, ScanOptions{Workers: 1, Busy: 0.5})
+	if err != nil || stats.Tasks != 5 {
+		t.Errorf("paced scan: %+v, %v; want 5 tasks", stats, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got, stats, err := collect(t, fs, ScanOptions{Context: ctx})
+	if !errors.Is(err, context.Canceled) || len(got) != 0 || stats.Tasks != 0 {
+		t.Errorf("stopped scan: %v, %+v, %v; want nothing read and context.Canceled", got, stats, err)
+	}
+	n, _, err := fs.CountBlocking(StatePatched, ScanOptions{Busy: 0.5})
+	if err != nil || n != 2 {
+		t.Errorf("CountBlocking(patched) = %d, %v; want 2 (101 and 200)", n, err)
+	}
+	if n, _, err := fs.CountBlocking(StateUnpatched, ScanOptions{}); err != nil || n != 1 {
+		t.Errorf("CountBlocking(unpatched) = %d, %v; want 1 (100)", n, err)
 	}
 }
 

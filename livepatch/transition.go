@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,4 +144,19 @@ func (fs FS) Blocking() (Blocking, error) {
 	return fs.blockingFor(tr, ScanOptions{}, func(v PatchState) bool {
 		return v >= 0 && v != tr.Target
 	})
+}
+
+// CountBlocking counts the tasks that block a transition to target, as
+// [FS.Blocking] finds them, keeping nothing per task: what a progress line
+// shows. opts may pace the scan and stop it (a count that the wait no
+// longer needs). Tasks that could not be read are in the stats, not in the
+// count.
+func (fs FS) CountBlocking(target PatchState, opts ScanOptions) (int, ScanStats, error) {
+	var n atomic.Int64
+	stats, err := fs.ScanTasks(opts, func(t TaskState) {
+		if t.State >= 0 && t.State != target {
+			n.Add(1)
+		}
+	})
+	return int(n.Load()), stats, err
 }

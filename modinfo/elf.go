@@ -126,10 +126,10 @@ func validateELF(b []byte) (binary.ByteOrder, error) {
 	if shstrndx == 0 || shstrndx >= shnum {
 		return nil, fmt.Errorf("%w: section name table index %d of %d", ErrMalformed, shstrndx, shnum)
 	}
-	type shdr struct{ name, typ, off, size uint64 }
+	type shdr struct{ name, typ, flags, off, size uint64 }
 	hdr := func(i uint64) shdr {
 		h := b[shoff+i*64:]
-		return shdr{uint64(bo.Uint32(h[0:])), uint64(bo.Uint32(h[4:])), bo.Uint64(h[24:]), bo.Uint64(h[32:])}
+		return shdr{uint64(bo.Uint32(h[0:])), uint64(bo.Uint32(h[4:])), bo.Uint64(h[8:]), bo.Uint64(h[24:]), bo.Uint64(h[32:])}
 	}
 	for i := uint64(1); i < shnum; i++ {
 		h := hdr(i)
@@ -143,6 +143,12 @@ func validateELF(b []byte) (binary.ByteOrder, error) {
 	strs := hdr(shstrndx)
 	if elf.SectionType(strs.typ) == elf.SHT_NOBITS {
 		return nil, fmt.Errorf("%w: section name table has no contents", ErrMalformed)
+	}
+	// debug/elf would size its read of a compressed name table by the
+	// compression header's claim (up to 10 MB at once, whatever the file's
+	// size); the kernel never decompresses sections.
+	if elf.SectionFlag(strs.flags)&elf.SHF_COMPRESSED != 0 {
+		return nil, fmt.Errorf("%w: section name table is compressed (SHF_COMPRESSED)", ErrMalformed)
 	}
 	names := b[strs.off : strs.off+strs.size]
 	total := uint64(0)

@@ -58,6 +58,9 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	seeds = append(seeds, kb.build(tb))
 	kb.funcsAt = 1
 	seeds = append(seeds, kb.build(tb))
+	for _, layout := range []string{"klp-set7", "klp-states"} {
+		seeds = append(seeds, synthPatch(tb, binary.LittleEndian, elf.EM_X86_64, uint32(elf.R_X86_64_64), layout, true))
+	}
 	return append(seeds, []byte(elf.ELFMAG))
 }
 

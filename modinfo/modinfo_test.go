@@ -247,6 +247,11 @@ func TestMalformed(t *testing.T) {
 			}
 			return b
 		}), ErrMalformed, "compressed"},
+		{"compressed name table", mutate(t, func(b []byte, bo binary.ByteOrder) []byte {
+			off := shoff(b) + uint64(bo.Uint16(b[62:]))*64 + 8
+			bo.PutUint64(b[off:], bo.Uint64(b[off:])|uint64(elf.SHF_COMPRESSED))
+			return b
+		}), ErrMalformed, "name table is compressed"},
 		{"not a module", mutate(t, func(b []byte, _ binary.ByteOrder) []byte {
 			b = renameSection(b, ".modinfo", ".xodinfo")
 			return renameSection(b, ".gnu.linkonce.this_module", ".gnu.linkonce.xhis_module")

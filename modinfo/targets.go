@@ -44,6 +44,17 @@ type Targets struct {
 	// from a module parameter); the loaded value is in
 	// /sys/kernel/livepatch/<name>/replace (6.11+).
 	Replace *bool
+	// ReplaceSet is the same member read as the unsigned int that the
+	// proposed replace sets make of it (klp_patch.replace_set, at the
+	// place of replace; docs/kernel-notes.md): the patch's replace set for
+	// a module built for a kernel with replace sets, 0 or 1 (as Replace)
+	// for any other. nil when Replace is.
+	ReplaceSet *uint32
+	// States are the klp_state entries of the static struct klp_patch
+	// (5.5+): the system state ids (and versions) the patch declares;
+	// empty when it declares none. nil when they are unknown: no static
+	// struct klp_patch, or an array klp could not read (a note says why).
+	States []KlpState
 	// Undetermined, when set, says why Functions could not be determined
 	// (Functions is then empty or partial). klp does not guess.
 	Undetermined string
@@ -107,6 +118,15 @@ type Target struct {
 // /sys/kernel/livepatch/<patch>/<object>/: "name,sympos", sympos 0 shown as 1.
 func (t Target) SysfsName() string {
 	return t.Function + "," + strconv.FormatUint(max(t.Sympos, 1), 10)
+}
+
+// KlpState is one struct klp_state: a system state the patch declares.
+// Patches of different replace sets may not use the same ID (the proposed
+// replace sets); an atomic replace patch must carry every state ID the
+// patches it replaces use, in a version at least as new (5.5+).
+type KlpState struct {
+	ID      uint64
+	Version uint32
 }
 
 // KlpSymbol is a symbol named .klp.sym.<Object>.<Name>,<Sympos>.
@@ -621,21 +641,68 @@ func (tf *targetFinder) findPatch(objAt map[secOff]bool, vermagic string) {
 	// (+16), then a list_head that is zero in the file.
 	w16, ok16 := tf.word(z.sec, z.off+16)
 	_, ok24 := tf.word(z.sec, z.off+24)
-	_, states := m[z.off+16]
-	var replace bool
+	statesPtr, states := m[z.off+16]
+	var at uint64
 	switch {
 	case !ok16 || !ok24:
 		tf.note("struct klp_patch is cut short; replace is unknown")
 		return
 	case states || w16 == 0:
-		replace = tf.data[z.sec][z.off+24] != 0 // a bool is one byte
+		at = z.off + 24
 	case kernelBefore(vermagic, 5, 5) && !kernelBefore(vermagic, 5, 1):
-		replace = tf.data[z.sec][z.off+16] != 0
+		at = z.off + 16
 	default:
 		tf.note("struct klp_patch layout not recognized (non-zero word at +16); replace is unknown")
 		return
 	}
-	tf.t.Replace = &replace
+	// replace is a bool followed by padding, which is zero in a static
+	// initializer; the proposed replace_set is an unsigned int in its
+	// place. A 0 or 1 byte followed by three zero bytes is the bool (on a
+	// big-endian machine the unsigned int 1<<24 looks the same, and is
+	// read as the bool); anything else is the unsigned int.
+	b := tf.data[z.sec][at : at+4]
+	set := tf.f.bo.Uint32(b)
+	if b[0] <= 1 && b[1] == 0 && b[2] == 0 && b[3] == 0 {
+		set = uint32(b[0])
+	}
+	replace := set != 0
+	tf.t.Replace, tf.t.ReplaceSet = &replace, &set
+	tf.t.States = []KlpState{}
+	if states {
+		tf.t.States = tf.klpStates(statesPtr)
+	}
+}
+
+// maxStates bounds the klp_state entries read; a real patch has a few.
+const maxStates = 256
+
+// klpStates reads the klp_state array p points at: entries of 24 bytes (id,
+// version, data), ended by one whose id is 0, as the kernel walks them.
+func (tf *targetFinder) klpStates(p pointer) []KlpState {
+	if p.sec < 0 {
+		tf.note("klp_patch.states points outside the module's sections; its states are unknown")
+		return nil
+	}
+	sec := tf.f.Sections[p.sec]
+	data, err := tf.f.data(sec)
+	if err != nil || sec.Type != elf.SHT_PROGBITS || sec.Flags&elf.SHF_EXECINSTR != 0 {
+		tf.note(fmt.Sprintf("klp_patch.states points into %s, which holds no data klp can read; its states are unknown", sec.Name))
+		return nil
+	}
+	out := []KlpState{}
+	for i, off := 0, p.off; i < maxStates; i, off = i+1, off+24 {
+		if off > uint64(len(data)) || uint64(len(data))-off < 24 {
+			tf.note(fmt.Sprintf("the klp_state array in %s runs past its end without a terminator; its states are unknown", sec.Name))
+			return nil
+		}
+		id := tf.f.bo.Uint64(data[off:])
+		if id == 0 {
+			return out
+		}
+		out = append(out, KlpState{ID: id, Version: tf.f.bo.Uint32(data[off+8:])})
+	}
+	tf.note(fmt.Sprintf("more than %d klp_state entries; its states are unknown", maxStates))
+	return nil
 }
 
 // kernelBefore reports whether vermagic names a kernel release older than

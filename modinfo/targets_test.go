@@ -13,7 +13,9 @@ import (
 // layouts klp understands: "klp" (hand-written klp_func/klp_object/klp_patch
 // with 5.5+ layout), "klpbuild" (klp-build's __klp_objects/__klp_funcs, as
 // in 6.19), "klpbuild-init" (the same in .init.klp_objects/.init.klp_funcs)
-// or "kpatch" (kpatch-build's .kpatch.funcs).
+// or "kpatch" (kpatch-build's .kpatch.funcs). "klp-set7" is "klp" with the
+// proposed unsigned replace_set 7 where replace is, "klp-states" "klp" with
+// two klp_state entries.
 func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32, layout string, symtab bool) []byte {
 	t.Helper()
 	b := newELF(bo, m)
@@ -26,13 +28,28 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 	abs := func(off uint64, sym uint32, add int64) trel { return trel{off, sym, reltype, add} }
 
 	switch layout {
-	case "klp":
+	case "klp", "klp-set7", "klp-states":
 		const fsz, osz = 0x98, 0x60 // config-dependent sizes; klp must not need them
-		data := make([]byte, 0x40+3*osz+4*fsz)
+		size := 0x40 + 3*osz + 4*fsz
+		if layout == "klp-states" {
+			size += 3 * 24
+		}
+		data := make([]byte, size)
 		ds := b.section(".data", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, data)
 		dataSym := b.sectionSym(ds)
 		objs, f1, f2 := uint64(0x40), uint64(0x40+3*osz), uint64(0x40+3*osz+2*fsz)
+		states := uint64(0x40 + 3*osz + 4*fsz)
 		data[0x18] = 1 // replace = true
+		if layout == "klp-set7" {
+			bo.PutUint32(data[0x18:], 7) // replace_set = 7
+		}
+		if layout == "klp-states" {
+			b.rela(".rela.data.states", ds, 0, abs(16, dataSym, int64(states)))
+			bo.PutUint64(data[states:], 0x5e7)
+			bo.PutUint32(data[states+8:], 2)
+			bo.PutUint64(data[states+24:], 9)
+			bo.PutUint32(data[states+32:], 1)
+		}
 		bo.PutUint64(data[f2+16:], 3)
 		b.symbol("objs", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), objs, 3*osz)
 		b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
@@ -84,7 +101,7 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 
 func TestSyntheticTargets(t *testing.T) {
 	t.Parallel()
-	yes := true
+	yes, one, seven := true, uint32(1), uint32(7)
 	funcs := func(src Source) []Target {
 		return []Target{
 			{Object: "vmlinux", Function: "cmdline_proc_show", Sympos: 0, Source: src},
@@ -105,13 +122,23 @@ func TestSyntheticTargets(t *testing.T) {
 		want    Targets
 	}{
 		{"x86_64", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", "x86_64",
-			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"s390x big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klp", "s390x",
-			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"ppc64le", le, elf.EM_PPC64, uint32(elf.R_PPC64_ADDR64), "klp", "ppc64le",
-			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"aarch64", le, elf.EM_AARCH64, uint32(elf.R_AARCH64_ABS64), "klp", "aarch64",
-			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes}},
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
+		{"replace_set 7", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-set7", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &seven, States: []KlpState{}}},
+		{"replace_set 7 big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klp-set7", "s390x",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &seven, States: []KlpState{}}},
+		{"klp_state", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-states", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one,
+				States: []KlpState{{ID: 0x5e7, Version: 2}, {ID: 9, Version: 1}}}},
+		{"klp_state big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klp-states", "s390x",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one,
+				States: []KlpState{{ID: 0x5e7, Version: 2}, {ID: 9, Version: 1}}}},
 		{"klp-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild", "x86_64",
 			Targets{Objects: objs(SourceKlpBuild), Functions: funcs(SourceKlpBuild), Notes: []string{klpBuildReplaceNote}}},
 		{"klp-build .init sections", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild-init", "x86_64",

@@ -49,6 +49,7 @@ type options struct {
 	out       string
 	kernel    string
 	timeout   time.Duration
+	only      string   // "scans" or "waits": measure only those ("" both)
 	render    []string // reports to summarise again instead of measuring
 }
 
@@ -65,6 +66,7 @@ func parseFlags(args []string) (options, error) {
 	out := fs.String("out", "", "directory for the JSON and Markdown results (default bench/results, or e2e/.work/bench-smoke with -smoke)")
 	kernel := fs.String("kernel", "", "kernel release to boot (default: the 6.1 kernel of e2e/setup.sh)")
 	timeout := fs.Duration("timeout", 0, "per-boot timeout (default 2h, 5m with -smoke)")
+	only := fs.String("only", "", "measure only the `scans` or only the `waits` (default both)")
 	render := fs.Bool("render", false, "measure nothing: summarise the samples of the JSON reports named as arguments again (after a change of the summary or the tables), rewriting them and their Markdown")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -95,7 +97,10 @@ func parseFlags(args []string) (options, error) {
 		def("out", func() { *out = "e2e/.work/bench-smoke" })
 		def("timeout", func() { *timeout = 5 * time.Minute })
 	}
-	o := options{reps: *reps, waitReps: *waitReps, stall: *stall, kpatchMax: *kpatchMax, memory: *memory, out: *out, kernel: *kernel, timeout: *timeout}
+	if *only != "" && *only != "scans" && *only != "waits" {
+		return options{}, fmt.Errorf("-only %q: want scans or waits", *only)
+	}
+	o := options{reps: *reps, waitReps: *waitReps, stall: *stall, kpatchMax: *kpatchMax, memory: *memory, out: *out, kernel: *kernel, timeout: *timeout, only: *only}
 	var err error
 	if o.vcpus, err = ints(*vcpus, 1); err != nil {
 		return o, fmt.Errorf("-vcpus: %w", err)
@@ -305,6 +310,9 @@ func boot(ctx context.Context, env *harness.Env, o options, kver, initrd string,
 		"klp_bench_stall=" + o.stall.String(),
 		"klp_bench_kpatch_max=" + strconv.Itoa(o.kpatchMax),
 	}, " ")
+	if o.only != "" {
+		cmdline += " klp_bench_only=" + o.only
+	}
 	logPath := filepath.Join(work, fmt.Sprintf("console-%dvcpu.log", vcpus))
 	logf, err := os.Create(logPath)
 	if err != nil {

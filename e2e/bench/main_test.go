@@ -28,11 +28,15 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || !cmp.Equal(want, o, cmp.AllowUnexported(options{})) {
 		t.Errorf("smoke: got %+v, %v; want %+v", o, err, want)
 	}
+	o, err = parseFlags([]string{"-only", "waits", "-vcpus", "1"})
+	if err != nil || o.only != "waits" || len(o.vcpus) != 1 {
+		t.Errorf("-only waits: got %+v, %v", o, err)
+	}
 	o, err = parseFlags([]string{"-render", "a.json", "b.json"})
 	if err != nil || !cmp.Equal([]string{"a.json", "b.json"}, o.render) {
 		t.Errorf("render: got %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"-render"}, {"extra"}, {"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}} {
+	for _, bad := range [][]string{{"-render"}, {"extra"}, {"-vcpus", "0"}, {"-threads", "1,x"}, {"-reps", "0"}, {"-stall", "1s"}, {"-nonsense"}, {"-only", "scan"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v: no error", bad)
 		}

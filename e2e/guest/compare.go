@@ -36,6 +36,7 @@ type jsonPatch struct {
 	Enabled    *bool        `json:"enabled"`
 	Transition *bool        `json:"transition"`
 	Replace    *bool        `json:"replace"`
+	ReplaceSet *int         `json:"replace_set"`
 	StackOrder *int         `json:"stack_order"`
 	Objects    []jsonObject `json:"objects"`
 	// Optional extras of klp's schema; compared when present.
@@ -133,7 +134,7 @@ func decodeVersion(doc string, version int, v any, keys ...string) error {
 }
 
 // patchKeys are the keys every patch object must carry.
-var patchKeys = []string{"name", "enabled", "transition", "replace", "stack_order", "objects"}
+var patchKeys = []string{"name", "enabled", "transition", "replace", "replace_set", "stack_order", "objects"}
 
 // checkPatchKeys checks that each patch object in a patches document spells
 // out every key, including those whose value is null.
@@ -217,6 +218,7 @@ func comparePatch(j jsonPatch, k sysPatch) []string {
 	d("enabled", fmtBoolPtr(j.Enabled), fmtBoolPtr(&en))
 	d("transition", fmtBoolPtr(j.Transition), fmtBoolPtr(&tr))
 	d("replace", fmtBoolPtr(j.Replace), fmtBoolPtr(intToBool(k.replace)))
+	d("replace_set", fmtIntPtr(j.ReplaceSet), fmtIntPtr(k.replaceSet))
 	d("stack_order", fmtIntPtr(j.StackOrder), fmtIntPtr(k.stackOrder))
 	d("objects", objectSummary(j.Objects), sysObjectSummary(k.objects))
 	if j.Active != nil {

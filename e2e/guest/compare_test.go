@@ -14,7 +14,7 @@ func TestComparePatch(t *testing.T) {
 		objects: []sysObject{{name: "vmlinux", patched: &one, funcs: []string{"cmdline_proc_show,1"}}},
 	}
 	doc := `{"schema_version":1,"patches":[{"name":"p","enabled":true,"transition":false,"replace":false,
-		"stack_order":null,"has_force":true,"objects":[{"name":"vmlinux","patched":true,
+		"replace_set":null,"stack_order":null,"has_force":true,"objects":[{"name":"vmlinux","patched":true,
 		"functions":[{"name":"cmdline_proc_show","sympos":1}]}]}]}`
 	var j jsonPatches
 	if err := decodeJSON(doc, &j, "patches"); err != nil {
@@ -28,10 +28,12 @@ func TestComparePatch(t *testing.T) {
 	}
 
 	k.replace = nil // a kernel without the attribute: klp must say null
+	seven := 7
+	k.replaceSet = &seven // a kernel with replace sets: klp must say 7
 	k.objects[0].funcs = []string{"cmdline_proc_show,2"}
 	k.hasForce = false
 	d := comparePatch(j.Patches[0], k)
-	if got := strings.Join(d, "\n"); !strings.Contains(got, "replace") || !strings.Contains(got, "objects") || !strings.Contains(got, "has_force") {
+	if got := strings.Join(d, "\n"); !strings.Contains(got, "replace:") || !strings.Contains(got, "replace_set:") || !strings.Contains(got, "objects") || !strings.Contains(got, "has_force") {
 		t.Errorf("differences not found: %v", d)
 	}
 }

@@ -68,11 +68,12 @@ type jsonList struct {
 	} `json:"loaded"`
 	Installed []jsonInstalled `json:"installed"`
 	Functions []struct {
-		Object     string   `json:"object"`
-		Function   string   `json:"function"`
-		Sympos     int      `json:"sympos"`
-		Patches    []string `json:"patches"`
-		ProvidedBy *string  `json:"provided_by"`
+		Object          string   `json:"object"`
+		Function        string   `json:"function"`
+		Sympos          int      `json:"sympos"`
+		Patches         []string `json:"patches"`
+		ProvidedBy      *string  `json:"provided_by"`
+		ProvidedByBasis *string  `json:"provided_by_basis"`
 	} `json:"functions"`
 }
 

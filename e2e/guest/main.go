@@ -64,6 +64,9 @@ func scenarios() []scenario {
 		{"klp-names", scenarioKlpNames},
 		{"klp-race", scenarioKlpRace},
 		{"klp-build", scenarioKlpBuild},
+		{"klp-owner", scenarioKlpOwner},
+		{"klp-suse", scenarioKlpSUSE},
+		{"klp-wait", scenarioKlpWait},
 	}
 	ss = append(ss, twinScenarios()...)
 	// Last: it leaves a module loaded for good (see the scenario).

@@ -69,6 +69,7 @@ type sysPatch struct {
 	enabled    int
 	transition int
 	replace    *int // nil: attribute absent (before 6.11)
+	replaceSet *int // nil: attribute absent (every released kernel: a proposal)
 	stackOrder *int // nil: attribute absent (before 6.14)
 	hasForce   bool
 	hasSignal  bool
@@ -111,6 +112,9 @@ func readSysPatch(name string) (sysPatch, error) {
 		return p, err
 	}
 	if p.replace, err = optInt(filepath.Join(dir, "replace")); err != nil {
+		return p, err
+	}
+	if p.replaceSet, err = optInt(filepath.Join(dir, "replace_set")); err != nil {
 		return p, err
 	}
 	if p.stackOrder, err = optInt(filepath.Join(dir, "stack_order")); err != nil {
@@ -297,9 +301,17 @@ func loadedE2EModules() []string {
 	return mods
 }
 
-// kmsg reads the kernel log records after sequence number after; it returns
-// the message texts and the last sequence number seen.
-func kmsg(after uint64) ([]string, uint64) {
+// kmsgRecord is one record of the kernel log.
+type kmsgRecord struct {
+	seq  uint64
+	usec int64 // the log's clock: microseconds since boot
+	msg  string
+}
+
+// kmsgRecords reads the kernel log records after sequence number after
+// (every record held when after is 0); it also returns the last sequence
+// number seen.
+func kmsgRecords(after uint64) ([]kmsgRecord, uint64) {
 	last := after
 	// Raw syscalls: an *os.File would hand the non-blocking descriptor to
 	// Go's poller, which waits for more records instead of returning EAGAIN.
@@ -308,7 +320,7 @@ func kmsg(after uint64) ([]string, uint64) {
 		return nil, last
 	}
 	defer syscall.Close(fd)
-	var lines []string
+	var recs []kmsgRecord
 	buf := make([]byte, 8192)
 	for {
 		n, err := syscall.Read(fd, buf)
@@ -324,10 +336,11 @@ func kmsg(after uint64) ([]string, uint64) {
 			continue
 		}
 		fields := strings.Split(rec[:semi], ",")
-		if len(fields) < 2 {
+		if len(fields) < 3 {
 			continue
 		}
 		seq, _ := strconv.ParseUint(fields[1], 10, 64)
+		usec, _ := strconv.ParseInt(fields[2], 10, 64)
 		if seq > last {
 			last = seq
 		}
@@ -338,7 +351,18 @@ func kmsg(after uint64) ([]string, uint64) {
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
 		}
-		lines = append(lines, msg)
+		recs = append(recs, kmsgRecord{seq: seq, usec: usec, msg: msg})
+	}
+	return recs, last
+}
+
+// kmsg reads the kernel log records after sequence number after; it returns
+// the message texts and the last sequence number seen.
+func kmsg(after uint64) ([]string, uint64) {
+	recs, last := kmsgRecords(after)
+	lines := make([]string, len(recs))
+	for i, r := range recs {
+		lines[i] = r.msg
 	}
 	return lines, last
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 )
 
@@ -23,8 +24,12 @@ type backend interface {
 	activePatch() (string, error)
 }
 
-// upstreamBackend reads /sys/kernel/livepatch.
-type upstreamBackend struct{ lp livepatch.FS }
+// upstreamBackend reads /sys/kernel/livepatch, and /proc/modules for the
+// order in which the patches were loaded.
+type upstreamBackend struct {
+	lp  livepatch.FS
+	mod *kmod.FS
+}
 
 func (b upstreamBackend) status() (Status, error) {
 	st := Status{Interface: livepatch.InterfaceLivepatch, Path: b.lp.LivepatchPath()}
@@ -78,9 +83,11 @@ func (b upstreamBackend) changedFunctions(tr *livepatch.Transition) ([]string, m
 }
 
 // activePatch returns the patch a downgrade replaces: the enabled patch.
-// Several are enabled when patches were stacked without atomic replace;
-// then the topmost wins: the highest stack_order (Linux 6.14+), or else the
-// last by name, the best guess left.
+// Several are enabled when patches were stacked without atomic replace (or
+// belong to different replace sets); then the topmost wins: the highest
+// stack_order (Linux 6.14+), else the one whose module was loaded last
+// (/proc/modules, see [OwnerLoadOrder]), else the last by name, the best
+// guess left.
 //
 // While a transition is in progress the kernel refuses to enable another
 // patch (klp_enable_patch fails with EBUSY), so the package's scripts would
@@ -110,21 +117,10 @@ func (b upstreamBackend) activePatch() (string, error) {
 	case 1:
 		return enabled[0].Name, nil
 	}
-	best := enabled[len(enabled)-1] // last by name: Patches() sorts by name
-	allOrdered := true
-	for _, p := range enabled {
-		if p.StackOrder == nil {
-			allOrdered = false
-		}
+	if best, _ := topmost(enabled, loadOrder(b.mod)); best != "" {
+		return best, nil
 	}
-	if allOrdered {
-		for _, p := range enabled {
-			if *p.StackOrder > *best.StackOrder {
-				best = p
-			}
-		}
-	}
-	return best.Name, nil
+	return enabled[len(enabled)-1].Name, nil // last by name: Patches() sorts by name
 }
 
 // kgraftBackend reads SLE 12's /sys/kernel/kgraft.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klp-project/klp/internal/audit"
 	"github.com/klp-project/klp/internal/lock"
+	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
@@ -42,6 +43,13 @@ type Config struct {
 	// while a transition runs. May be nil.
 	Progress         func(Progress)
 	ProgressInterval time.Duration
+	// Details receives how a wait went, for -v: whether it slept on the
+	// kernel log or polled, and what made it notice the end. May be nil.
+	Details func(string)
+	// Recheck and Poll tune the waits for a transition (zero: the
+	// defaults of livepatch.WaitOptions).
+	Recheck time.Duration
+	Poll    poll.Options
 	// Getpid, Getppid and Getpgrp identify klp itself, so that poke never
 	// stops its own process, its ancestors or its process group.
 	Getpid, Getppid, Getpgrp func() int

@@ -46,17 +46,19 @@ func (c *Changer) PlanForce(name string) (*ForcePlan, error) {
 // kernel marks only the patches being removed as forced (the patch itself
 // when unpatching, the patches a cumulative patch replaces when patching);
 // before, every patch on the list. A forced patch's module is never
-// released. The tree does not show this, so the version decides (confirmed
-// on 6.1 and 6.12 in docs/kernel-notes.md); an unreadable version counts as
-// old, the cautious answer.
+// released. No file shows which rule the kernel follows, so the version
+// decides (confirmed on 6.1 and 6.12 in docs/kernel-notes.md), and the
+// text says so; an unreadable version counts as old, the cautious answer.
 func forceConsequence(p livepatch.Patch, v kernel.Version, known bool) string {
 	switch {
 	case !p.Enabled:
 		return fmt.Sprintf("The kernel will then never release module %s: it cannot be unloaded until reboot.", p.Name)
 	case known && v.AtLeast(5, 19):
-		return fmt.Sprintf("Module %s stays removable after a clean disable, but the patches it replaces (if it is cumulative) can never be unloaded until reboot.", p.Name)
+		return fmt.Sprintf("Module %s stays removable after a clean disable, but the patches it replaces (if it is cumulative) can never be unloaded until reboot. (By the kernel's version, %s: no file shows which modules a force pins.)", p.Name, v)
+	case known:
+		return fmt.Sprintf("On this kernel every loaded patch module, %s included, can then never be unloaded until reboot. (By the kernel's version, %s: no file shows which modules a force pins.)", p.Name, v)
 	}
-	return fmt.Sprintf("On this kernel every loaded patch module, %s included, can then never be unloaded until reboot.", p.Name)
+	return fmt.Sprintf("Every loaded patch module, %s included, may then never be unloaded until reboot. (The kernel's version, which alone tells which modules a force pins, is unknown: klp assumes the worst.)", p.Name)
 }
 
 // Force writes the patch's force attribute: every task that has not
@@ -67,7 +69,7 @@ func (c *Changer) Force(ctx context.Context, plan *ForcePlan) (*Outcome, error) 
 		if err := c.Ctl.Force(o.Patch); err != nil {
 			return err
 		}
-		res, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: 10 * time.Second})
+		res, err := c.waitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: 10 * time.Second})
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,7 @@ type LoadedPatch struct {
 	Name       string
 	State      PatchState
 	Replace    *bool
+	ReplaceSet *uint32
 	StackOrder *int
 }
 
@@ -54,10 +55,12 @@ type ProvidedFunction struct {
 	Function string
 	Sympos   int
 	Patches  []string
-	// ProvidedBy is the patch whose code runs: the highest stack_order, or
-	// the only patch; "" when the kernel cannot tell (no stack_order,
-	// several patches).
+	// ProvidedBy is the patch whose code runs (see [OwnerBasis]); "" when
+	// klp cannot tell, or when no patch is active.
 	ProvidedBy string
+	// Basis says how ProvidedBy was determined; "" when klp cannot tell,
+	// [OwnerNoneActive] when the original code runs.
+	Basis OwnerBasis
 }
 
 // List is what klp list reports.
@@ -83,7 +86,7 @@ func (s *System) List(st store.Store) (*List, error) {
 			return nil, err
 		}
 		for _, p := range patches {
-			l.Loaded = append(l.Loaded, LoadedPatch{Name: p.Name, State: StateOf(p), Replace: p.Replace, StackOrder: p.StackOrder})
+			l.Loaded = append(l.Loaded, LoadedPatch{Name: p.Name, State: StateOf(p), Replace: p.Replace, ReplaceSet: p.ReplaceSet, StackOrder: p.StackOrder})
 		}
 	case livepatch.InterfaceKGraft:
 		kps, err := s.LP.KGraftPatches()
@@ -124,7 +127,13 @@ func (s *System) List(st store.Store) (*List, error) {
 	if l.Installed, err = st.List(""); err != nil {
 		return nil, err
 	}
-	l.Functions = providers(patches)
+	// kGraft's order of patches is not known to klp: only the upstream
+	// interface infers the owner from the load order.
+	var load map[string]int
+	if s.iface == livepatch.InterfaceLivepatch {
+		load = loadOrder(s.Mod)
+	}
+	l.Functions = providers(patches, load)
 	return l, nil
 }
 
@@ -183,17 +192,15 @@ func (s *System) LivepatchModules() ([]string, error) {
 }
 
 // providers lists every patched function with the patches that change it
-// and the one whose code runs: the highest stack_order (the kernel's
-// ordering of its patch list). Without stack_order a function changed by
-// one patch is still unambiguous.
-func providers(patches []livepatch.Patch) []ProvidedFunction {
+// and the one whose code runs ([topmost]); load ranks the modules by load
+// order (nil: unknown).
+func providers(patches []livepatch.Patch, load map[string]int) []ProvidedFunction {
 	type key struct {
 		obj, fn string
 		pos     int
 	}
 	byKey := map[key]*ProvidedFunction{}
-	order := map[key]int{}
-	known := map[key]bool{}
+	changers := map[key][]livepatch.Patch{}
 	var keys []key
 	for _, p := range patches {
 		for _, o := range p.Objects {
@@ -204,17 +211,9 @@ func providers(patches []livepatch.Patch) []ProvidedFunction {
 					e = &ProvidedFunction{Object: o.Name, Function: f.Name, Sympos: f.Sympos}
 					byKey[k] = e
 					keys = append(keys, k)
-					known[k] = true
 				}
 				e.Patches = append(e.Patches, p.Name)
-				if p.StackOrder == nil {
-					known[k] = false
-					continue
-				}
-				if *p.StackOrder > order[k] {
-					order[k] = *p.StackOrder
-					e.ProvidedBy = p.Name
-				}
+				changers[k] = append(changers[k], p)
 			}
 		}
 	}
@@ -231,11 +230,7 @@ func providers(patches []livepatch.Patch) []ProvidedFunction {
 	out := make([]ProvidedFunction, 0, len(keys))
 	for _, k := range keys {
 		e := byKey[k]
-		if len(e.Patches) == 1 {
-			e.ProvidedBy = e.Patches[0]
-		} else if !known[k] {
-			e.ProvidedBy = ""
-		}
+		e.ProvidedBy, e.Basis = topmost(changers[k], load)
 		out = append(out, *e)
 	}
 	return out

@@ -89,6 +89,27 @@ func (s *System) ResolveModule(st store.Store, verb, arg string) (string, error)
 	return in.Path, nil
 }
 
+// InstalledModule returns a reader of a loaded patch's installed module
+// file (in st, for the running release), parsed by inspect: what
+// preflight.Inputs.LoadedModule wants, for what sysfs does not show of a
+// loaded patch. The installed file is taken to be the loaded build.
+func (s *System) InstalledModule(st store.Store, inspect func(path string) (*modinfo.Module, error)) func(name string) (*modinfo.Module, error) {
+	return func(name string) (*modinfo.Module, error) {
+		rel, err := s.Release()
+		if err != nil {
+			return nil, err
+		}
+		in, err := st.Find(name, rel)
+		if errors.Is(err, store.ErrNotInstalled) {
+			return nil, fmt.Errorf("no module file of it is installed for %s", rel)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return inspect(in.Path)
+	}
+}
+
 // CheckModule refuses what cannot be a patch for this kernel: a file that
 // is not a livepatch module, or one built for another kernel release (the
 // kernel would refuse it with ENOEXEC, and say why only in its log).

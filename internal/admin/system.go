@@ -28,7 +28,7 @@ func NewSystem(h *kernel.Handle) *System {
 	case livepatch.InterfaceKGraft:
 		s.backend = kgraftBackend{s.LP}
 	case livepatch.InterfaceLivepatch:
-		s.backend = upstreamBackend{s.LP}
+		s.backend = upstreamBackend{lp: s.LP, mod: s.Mod}
 	default:
 		s.backend = noBackend{s.LP}
 	}

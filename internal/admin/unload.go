@@ -55,6 +55,7 @@ func (c *Changer) unload(ctx context.Context, o *Outcome, opts WaitOptions) erro
 		if err := c.Ctl.Disable(name); err != nil {
 			return err
 		}
+		c.noteTaint(o, p)
 		if err := c.wait(ctx, o, start, opts, StallLeave); err != nil {
 			return err
 		}

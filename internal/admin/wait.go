@@ -63,17 +63,22 @@ func (c *Changer) wait(ctx context.Context, o *Outcome, start time.Time, opts Wa
 		},
 	}
 	if c.cfg.Progress != nil {
-		wopts.Progress = func(elapsed time.Duration) { c.cfg.Progress(c.progress(o.Patch, elapsed)) }
+		counter := newTaskCounter(ctx, c.LP)
+		defer counter.stop()
+		wopts.Progress = func(elapsed time.Duration, target livepatch.PatchState) {
+			tr := livepatch.Transition{Patch: o.Patch, Target: target}
+			c.cfg.Progress(Progress{Patch: o.Patch, Direction: tr.Direction(), Elapsed: elapsed, TasksLeft: counter.left(target)})
+		}
 		wopts.ProgressInterval = c.cfg.ProgressInterval
 	}
-	res, err := c.Ctl.WaitTransition(ctx, o.Patch, wopts)
+	res, err := c.waitTransition(ctx, o.Patch, wopts)
 	if errors.Is(err, livepatch.ErrStalled) {
 		o.Stall = c.explain()
 		switch policy {
 		case StallWait:
 			c.event(o, "%v; waiting on (Ctrl-C leaves the transition running)", err)
 			wopts.Timeout = 0
-			res, err = c.Ctl.WaitTransition(ctx, o.Patch, wopts)
+			res, err = c.waitTransition(ctx, o.Patch, wopts)
 		case StallRollback:
 			return c.rollback(ctx, o, start, opts, err)
 		}
@@ -91,6 +96,34 @@ func (c *Changer) wait(ctx context.Context, o *Outcome, start time.Time, opts Wa
 		return fmt.Errorf("%w: %s", ErrInterrupted, c.stateOf(o.Patch))
 	}
 	return err
+}
+
+// waitTransition is every wait for a transition: the changer's tuning, and
+// for -v a word on how it went.
+func (c *Changer) waitTransition(ctx context.Context, name string, wopts livepatch.WaitOptions) (livepatch.WaitResult, error) {
+	wopts.Recheck, wopts.Poll = c.cfg.Recheck, c.cfg.Poll
+	if c.cfg.Details != nil {
+		said := false
+		wopts.OnLost = func() {
+			if !said {
+				said = true
+				c.cfg.Details(fmt.Sprintf("wait for %s: kernel log records were overwritten before klp read them (a flooded log); reading transition instead", name))
+			}
+		}
+	}
+	res, err := c.Ctl.WaitTransition(ctx, name, wopts)
+	if c.cfg.Details != nil {
+		if res.LogErr != nil {
+			c.cfg.Details(fmt.Sprintf("wait for %s: polled the transition attribute (the kernel log could not be watched: %v)", name, res.LogErr))
+		}
+		tally := fmt.Sprintf("%d read(s) of transition, %d loss(es) of kernel log records", res.Checks, res.Lost)
+		if err == nil {
+			c.cfg.Details(fmt.Sprintf("wait for %s: the transition ended after %s, noticed by %s (%s)", name, res.Elapsed.Round(time.Millisecond), res.Noticed, tally))
+		} else {
+			c.cfg.Details(fmt.Sprintf("wait for %s: stopped after %s (%s)", name, res.Elapsed.Round(time.Millisecond), tally))
+		}
+	}
+	return res, err
 }
 
 // ErrInterrupted reports a change interrupted by a signal (Ctrl-C, SIGTERM)
@@ -140,7 +173,7 @@ func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opt
 		o.Result = ResultLeftInTransition
 		return fmt.Errorf("%w; rollback failed: %w", stall, err)
 	}
-	if _, err := c.Ctl.WaitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: max(opts.Timeout, MinRollbackWait)}); err != nil {
+	if _, err := c.waitTransition(ctx, o.Patch, livepatch.WaitOptions{Timeout: max(opts.Timeout, MinRollbackWait)}); err != nil {
 		o.Result = ResultLeftInTransition
 		return fmt.Errorf("%w; rollback did not complete either: %w", stall, err)
 	}
@@ -151,17 +184,6 @@ func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opt
 	o.Result = ResultRolledBack
 	o.Elapsed = time.Since(start)
 	return stall
-}
-
-func (c *Changer) progress(name string, elapsed time.Duration) Progress {
-	pr := Progress{Patch: name, Elapsed: elapsed, TasksLeft: -1}
-	r, err := c.Blocking(BlockingOptions{})
-	if err != nil || r.Transition == nil {
-		return pr
-	}
-	pr.Direction = r.Transition.Direction()
-	pr.TasksLeft = r.Count()
-	return pr
 }
 
 // explain returns the stall report, or nil when it cannot be built.
@@ -221,6 +243,7 @@ func (c *Changer) Disable(ctx context.Context, name string, opts WaitOptions) (*
 		if err := c.Ctl.Disable(o.Patch); err != nil {
 			return err
 		}
+		c.noteTaint(o, p)
 		return c.wait(ctx, o, start, opts, opts.OnStall)
 	})
 }

@@ -14,5 +14,5 @@ func newEnableCmd(opts *rootOptions) *cobra.Command {
 keep a disabled patch registered, so only they can re-enable it; on any
 kernel, enable reverses a patch that is still unpatching. NAME may be spelt
 with '-' or '_'.`,
-	}, (*admin.Changer).Enable)
+	}, (*admin.Changer).Enable, nil)
 }

@@ -19,9 +19,10 @@ the kernel otherwise guarantees: a task may run old and new code together.
 The kernel then never releases a forced module (it cannot prove that no
 task still runs its code), so it cannot be removed until reboot: since
 Linux 5.19 that is the module being disabled, or the patches a cumulative
-patch replaces; before, every loaded patch module. Use it only with the
-patch vendor's agreement. klp explains this and asks for confirmation,
-unless --yes is given.`,
+patch replaces; before, every loaded patch module. No file of the kernel
+shows which of the two rules it follows, so klp decides by the kernel's
+version and says so. Use it only with the patch vendor's agreement. klp
+explains this and asks for confirmation, unless --yes is given.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: patchNameCompletion(opts),
 		RunE: func(cmd *cobra.Command, args []string) error {

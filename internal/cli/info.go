@@ -189,10 +189,21 @@ func printTargets(w io.Writer, m *modinfo.Module) {
 	}
 	fmt.Fprintln(w, "targets:")
 	replace := "undetermined (no static struct klp_patch in the file)"
-	if t.Replace != nil {
+	switch {
+	case t.ReplaceSet != nil && *t.ReplaceSet > 1:
+		// Only an unsigned replace_set holds more than a bool.
+		replace = fmt.Sprintf("replace set %d (as initialised in the file; a module may change it in its init function)", *t.ReplaceSet)
+	case t.Replace != nil:
 		replace = infoYesNo(*t.Replace) + " (as initialised in the file; a module may change it in its init function)"
 	}
 	fmt.Fprintf(w, "  atomic replace: %s\n", replace)
+	if len(t.States) > 0 {
+		var ss []string
+		for _, st := range t.States {
+			ss = append(ss, fmt.Sprintf("%d (version %d)", st.ID, st.Version))
+		}
+		fmt.Fprintf(w, "  system states: %s\n", strings.Join(ss, ", "))
+	}
 	var objs []string
 	for _, o := range t.Objects {
 		objs = append(objs, o.Name)

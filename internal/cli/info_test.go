@@ -224,3 +224,36 @@ func TestInfoEscapes(t *testing.T) {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }
+
+// TestPrintTargetsReplaceSet: a replace word above 1 can only be the
+// proposed replace_set; the klp_state entries are listed.
+func TestPrintTargetsReplaceSet(t *testing.T) {
+	yes, seven, one := true, uint32(7), uint32(1)
+	for _, tc := range []struct {
+		name string
+		t    modinfo.Targets
+		want []string
+		not  []string
+	}{
+		{"set 7", modinfo.Targets{Replace: &yes, ReplaceSet: &seven, States: []modinfo.KlpState{{ID: 1511, Version: 2}, {ID: 9, Version: 1}}},
+			[]string{"atomic replace: replace set 7 (as initialised in the file", "system states: 1511 (version 2), 9 (version 1)"}, nil},
+		{"a bool", modinfo.Targets{Replace: &yes, ReplaceSet: &one, States: []modinfo.KlpState{}},
+			[]string{"atomic replace: yes (as initialised in the file"}, []string{"replace set", "system states"}},
+		{"unknown", modinfo.Targets{}, []string{"atomic replace: undetermined"}, []string{"system states"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printTargets(&b, &modinfo.Module{Targets: &tc.t})
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(b.String(), n) {
+					t.Errorf("has %q:\n%s", n, b.String())
+				}
+			}
+		})
+	}
+}

@@ -10,11 +10,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/klp-project/klp/docs/schema"
 	"github.com/klp-project/klp/internal/audit"
+	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/internal/lock"
 	"github.com/klp-project/klp/internal/report"
@@ -403,5 +405,247 @@ func TestOutcomeDocuments(t *testing.T) {
 	v.env.Geteuid = func() int { return 1000 }
 	if code := v.run("--json", "load", good); code != ExitPermission {
 		t.Errorf("load as a user: exit %d", code)
+	}
+}
+
+// TestListInfersOwnerFromLoadOrder: on a kernel without stack_order, two
+// patches of one function: list names the newest module's patch and says
+// the answer is inferred, in text and JSON.
+func TestListInfersOwnerFromLoadOrder(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.Linux6_12})
+	for _, name := range []string{"lp_zeta", "lp_alpha"} {
+		if code := v.run("load", v.module(name, "cmdline_proc_show")); code != ExitOK {
+			t.Fatalf("load %s: %d %s", name, code, v.errOut)
+		}
+	}
+	if code := v.run("list"); code != ExitOK {
+		t.Fatalf("list: %d %s", code, v.errOut)
+	}
+	if want := "lp_alpha (inferred from load order)"; !strings.Contains(v.out.String(), want) {
+		t.Errorf("list lacks %q:\n%s", want, v.out)
+	}
+	if code := v.run("--json", "list"); code != ExitOK {
+		t.Fatal(code)
+	}
+	var doc report.List
+	if err := json.Unmarshal(v.out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	f := doc.Functions[0]
+	if f.ProvidedBy == nil || *f.ProvidedBy != "lp_alpha" || f.ProvidedByBasis == nil || *f.ProvidedByBasis != "load_order" {
+		t.Errorf("functions[0] = %+v, want lp_alpha by load_order", f)
+	}
+}
+
+// TestListReplaceSets reads the proposed layout: replace_set instead of
+// replace, no stack_order.
+func TestListReplaceSets(t *testing.T) {
+	root := fakefs.Load(t, filepath.Join("..", "..", "testdata", "replace-set.txtar"))
+	var out, errOut bytes.Buffer
+	env := &Env{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, Geteuid: func() int { return 0 },
+		Store: store.Store{Dir: t.TempDir(), Kpatch: t.TempDir()}}
+	roots := []string{"klp", "--sysfs", filepath.Join(root, "sys"), "--procfs", filepath.Join(root, "proc")}
+	if code := Run(append(roots, "list"), env); code != ExitOK {
+		t.Fatalf("list: %d %s", code, errOut.String())
+	}
+	for _, want := range []string{"livepatch_db_tune_1  enabled  set 7", "livepatch_hotfix     enabled  set 0", "livepatch_sle_7_1    enabled  set 1",
+		"vmlinux  tcp_sendmsg,1        livepatch_db_tune_1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("list lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	args := append(roots, "--json", "list")
+	if code := Run(args, env); code != ExitOK {
+		t.Fatalf("list --json: %d %s", code, errOut.String())
+	}
+	if doc, err := schema.ValidateOutput(args[1:], out.Bytes()); err != nil {
+		t.Errorf("invalid %s document: %v", doc, err)
+	}
+	var doc report.List
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range doc.Loaded {
+		if l.ReplaceSet == nil || l.Replace != nil || l.StackOrder != nil {
+			t.Errorf("loaded %+v: want replace_set only", l)
+		}
+	}
+	for _, f := range doc.Functions {
+		if f.ProvidedByBasis == nil || *f.ProvidedByBasis != "only_patch" {
+			t.Errorf("function %+v: sets are disjoint, one patch each", f)
+		}
+	}
+}
+
+// suseEnv is a fake SUSE kernel (its support facility present) with
+// patch lp loaded.
+func suseEnv(t *testing.T) *verbEnv {
+	t.Helper()
+	f := fakekernel.Linux6_1
+	f.SUSESupport = true
+	v := newVerbEnv(t, fakekernel.Options{Features: f})
+	if code := v.run("load", v.module("lp", "cmdline_proc_show")); code != ExitOK {
+		t.Fatalf("load: %d %s", code, v.errOut)
+	}
+	return v
+}
+
+func (v *verbEnv) tainted() bool { return v.k.Tainted()&fakekernel.TaintNoSupport != 0 }
+
+// TestSUSEDisableAsks: on a SUSE kernel disable and unload warn that the
+// kernel will be tainted, refuse without a terminal unless --yes, ask on a
+// terminal, and change nothing when not confirmed.
+func TestSUSEDisableAsks(t *testing.T) {
+	for _, verb := range []string{"disable", "unload"} {
+		t.Run(verb, func(t *testing.T) {
+			v := suseEnv(t)
+			// No terminal, no --yes: refused, nothing changed.
+			if code := v.run(verb, "lp"); code != ExitError {
+				t.Errorf("%s without --yes: exit %d, want 1", verb, code)
+			}
+			for _, want := range []string{"this is a SUSE kernel (" + filepath.Join(v.k.SysRoot(), "kernel", "supported") + " exists): disabling live patch lp sets the kernel's NO_SUPPORT taint (N)",
+				"klp: refusing to " + verb + " lp without confirmation: run on a terminal, or add --yes"} {
+				if !strings.Contains(v.errOut.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, v.errOut)
+				}
+			}
+			if v.tainted() || v.k.TransitionPatch() != "" || !v.k.Loaded("lp") || len(v.audit.records) != 1 {
+				t.Errorf("refused %s changed something: tainted %v, audit %v", verb, v.tainted(), v.audit.records)
+			}
+			// --json too: the error document, nothing changed.
+			if code := v.run("--json", verb, "lp"); code != ExitError || !strings.Contains(v.out.String(), "--yes") || v.tainted() {
+				t.Errorf("%s --json without --yes: exit %d %q", verb, code, v.out)
+			}
+			// A terminal that answers no: nothing changed.
+			v.env.IO.InTTY, v.env.IO.In = true, strings.NewReader("n\n")
+			if code := v.run(verb, "lp"); code != ExitError || !strings.Contains(v.errOut.String(), "Disable it anyway? [y/N]") || v.tainted() {
+				t.Errorf("%s answered no: exit %d %q", verb, code, v.errOut)
+			}
+			// Yes: done, and the kernel is tainted as it warned.
+			v.env.IO.In = strings.NewReader("y\n")
+			if code := v.run(verb, "lp"); code != ExitOK {
+				t.Fatalf("%s answered yes: exit %d %q", verb, code, v.errOut)
+			}
+			if !v.tainted() || !strings.Contains(v.errOut.String(), "the kernel's NO_SUPPORT taint (N) is set") {
+				t.Errorf("after %s: tainted %v, stderr %q", verb, v.tainted(), v.errOut)
+			}
+		})
+	}
+}
+
+func TestSUSEDisableYes(t *testing.T) {
+	v := suseEnv(t)
+	if code := v.run("unload", "--all", "--yes"); code != ExitOK {
+		t.Fatalf("unload --all --yes: %d %s", code, v.errOut)
+	}
+	if !v.tainted() || v.k.Loaded("lp") || !strings.Contains(v.errOut.String(), "NO_SUPPORT") {
+		t.Errorf("unload --all --yes: tainted %v, loaded %v, %q", v.tainted(), v.k.Loaded("lp"), v.errOut)
+	}
+	// disable --yes: warned, not asked, done.
+	v = suseEnv(t)
+	if code := v.run("disable", "--yes", "lp"); code != ExitOK {
+		t.Fatalf("disable --yes: %d %s", code, v.errOut)
+	}
+	if !v.tainted() || strings.Contains(v.errOut.String(), "[y/N]") || !strings.Contains(v.errOut.String(), "NO_SUPPORT") {
+		t.Errorf("disable --yes: tainted %v, %q", v.tainted(), v.errOut)
+	}
+}
+
+// TestSUSEUnloadAllAsks: unload --all asks once, before anything, about
+// every patch it would disable.
+func TestSUSEUnloadAllAsks(t *testing.T) {
+	v := suseEnv(t)
+	if code := v.run("unload", "--all"); code != ExitError || !strings.Contains(v.errOut.String(), "refusing to unload lp without confirmation") || !v.k.Loaded("lp") {
+		t.Errorf("unload --all: exit %d %q", code, v.errOut)
+	}
+}
+
+// TestSUSENoQuestionWithoutDisable: removing a module that a replace left
+// loaded, or reversing a patching transition, disables nothing that taints:
+// no question.
+func TestSUSENoQuestionWithoutDisable(t *testing.T) {
+	f := fakekernel.Linux6_1
+	f.SUSESupport = true
+	v := newVerbEnv(t, fakekernel.Options{Features: f})
+	if code := v.run("load", v.module("old", "cmdline_proc_show")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	path := v.k.AddModule(t, fakekernel.Module{Name: "cumulative", Livepatch: &fakekernel.Patch{Replace: true,
+		Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: "cmdline_proc_show"}}}}}})
+	v.specs[path] = &modinfo.Module{Name: "cumulative", Livepatch: true, Vermagic: fakeRelease + " SMP preempt mod_unload "}
+	if code := v.run("load", path); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("unload", "old"); code != ExitOK || strings.Contains(v.errOut.String(), "SUSE") || v.tainted() {
+		t.Errorf("unload of a superseded module: exit %d %q, tainted %v", code, v.errOut, v.tainted())
+	}
+}
+
+// TestNoQuestionElsewhere: on other kernels nothing is asked.
+func TestNoQuestionElsewhere(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	if code := v.run("load", v.module("lp", "cmdline_proc_show")); code != ExitOK {
+		t.Fatal(v.errOut)
+	}
+	if code := v.run("disable", "lp"); code != ExitOK || strings.Contains(v.errOut.String(), "SUSE") {
+		t.Errorf("disable: exit %d %q", code, v.errOut)
+	}
+}
+
+// TestPreflightReplaceSetClash: on a kernel with replace sets (the
+// proposal, in the fake kernel), preflight fails a patch of another set that
+// changes a function a loaded patch changes, says the kernel refuses it,
+// and the kernel does refuse the load; a patch of the same set passes and
+// replaces the loaded one.
+func TestPreflightReplaceSetClash(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{Features: fakekernel.ProposedReplaceSet})
+	setModule := func(name string, set uint32, fn string) string {
+		v.k.SetSymbol("vmlinux", fn, 1)
+		path := v.k.AddModule(t, fakekernel.Module{Name: name, Livepatch: &fakekernel.Patch{ReplaceSet: set,
+			Objects: []fakekernel.Object{{Name: "vmlinux", Funcs: []fakekernel.Func{{Name: fn}}}}}})
+		replace := set != 0
+		v.specs[path] = &modinfo.Module{Name: name, Livepatch: true, Vermagic: fakeRelease + " SMP preempt mod_unload ",
+			Targets: &modinfo.Targets{Functions: []modinfo.Target{{Object: "vmlinux", Function: fn}}, Replace: &replace, ReplaceSet: &set, States: []modinfo.KlpState{}}}
+		return path
+	}
+	if code := v.run("load", setModule("vendor_1", 1, "cmdline_proc_show")); code != ExitOK {
+		t.Fatalf("load vendor_1: %d %s", code, v.errOut)
+	}
+	other := setModule("db_1", 2, "cmdline_proc_show")
+	if code := v.run("preflight", other); code == ExitOK ||
+		!strings.Contains(v.out.String(), "replace set 2: the kernel refuses the load") || !strings.Contains(v.out.String(), "vendor_1") {
+		t.Errorf("preflight of another set's clash: exit %d\n%s%s", code, v.out, v.errOut)
+	}
+	if code := v.run("load", other); code == ExitOK || v.k.Loaded("db_1") {
+		t.Errorf("load of another set's clash: exit %d, loaded %v", code, v.k.Loaded("db_1"))
+	}
+	same := setModule("vendor_2", 1, "cmdline_proc_show")
+	if code := v.run("preflight", same); code != ExitOK || !strings.Contains(v.out.String(), "replace set 1: it replaces vendor_1 and patches every function they patch") {
+		t.Errorf("preflight of the same set: exit %d\n%s%s", code, v.out, v.errOut)
+	}
+}
+
+// -v says how a wait went: that it slept on the kernel log, and what made it
+// notice the end; without the log, why it polled.
+func TestWaitVerbose(t *testing.T) {
+	v := newVerbEnv(t, fakekernel.Options{})
+	path := v.module("lp_cmdline", "cmdline_proc_show")
+	if code := v.run("-v", "load", path); code != ExitOK {
+		t.Fatalf("load: exit %d, stderr %q", code, v.errOut)
+	}
+	if !strings.Contains(v.errOut.String(), "klp: wait for lp_cmdline: the transition ended after ") || strings.Contains(v.errOut.String(), "polled") {
+		t.Errorf("load -v stderr %q: want the end of the wait, no polling", v.errOut)
+	}
+	v.k.InjectLogOpenFault(syscall.EPERM)
+	if code := v.run("-v", "unload", "lp_cmdline"); code != ExitOK {
+		t.Fatalf("unload: exit %d, stderr %q", code, v.errOut)
+	}
+	if !strings.Contains(v.errOut.String(), "polled the transition attribute (the kernel log could not be watched: kernel log unavailable: open ") {
+		t.Errorf("unload -v stderr %q: want the reason for polling", v.errOut)
+	}
+	// Without -v, nothing of it.
+	if code := v.run("load", path); code != ExitOK || strings.Contains(v.errOut.String(), "wait for") {
+		t.Errorf("load: exit %d, stderr %q", code, v.errOut)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/report"
 	"github.com/klp-project/klp/livepatch"
 )
@@ -20,9 +21,18 @@ unpatching; superseded: a module an atomic replace left loaded; pinned: a
 module that a force keeps loaded until reboot), the
 patches installed for each kernel (klp's /var/lib/klp and kpatch's
 /var/lib/kpatch), and every patched function with the patch that provides
-it. When several patches change one function, the one with the highest
-stack_order runs; kernels before 6.14 do not say which, and neither does
-klp then.`,
+it. When several patches change one function, the newest runs: the kernel
+says which with stack_order (6.14 and later); elsewhere klp infers it from
+the order in which the patch modules were loaded (/proc/modules lists the
+newest first) and says so: "(inferred from load order)". While that patch
+is in transition ("patching", "unpatching") tasks not yet switched still
+run the code of before; "(none: its patches are disabled)" when no patch
+that changes it is active (kernels before 5.1 keep disabled patches).
+
+REPLACE is yes or no (the replace attribute, 6.11 and later), "set N" on a
+kernel with replace sets (the proposed replace_set attribute: patches of one
+set replace each other, patches of different sets may not change the same
+function), and "-" when the kernel does not say.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return listRun(opts)
@@ -49,7 +59,7 @@ func listRun(opts *rootOptions) error {
 	} else {
 		fmt.Fprintln(w, "  NAME\tSTATE\tREPLACE\tSTACK ORDER")
 		for _, p := range l.Loaded {
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", p.Name, p.State, optBool(p.Replace), optInt(p.StackOrder))
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", p.Name, p.State, replaceText(p.Replace, p.ReplaceSet), optInt(p.StackOrder))
 		}
 	}
 	fmt.Fprintln(w, "\nInstalled patches:")
@@ -70,15 +80,48 @@ func listRun(opts *rootOptions) error {
 		fmt.Fprintln(w, "  (none)")
 	} else {
 		fmt.Fprintln(w, "  OBJECT\tFUNCTION\tPROVIDED BY\tPATCHES")
+		states := map[string]admin.PatchState{}
+		for _, p := range l.Loaded {
+			states[p.Name] = p.State
+		}
 		for _, f := range l.Functions {
-			by := "(undetermined: no stack_order on this kernel)"
-			if f.ProvidedBy != "" {
-				by = f.ProvidedBy
-			}
+			by := providedByText(f, states[f.ProvidedBy])
 			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", printable(f.Object), printable(livepatch.Function{Name: f.Function, Sympos: f.Sympos}.DirName()), by, strings.Join(f.Patches, " "))
 		}
 	}
 	return w.Flush()
+}
+
+// providedByText says which patch provides a function, that it is inferred
+// when klp inferred it, and that the patch is in transition (tasks not yet
+// switched run the code of before).
+func providedByText(f admin.ProvidedFunction, state admin.PatchState) string {
+	if f.Basis == admin.OwnerNoneActive {
+		return "(none: its patches are disabled)"
+	}
+	if f.ProvidedBy == "" {
+		return "(undetermined: neither stack_order nor the load order tells)"
+	}
+	var notes []string
+	if f.Basis == admin.OwnerLoadOrder {
+		notes = append(notes, "inferred from load order")
+	}
+	if state == admin.StatePatching || state == admin.StateUnpatching {
+		notes = append(notes, string(state))
+	}
+	if len(notes) == 0 {
+		return f.ProvidedBy
+	}
+	return f.ProvidedBy + " (" + strings.Join(notes, "; ") + ")"
+}
+
+// replaceText is the REPLACE column: the replace set where the kernel has
+// them, else the replace attribute.
+func replaceText(replace *bool, set *uint32) string {
+	if set != nil {
+		return fmt.Sprintf("set %d", *set)
+	}
+	return optBool(replace)
 }
 
 func optBool(b *bool) string {

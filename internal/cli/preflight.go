@@ -61,7 +61,7 @@ func preflightRun(opts *rootOptions, arg string) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: sys.K, Module: mod})
+	rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: sys.K, Module: mod, LoadedModule: sys.InstalledModule(opts.env.Store, opts.inspectModule)})
 	if err != nil {
 		return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 	}

@@ -63,6 +63,9 @@ func (o *rootOptions) changer(verb string) (*admin.Changer, error) {
 	if !o.json {
 		cfg.Events = func(msg string) { fmt.Fprintf(o.env.IO.ErrOut, "%s: %s\n", o.prog, msg) }
 	}
+	if o.verbose > 0 && !o.json {
+		cfg.Details = func(msg string) { fmt.Fprintf(o.env.IO.ErrOut, "%s: %s\n", o.prog, msg) }
+	}
 	if o.env.ErrTTY && !o.json {
 		cfg.Progress = func(p admin.Progress) {
 			left := "counting tasks"

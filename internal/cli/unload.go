@@ -10,7 +10,7 @@ import (
 
 func newUnloadCmd(opts *rootOptions) *cobra.Command {
 	var wf waitFlags
-	var all bool
+	var all, yes bool
 	cmd := &cobra.Command{
 		Use:   "unload NAME|--all",
 		Short: "Disable a patch, wait, and remove its module",
@@ -20,7 +20,14 @@ spelt with '-' or '_'. A module that an atomic replace left loaded is
 simply removed. --all unloads every live patch module, newest first, in
 passes (kernels before 5.1 let only the most recently enabled patch be
 disabled). A patch whose transition was forced is explained rather than
-retried: the kernel never releases its module.`,
+retried: the kernel never releases its module.
+
+On a SUSE kernel (one with SUSE's support facility: /sys/kernel/supported
+or /proc/sys/kernel/unsupported exists) disabling a patch sets the kernel's
+NO_SUPPORT taint (N): klp says so and asks for confirmation before it
+disables anything; --yes skips the question, and without a terminal to ask
+on klp refuses unless --yes is given. Removing a module that an atomic
+replace left loaded disables nothing and asks nothing.`,
 		ValidArgsFunction: patchNameCompletion(opts),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if all != (len(args) == 0) || len(args) > 1 {
@@ -37,6 +44,9 @@ retried: the kernel never releases its module.`,
 			if err != nil {
 				return err
 			}
+			if err := confirmTaint(opts, c.PlanDisableTaint(args...), "unload", yes); err != nil {
+				return err
+			}
 			ctx, stop := interruptible()
 			defer stop()
 			if all {
@@ -47,5 +57,6 @@ retried: the kernel never releases its module.`,
 	}
 	wf.register(cmd, admin.StallLeave)
 	cmd.Flags().BoolVar(&all, "all", false, "unload every live patch module")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation on a SUSE kernel, where disabling taints the kernel")
 	return cmd
 }

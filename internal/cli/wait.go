@@ -12,11 +12,21 @@ func newWaitCmd(opts *rootOptions) *cobra.Command {
 		Use:   "wait [NAME]",
 		Short: "Wait for the transition in progress to complete",
 		Long: `Wait until the patch in transition (or the named patch) completes its
-transition, polling about every 10 ms. A named patch that is not loaded is
-an error. With --on-stall=leave (the default) a timeout exits with status
-3 and a report of the blocking tasks; --on-stall=rollback reverses the
-transition, which, like every change, needs root and klp's lock and is
-recorded in the audit log.`,
+transition. A named patch that is not loaded is an error. With
+--on-stall=leave (the default) a timeout exits with status 3 and a report
+of the blocking tasks; --on-stall=rollback reverses the transition, which,
+like every change, needs root and klp's lock and is recorded in the audit
+log.
+
+Every command that waits for a transition (load, unload, disable, enable,
+wait) sleeps on the kernel log (/dev/kmsg), where the kernel announces the
+end of every transition, and reads the patch's transition attribute when a
+live patching record arrives and once a second: the end is noticed within
+milliseconds, at almost no cost, however many tasks there are. Where the log
+cannot be read (without CAP_SYSLOG when kernel.dmesg_restrict is 1), it reads
+the attribute instead, up to ten times a second. On a terminal a progress
+line shows the time waited and the tasks left, counted in the background at
+most every 5 seconds with a tenth of a CPU. -v says how the end was noticed.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: patchNameCompletion(opts),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -103,6 +103,16 @@ func (k *Kernel) WriteAttr(path, value string) error {
 			}
 			k.modulesDisabled = true
 			return nil
+		case filepath.Join("sys", "kernel", "unsupported"):
+			if !k.f.SUSESupport {
+				break
+			}
+			n, err := kstrtoint(value)
+			if err != nil {
+				return werr(err)
+			}
+			k.unsupported = n
+			return nil
 		case filepath.Join("sys", "kernel", "tainted"):
 			n, err := kstrtoint(value)
 			if err != nil {

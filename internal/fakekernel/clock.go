@@ -58,33 +58,78 @@ func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	target := c.now.Add(max(d, 0))
+	target := c.Now().Add(max(d, 0))
+	if err := c.bound(target); err != nil {
+		return err
+	}
+	for c.step(target) {
+	}
+	return ctx.Err()
+}
+
+// bound fails a wait until target beyond clockLimit.
+func (c *clock) bound(target time.Time) error {
 	if target.Sub(c.start) > clockLimit {
-		c.mu.Unlock()
 		return fmt.Errorf("fakekernel: a wait went past %v on the fake kernel's clock", clockLimit)
 	}
-	for {
-		var run func()
-		switch {
-		case len(c.events) > 0 && !c.events[0].when.After(target) && !c.events[0].when.After(c.nextTick):
-			// A test's event at the time of the retry work comes first.
-			c.now, run = c.events[0].when, c.events[0].f
-			c.events = c.events[1:]
-		case !c.nextTick.After(target):
-			c.now, run = c.nextTick, c.k.Tick
-			c.nextTick = c.nextTick.Add(RetryInterval)
-		}
-		if run == nil {
-			break
+	return nil
+}
+
+// step runs the first retry work or scheduled event due by target, at its
+// own time, and reports true; with none left, it moves the clock to target
+// (never back) and reports false.
+func (c *clock) step(target time.Time) bool {
+	c.mu.Lock()
+	var run func()
+	switch {
+	case len(c.events) > 0 && !c.events[0].when.After(target) && !c.events[0].when.After(c.nextTick):
+		// A test's event at the time of the retry work comes first.
+		c.now, run = c.events[0].when, c.events[0].f
+		c.events = c.events[1:]
+	case !c.nextTick.After(target):
+		c.now, run = c.nextTick, c.k.Tick
+		c.nextTick = c.nextTick.Add(RetryInterval)
+	}
+	if run == nil {
+		if c.now.Before(target) {
+			c.now = target
 		}
 		c.mu.Unlock()
-		run()
-		c.mu.Lock()
+		return false
 	}
-	c.now = target
 	c.mu.Unlock()
-	return ctx.Err()
+	run()
+	return true
+}
+
+// deadlineKey marks a context made by [clock.WithDeadline].
+type deadlineKey struct{}
+
+type deadline struct {
+	c *clock
+	t time.Time
+}
+
+// WithDeadline implements poll.DeadlineClock: a context whose deadline is
+// t on the fake's clock. The clock moves only while klp sleeps on it, and
+// the one wait of klp's that blocks elsewhere is a read of the kernel log:
+// a read of the fake's log under such a context sleeps on the clock, event
+// by event, until a record comes or the clock reaches t (then the read
+// fails with context.DeadlineExceeded, as a read past its deadline does).
+func (c *clock) WithDeadline(ctx context.Context, t time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, deadlineKey{}, deadline{c: c, t: t}), cancel
+}
+
+var _ poll.DeadlineClock = (*clock)(nil)
+
+// deadlineOf returns the deadline on c that ctx carries.
+func (c *clock) deadlineOf(ctx context.Context) (time.Time, bool) {
+	d, ok := ctx.Value(deadlineKey{}).(deadline)
+	if !ok || d.c != c {
+		return time.Time{}, false
+	}
+	return d.t, true
 }
 
 // after schedules f at d from now.

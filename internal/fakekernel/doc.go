@@ -22,7 +22,7 @@
 //     sympos, replace, klp_state. No ELF is written; the file carries an
 //     identifier.
 //   - The tree below [Kernel.Root]: sys/kernel/livepatch/<p>/{enabled,
-//     transition,force,signal,replace,stack_order,<obj>/{patched,
+//     transition,force,signal,replace,replace_set,stack_order,<obj>/{patched,
 //     <fn,pos>/}}, sys/module/<m>/{refcnt,taint,initstate,coresize,
 //     holders/,parameters/}, sys/module/compression, proc/modules,
 //     proc/sys/kernel/{tainted,ftrace_enabled,modules_disabled},
@@ -44,7 +44,11 @@
 //     not switched, [Kernel.SwitchTask] moves one task.
 //   - Kernel versions: [Features] presets select which attributes exist
 //     and the pre-5.1 semantics (disabled patches stay and can be
-//     re-enabled, stacking rules, global force).
+//     re-enabled, stacking rules, global force). [ProposedReplaceSet] is
+//     the proposed replace sets (no released kernel has them);
+//     Features.SUSESupport adds SUSE's support facility
+//     (sys/kernel/supported, proc/sys/kernel/unsupported, the NO_SUPPORT
+//     taint on disable).
 //
 // Its specification, and the contract it shares with the real kernel, is
 // docs/fakekernel.md: behaviour follows kernel/livepatch/{core,transition,

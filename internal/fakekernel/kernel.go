@@ -18,8 +18,9 @@ import (
 
 // Features select the kernel version being imitated: which livepatch
 // attributes exist and which semantics apply. Use a preset
-// ([Linux4_15], [Linux5_10], [Linux6_1], [Linux6_12], [Linux6_14]) or
-// build one; docs/fakekernel.md lists them.
+// ([Linux4_15], [Linux5_10], [Linux6_1], [Linux6_12], [Linux6_14], and
+// the proposal [ProposedReplaceSet]) or build one; docs/fakekernel.md
+// lists them.
 type Features struct {
 	// Pre51 selects the 4.12–5.0 semantics (klp_register_patch API): the
 	// patch directory exists from registration until module removal, a
@@ -57,6 +58,22 @@ type Features struct {
 	// FtracePermanent: kernel.ftrace_enabled cannot be set to 0 while a
 	// patch is applied (EBUSY, FTRACE_OPS_FL_PERMANENT, 5.5+).
 	FtracePermanent bool
+	// ReplaceSet models the proposed replace sets (v2, May 2026, not
+	// merged; docs/fakekernel.md): the replace_set attribute takes the
+	// place of replace (Patch.ReplaceSet is the set; Patch.Replace is
+	// ignored), every patch atomically replaces the patches of its own set
+	// and only those, and a patch that changes a function a patch of
+	// another set changes, or declares a klp_state id one of them declares,
+	// is refused (EINVAL). Use with StackOrder false: the proposal drops
+	// stack_order.
+	ReplaceSet bool
+	// SUSESupport models SUSE's support facility (CONFIG_SUSE_KERNEL_
+	// SUPPORTED, in every SLE and openSUSE kernel): /sys/kernel/supported
+	// and the sysctl /proc/sys/kernel/unsupported exist, and disabling a
+	// patch (not reversing a patching transition) logs "livepatch: attempt
+	// to disable live patch <name>, setting NO_SUPPORT taint flag" and sets
+	// TaintNoSupport.
+	SUSESupport bool
 }
 
 // Presets for the kernels klp cares about.
@@ -75,6 +92,10 @@ var (
 	Linux6_12 = Features{Force: true, Patched: true, Replace: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true}
 	// Linux6_14 adds stack_order.
 	Linux6_14 = Features{Force: true, Patched: true, Replace: true, StackOrder: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true}
+	// ProposedReplaceSet is 6.14 with the proposed replace sets: a
+	// proposal, in no released kernel (docs/fakekernel.md). replace_set
+	// instead of replace, no stack_order.
+	ProposedReplaceSet = Features{Force: true, Patched: true, ReplaceSet: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true}
 )
 
 // Options configure a [Kernel]. The zero value imitates [Linux6_12] with
@@ -121,6 +142,10 @@ type Options struct {
 	// Vermagic is the kernel's vermagic ("" = "6.12.0-fake SMP preempt
 	// mod_unload modversions ").
 	Vermagic string
+	// LogCapacity is how many records the kernel log holds before the
+	// oldest are overwritten (0 = 2048, about what the real ring buffer
+	// holds); a watcher that falls further behind loses records (EPIPE).
+	LogCapacity int
 	// DynamicDebug also logs livepatch's pr_debug lines ("initializing
 	// patching transition", "completing ...", "reversing ..."), as with
 	// `echo 'file kernel/livepatch/* +p' > .../dynamic_debug/control`.
@@ -156,14 +181,14 @@ type Kernel struct {
 	taskMap map[int]*task
 
 	tainted         uint64
+	unsupported     int // SUSE's /proc/sys/kernel/unsupported
 	once            map[string]bool
 	ftraceEnabled   bool
 	modulesDisabled bool
 	symbols         map[string]int // "obj\x00name" -> count in kallsyms
 	ipmodify        map[string]bool
 
-	seq  uint64
-	logs []record
+	log klog // the kernel log: dev/kmsg and its watchers
 
 	// rendered tree: file path -> content written, dirs created
 	written map[string]fileSpec
@@ -174,12 +199,6 @@ type Kernel struct {
 
 	faults faults   // injected read faults
 	sent   []Signal // signals sent with Kill
-}
-
-// record is one fake kernel log record.
-type record struct {
-	Level   int
-	Message string
 }
 
 const (
@@ -193,6 +212,8 @@ const (
 	TaintOOT       = 1 << 12 // O
 	TaintUnsigned  = 1 << 13 // E
 	TaintLivepatch = 1 << 15 // K
+	// TaintNoSupport is SUSE's NO_SUPPORT taint (N), with SUSESupport only.
+	TaintNoSupport = 1 << 31
 )
 
 // TB is the part of testing.TB the fake kernel uses; *testing.T,
@@ -235,11 +256,13 @@ func New(tb TB, opts Options) *Kernel {
 		taskMap:       map[int]*task{},
 		once:          map[string]bool{},
 		ftraceEnabled: true,
+		unsupported:   2,
 		symbols:       map[string]int{},
 		ipmodify:      map[string]bool{},
 		written:       map[string]fileSpec{},
 		dirs:          map[string]bool{},
 	}
+	k.log.init(opts.LogCapacity)
 	for _, d := range []string{k.sys, filepath.Join(k.sys, "module"), filepath.Join(k.sys, "kernel"),
 		filepath.Join(k.proc, "sys", "kernel"), k.dev, k.lib, k.tmp} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -326,7 +349,7 @@ func (k *Kernel) Handle() *kernel.Handle {
 // signals) taken by the fake kernel itself, never by the host, and waits
 // on the fake's clock ([Kernel.Clock]).
 func (k *Kernel) Live() *kernel.Live {
-	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Clock: k.clock})
+	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Log: k, Clock: k.clock})
 }
 
 // KmodOptions returns the kmod options this kernel needs: its
@@ -368,13 +391,7 @@ func (k *Kernel) SetIPModifyConflict(function string, conflict bool) {
 
 // Messages returns the messages logged so far.
 func (k *Kernel) Messages() []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	out := make([]string, len(k.logs))
-	for i, r := range k.logs {
-		out[i] = r.Message
-	}
-	return out
+	return k.log.messages()
 }
 
 // Tainted returns /proc/sys/kernel/tainted.
@@ -431,13 +448,11 @@ func (k *Kernel) flush() {
 
 // --- kernel log ---
 
-// printk appends a record to the log and to dev/kmsg.
+// printk appends a record to the log (where watchers see it at once) and
+// to dev/kmsg.
 func (k *Kernel) printk(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	k.logs = append(k.logs, record{Level: level, Message: msg})
-	usec := time.Since(k.boot).Microseconds()
-	line := fmt.Sprintf("%d,%d,%d,-;%s\n", level, k.seq, usec, escapeKmsg(msg))
-	k.seq++
+	line := k.log.append(level, time.Since(k.boot), msg)
 	f, err := os.OpenFile(filepath.Join(k.dev, "kmsg"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return
@@ -513,6 +528,15 @@ func (k *Kernel) sync() {
 		pm.WriteString(k.mods[i].procLine())
 	}
 	file(filepath.Join(k.proc, "modules"), pm.String(), 0o444)
+	if k.f.SUSESupport {
+		// supported_printable() of the kernel's taint.
+		supported := "Yes\n"
+		if k.tainted&TaintNoSupport != 0 {
+			supported = "No, Unsupported modules are loaded\n"
+		}
+		file(filepath.Join(k.sys, "kernel", "supported"), supported, 0o444)
+		file(filepath.Join(k.proc, "sys", "kernel", "unsupported"), fmt.Sprintf("%d\n", k.unsupported), 0o644)
+	}
 
 	// /sys/module
 	if k.f.Decompress != "" {
@@ -559,7 +583,9 @@ func (k *Kernel) sync() {
 			if k.f.Signal {
 				file(filepath.Join(d, "signal"), "", 0o200)
 			}
-			if k.f.Replace && !k.f.Pre51 {
+			if k.f.ReplaceSet {
+				file(filepath.Join(d, "replace_set"), fmt.Sprintf("%d\n", p.replaceSet), 0o444)
+			} else if k.f.Replace && !k.f.Pre51 {
 				file(filepath.Join(d, "replace"), fmt.Sprintf("%d\n", b2i(p.replace)), 0o444)
 			}
 			if k.f.StackOrder {

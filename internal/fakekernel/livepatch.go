@@ -9,16 +9,18 @@ import (
 
 // patch is a struct klp_patch.
 type patch struct {
-	name     string
-	mod      *module
-	objs     []*object
-	replace  bool
-	states   []State
-	enabled  bool
-	forced   bool
-	onList   bool // on klp_patches (5.1+: enabled or in transition; pre-5.1: registered)
-	sysfs    bool // /sys/kernel/livepatch/<name> exists
-	objSysfs bool // its object directories exist
+	name    string
+	mod     *module
+	objs    []*object
+	replace bool
+	// replaceSet is the patch's replace set (Features.ReplaceSet).
+	replaceSet uint32
+	states     []State
+	enabled    bool
+	forced     bool
+	onList     bool // on klp_patches (5.1+: enabled or in transition; pre-5.1: registered)
+	sysfs      bool // /sys/kernel/livepatch/<name> exists
+	objSysfs   bool // its object directories exist
 }
 
 // object is a struct klp_object.
@@ -79,6 +81,10 @@ func (k *Kernel) stackOrder(p *patch) int {
 func (k *Kernel) newPatch(m *module) *patch {
 	spec := m.spec.Livepatch
 	p := &patch{name: m.name, mod: m, replace: spec.Replace && !k.f.Pre51, states: spec.States}
+	if k.f.ReplaceSet {
+		// Every patch replaces the patches of its set.
+		p.replace, p.replaceSet = true, spec.ReplaceSet
+	}
 	if spec.ReplaceParam != "" && !k.f.Pre51 {
 		for _, prm := range m.params {
 			if prm.Name == spec.ReplaceParam {
@@ -97,9 +103,25 @@ func (k *Kernel) newPatch(m *module) *patch {
 	return p
 }
 
-// compatible is klp_is_patch_compatible (kernel/livepatch/state.c).
+// replaces reports whether p, once its transition completes, replaces old:
+// an atomic replace patch replaces every older patch, or with replace sets
+// those of its own set.
+func (k *Kernel) replaces(p, old *patch) bool {
+	return p.replace && (!k.f.ReplaceSet || p.replaceSet == old.replaceSet)
+}
+
+// compatible is klp_is_patch_compatible (kernel/livepatch/state.c), and
+// with replace sets the proposal's check that two sets share no function
+// and no state id.
 func (k *Kernel) compatible(p *patch) bool {
 	for _, old := range k.onList() {
+		if k.f.ReplaceSet && !k.replaces(p, old) {
+			// Another set: nothing may be shared.
+			if sharesWith(p, old) {
+				return false
+			}
+			continue
+		}
 		for _, os := range old.states {
 			var st *State
 			for i := range p.states {
@@ -121,10 +143,37 @@ func (k *Kernel) compatible(p *patch) bool {
 	return true
 }
 
-// addNops is klp_add_nops: for every function an older patch changes and
-// this replace patch does not, add a nop (and a dynamic object if needed).
+// sharesWith reports whether p and old change one function or declare
+// one state id.
+func sharesWith(p, old *patch) bool {
+	for _, st := range p.states {
+		if slices.ContainsFunc(old.states, func(o State) bool { return o.ID == st.ID }) {
+			return true
+		}
+	}
+	for _, o := range p.objs {
+		for _, oo := range old.objs {
+			if o.name != oo.name {
+				continue
+			}
+			for _, f := range o.funcs {
+				if slices.ContainsFunc(oo.funcs, func(of *function) bool { return of.name == f.name && of.sympos == f.sympos }) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// addNops is klp_add_nops: for every function an older patch it replaces
+// changes and this replace patch does not, add a nop (and a dynamic object
+// if needed).
 func (k *Kernel) addNops(p *patch) {
 	for _, old := range k.onList() {
+		if old == p || !k.replaces(p, old) {
+			continue
+		}
 		for _, oo := range old.objs {
 			var obj *object
 			for _, o := range p.objs {
@@ -337,6 +386,11 @@ func (k *Kernel) disablePatch(p *patch) error {
 			return unix.EBUSY
 		}
 	}
+	if k.f.SUSESupport {
+		// klp_taint_kernel() of SUSE's kernels.
+		k.klp(lvlWarn, "attempt to disable live patch %s, setting NO_SUPPORT taint flag", p.name)
+		k.tainted |= TaintNoSupport
+	}
 	k.initTransition(p, stateUnpatched)
 	k.startTransition()
 	p.enabled = false
@@ -438,7 +492,9 @@ func (k *Kernel) tryComplete() {
 			if old == p {
 				break
 			}
-			k.freePatchAsync(old)
+			if k.replaces(p, old) {
+				k.freePatchAsync(old)
+			}
 		}
 	}
 }
@@ -465,6 +521,9 @@ func (k *Kernel) completeTransition() {
 		for _, old := range k.onList() {
 			if old == p {
 				break
+			}
+			if !k.replaces(p, old) {
+				continue
 			}
 			old.enabled = false
 			for _, o := range old.objs {
@@ -547,7 +606,7 @@ func (k *Kernel) force() {
 		k.trans.forced = true
 	case k.trans.replace:
 		for _, p := range k.onList() {
-			if p != k.trans {
+			if p != k.trans && k.replaces(k.trans, p) {
 				p.forced = true
 			}
 		}

@@ -79,6 +79,9 @@ type Patch struct {
 	ReplaceParam string
 	// States are klp_state entries (5.5+ compatibility check).
 	States []State
+	// ReplaceSet is klp_patch.replace_set on a kernel with
+	// Features.ReplaceSet (the proposed replace sets); ignored otherwise.
+	ReplaceSet uint32
 }
 
 // Object is a struct klp_object: vmlinux ("" or "vmlinux") or a target

@@ -138,3 +138,26 @@ func next(d time.Duration, o Options) time.Duration {
 	}
 	return n
 }
+
+// DeadlineClock is a [Clock] that makes the contexts whose deadline is a
+// time on it: a test double whose time moves only while klp sleeps on it
+// ends such a context where it moves its time (see [WithDeadline]).
+type DeadlineClock interface {
+	Clock
+	WithDeadline(ctx context.Context, t time.Time) (context.Context, context.CancelFunc)
+}
+
+// WithDeadline returns a copy of ctx that is done once clock reaches t, for
+// the waits that block in something else than clock's Sleep (a read of the
+// kernel log). On [System] (or nil) it is [context.WithDeadline]; a
+// [DeadlineClock] makes its own; on any other clock the time left until t
+// is measured on the system's.
+func WithDeadline(ctx context.Context, clock Clock, t time.Time) (context.Context, context.CancelFunc) {
+	switch c := clock.(type) {
+	case nil, systemClock:
+		return context.WithDeadline(ctx, t)
+	case DeadlineClock:
+		return c.WithDeadline(ctx, t)
+	}
+	return context.WithTimeout(ctx, t.Sub(clock.Now()))
+}

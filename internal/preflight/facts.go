@@ -63,6 +63,11 @@ type facts struct {
 	patches reading[[]livepatch.Patch]
 	// modules are the loaded modules (path: <procfs>/modules).
 	modules reading[kmod.Modules]
+	// loadedStates are the klp_state entries of the loaded patches of a
+	// kernel with replace sets, by patch name, read from their module
+	// files (Inputs.LoadedModule): sysfs does not show them. A patch
+	// whose file is unknown is missing or has an error.
+	loadedStates map[string]reading[[]modinfo.KlpState]
 
 	// build holds the build identifiers (srcversion, then version) that
 	// the module file carries, with the loaded module of the same name's

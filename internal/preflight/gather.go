@@ -46,6 +46,9 @@ const (
 	needFilterFunctions
 	needEnabledFunctions
 	needKprobes
+	// needLoadedStates: the klp_state entries of the loaded patches of a
+	// kernel with replace sets (implies needPatches).
+	needLoadedStates
 )
 
 // maxConfig caps a kernel config (a distribution's is about 250 KB).
@@ -56,7 +59,7 @@ const maxConfig = 16 << 20
 // returns an error only when ctx is done.
 func gather(ctx context.Context, in Inputs, needs need) (*facts, error) {
 	k := in.Kernel
-	r := &reader{ctx: ctx, k: k, lp: livepatch.New(k), km: kmod.New(k, kmod.Options{}), mod: in.Module, needs: needs}
+	r := &reader{ctx: ctx, k: k, lp: livepatch.New(k), km: kmod.New(k, kmod.Options{}), mod: in.Module, loadedModule: in.LoadedModule, needs: needs}
 	r.f = &facts{
 		module:       in.Module,
 		livepatchDir: r.lp.LivepatchPath(),
@@ -79,13 +82,15 @@ func gather(ctx context.Context, in Inputs, needs need) (*facts, error) {
 
 // reader is one run of gather.
 type reader struct {
-	ctx   context.Context
-	k     *kernel.Handle
-	lp    livepatch.FS
-	km    *kmod.FS
-	mod   *modinfo.Module
-	needs need
-	f     *facts
+	ctx context.Context
+	k   *kernel.Handle
+	lp  livepatch.FS
+	km  *kmod.FS
+	mod *modinfo.Module
+	// loadedModule reads a loaded patch's module file (Inputs).
+	loadedModule func(name string) (*modinfo.Module, error)
+	needs        need
+	f            *facts
 }
 
 func (r *reader) need(n need) bool { return r.needs&n != 0 }
@@ -150,8 +155,11 @@ func (r *reader) settings() {
 // patch's name, the target objects.
 func (r *reader) loaded() {
 	f := r.f
-	if r.need(needPatches) {
+	if r.need(needPatches | needLoadedStates) {
 		f.patches.v, f.patches.err = r.lp.Patches()
+	}
+	if r.need(needLoadedStates) && f.patches.err == nil && replaceSets(f.patches.v) {
+		f.loadedStates = readLoadedStates(r.loadedModule, f.patches.v, r.mod)
 	}
 	if r.need(needModules) {
 		f.modules.v, f.modules.err = r.km.Modules()
@@ -183,6 +191,32 @@ func (r *reader) scans() {
 	if r.need(needKprobes) {
 		f.kprobes = readKprobes(r.ctx, k)
 	}
+}
+
+// readLoadedStates reads the klp_state entries of every loaded patch but
+// mod's from its module file; nil read means no way to find the files.
+func readLoadedStates(read func(string) (*modinfo.Module, error), patches []livepatch.Patch, mod *modinfo.Module) map[string]reading[[]modinfo.KlpState] {
+	if read == nil {
+		return nil
+	}
+	out := map[string]reading[[]modinfo.KlpState]{}
+	for _, p := range patches {
+		if mod != nil && p.Name == mod.Name {
+			continue
+		}
+		var st reading[[]modinfo.KlpState]
+		m, err := read(p.Name)
+		switch {
+		case err != nil:
+			st.err = err
+		case m == nil || m.Targets == nil || m.Targets.States == nil:
+			st.err = fmt.Errorf("the klp_state entries of its module file are unknown")
+		default:
+			st.v = m.Targets.States
+		}
+		out[p.Name] = st
+	}
+	return out
 }
 
 // readAttr reads a small file, white space trimmed.

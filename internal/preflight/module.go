@@ -237,10 +237,15 @@ func otherPatches(patches []livepatch.Patch, name string) (others []string, thei
 	return others, theirs, keys
 }
 
-// replaceNeeds: the loaded patches, for a livepatch module.
+// replaceNeeds: the loaded patches, for a livepatch module, and the
+// klp_state ids of the loaded patches when this one declares states (on a
+// kernel with replace sets, two sets may not share one).
 func replaceNeeds(m *modinfo.Module) need {
 	if m.Targets == nil {
 		return 0
+	}
+	if len(m.Targets.States) > 0 {
+		return needPatches | needLoadedStates
 	}
 	return needPatches
 }
@@ -262,6 +267,9 @@ func replace(f *facts) Check {
 	}
 	if err != nil {
 		return Check{Status: Skip, Reason: "cannot read the loaded patches: " + err.Error(), Fix: readFixFor(err, "")}
+	}
+	if replaceSets(patches) {
+		return replaceSet(f, patches)
 	}
 	others, theirs, keys := otherPatches(patches, f.module.Name)
 	ours := map[string]bool{}

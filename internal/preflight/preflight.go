@@ -70,6 +70,10 @@ type Inputs struct {
 	// Module is the patch module to check, or nil for the system checks
 	// only.
 	Module *modinfo.Module
+	// LoadedModule reads the module file of a loaded patch (nil: none can
+	// be read), for what sysfs does not show of it: on a kernel with
+	// replace sets, the klp_state ids that two sets may not share.
+	LoadedModule func(name string) (*modinfo.Module, error)
 	// Cheap runs only the checks klp load runs before loading: those that
 	// read a few small files. The kallsyms and ftrace scans (megabytes) and
 	// the checks that can only warn are left out.

@@ -117,7 +117,7 @@ func reliableStacktrace(f *facts) Check {
 	rel := f.release.v
 	if !versionBefore(rel, 4, 16) && versionBefore(rel, 5, 1) {
 		return Check{Status: Fail,
-			Reason: strings.Join(missing, " and ") + " not set (" + cfg.source + "): kernels 4.16 to 5.0 refuse to enable a patch without reliable stack traces (ENOSYS)",
+			Reason: strings.Join(missing, " and ") + " not set (" + cfg.source + "): kernels 4.16 to 5.0 refuse to enable a patch without reliable stack traces (ENOSYS), and this is " + rel + " (no file shows the rule: the version decides)",
 			Fix:    "use a kernel with reliable stack traces"}
 	}
 	return Check{Status: Warn,

@@ -58,6 +58,8 @@ type Targets struct {
 	Symbols      []KlpSymbol     `json:"klp_symbols"`
 	Relocations  []KlpRelocation `json:"klp_relocations"`
 	Replace      *bool           `json:"replace"`
+	ReplaceSet   *uint32         `json:"replace_set"`
+	States       []KlpState      `json:"klp_states"`
 	Undetermined string          `json:"undetermined,omitempty"`
 	Notes        []string        `json:"notes,omitempty"`
 }
@@ -81,6 +83,12 @@ type KlpSymbol struct {
 	Object string `json:"object"`
 	Name   string `json:"name"`
 	Sympos uint64 `json:"sympos"`
+}
+
+// KlpState is one struct klp_state of the patch.
+type KlpState struct {
+	ID      uint64 `json:"id"`
+	Version uint32 `json:"version"`
 }
 
 // KlpRelocation is a .klp.rela section.
@@ -109,7 +117,13 @@ func NewModule(m *modinfo.Module) Module {
 			SignatureAlgorithm: s.SignatureAlgorithm, Length: s.Length, Undetermined: s.Undetermined}
 	}
 	if t := m.Targets; t != nil {
-		jt := &Targets{Functions: targets(t.Functions), Replace: t.Replace, Undetermined: t.Undetermined, Notes: t.Notes}
+		jt := &Targets{Functions: targets(t.Functions), Replace: t.Replace, ReplaceSet: t.ReplaceSet, Undetermined: t.Undetermined, Notes: t.Notes}
+		if t.States != nil {
+			jt.States = []KlpState{}
+		}
+		for _, st := range t.States {
+			jt.States = append(jt.States, KlpState{ID: st.ID, Version: st.Version})
+		}
 		if t.Objects != nil {
 			jt.Objects = []TargetObject{}
 		}

@@ -16,10 +16,11 @@ type List struct {
 
 // Loaded is one loaded patch or patch module.
 type Loaded struct {
-	Name       string `json:"name"`
-	State      string `json:"state"`
-	Replace    *bool  `json:"replace"`
-	StackOrder *int   `json:"stack_order"`
+	Name       string  `json:"name"`
+	State      string  `json:"state"`
+	Replace    *bool   `json:"replace"`
+	ReplaceSet *uint32 `json:"replace_set"`
+	StackOrder *int    `json:"stack_order"`
 }
 
 // Installed is one installed patch module file.
@@ -37,6 +38,9 @@ type Provided struct {
 	Sympos     int      `json:"sympos"`
 	Patches    []string `json:"patches"`
 	ProvidedBy *string  `json:"provided_by"`
+	// ProvidedByBasis says how provided_by was determined: "only_patch",
+	// "stack_order" (the kernel's word) or "load_order" (inferred).
+	ProvidedByBasis *string `json:"provided_by_basis"`
 }
 
 func installed(in store.Installed) Installed {
@@ -47,14 +51,14 @@ func installed(in store.Installed) Installed {
 func NewList(l *admin.List) List {
 	doc := List{SchemaVersion: Version, Release: optString(l.Release), Loaded: []Loaded{}, Installed: []Installed{}, Functions: []Provided{}}
 	for _, p := range l.Loaded {
-		doc.Loaded = append(doc.Loaded, Loaded{Name: p.Name, State: string(p.State), Replace: p.Replace, StackOrder: p.StackOrder})
+		doc.Loaded = append(doc.Loaded, Loaded{Name: p.Name, State: string(p.State), Replace: p.Replace, ReplaceSet: p.ReplaceSet, StackOrder: p.StackOrder})
 	}
 	for _, in := range l.Installed {
 		doc.Installed = append(doc.Installed, installed(in))
 	}
 	for _, f := range l.Functions {
 		doc.Functions = append(doc.Functions, Provided{Object: f.Object, Function: f.Function, Sympos: f.Sympos,
-			Patches: nonNil(f.Patches), ProvidedBy: optString(f.ProvidedBy)})
+			Patches: nonNil(f.Patches), ProvidedBy: optString(f.ProvidedBy), ProvidedByBasis: optString(string(f.Basis))})
 	}
 	return doc
 }

@@ -19,6 +19,7 @@ type Patch struct {
 	Enabled    *bool    `json:"enabled,omitempty"`
 	Transition *bool    `json:"transition"`
 	Replace    *bool    `json:"replace"`
+	ReplaceSet *uint32  `json:"replace_set"`
 	StackOrder *int     `json:"stack_order"`
 	HasForce   bool     `json:"has_force"`
 	HasSignal  bool     `json:"has_signal"`
@@ -89,7 +90,7 @@ func NewPatches(pl *admin.PatchList) Patches {
 func upstreamPatch(p livepatch.Patch) Patch {
 	jp := Patch{
 		Name: p.Name, Active: p.Enabled, Enabled: ptr(p.Enabled), Transition: p.Transition,
-		Replace: p.Replace, StackOrder: p.StackOrder, HasForce: p.HasForce, HasSignal: p.HasSignal,
+		Replace: p.Replace, ReplaceSet: p.ReplaceSet, StackOrder: p.StackOrder, HasForce: p.HasForce, HasSignal: p.HasSignal,
 		Objects: []Object{},
 	}
 	for _, o := range p.Objects {

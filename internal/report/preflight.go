@@ -14,13 +14,14 @@ type Preflight struct {
 
 // PreflightModule is the module a preflight checked.
 type PreflightModule struct {
-	File      string   `json:"file"`
-	Name      string   `json:"name"`
-	Vermagic  string   `json:"vermagic"`
-	Livepatch bool     `json:"livepatch"`
-	Signed    bool     `json:"signed"`
-	Replace   *bool    `json:"replace"`
-	Functions []Target `json:"functions"`
+	File       string   `json:"file"`
+	Name       string   `json:"name"`
+	Vermagic   string   `json:"vermagic"`
+	Livepatch  bool     `json:"livepatch"`
+	Signed     bool     `json:"signed"`
+	Replace    *bool    `json:"replace"`
+	ReplaceSet *uint32  `json:"replace_set"`
+	Functions  []Target `json:"functions"`
 }
 
 // NewPreflight builds the preflight document; path is the module file read.
@@ -30,7 +31,7 @@ func NewPreflight(rep *preflight.Report, path string) Preflight {
 		jm := &PreflightModule{File: path, Name: m.Name, Vermagic: m.Vermagic, Livepatch: m.Livepatch,
 			Signed: m.Signature != nil, Functions: []Target{}}
 		if m.Targets != nil {
-			jm.Replace = m.Targets.Replace
+			jm.Replace, jm.ReplaceSet = m.Targets.Replace, m.Targets.ReplaceSet
 			jm.Functions = targets(m.Targets.Functions)
 		}
 		doc.Module = jm

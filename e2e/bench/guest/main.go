@@ -21,7 +21,8 @@
 // init): klp_bench_threads (comma-separated counts), klp_bench_reps (runs
 // per scan), klp_bench_wait_reps (stalls per waiter), klp_bench_stall (a
 // Go duration), klp_bench_kpatch_max (the most threads at which the
-// fork-per-task scan runs).
+// fork-per-task scan runs), klp_bench_only (scans or waits: measure only
+// those).
 package main
 
 import (
@@ -71,6 +72,7 @@ type config struct {
 	waitReps  int
 	stall     time.Duration
 	kpatchMax int
+	only      string // "scans" or "waits": only those; "" both
 }
 
 // configFrom reads the settings from the environment, with the defaults
@@ -98,6 +100,12 @@ func configFrom(getenv func(string) string) (config, error) {
 			}
 			*iv.p = n
 		}
+	}
+	switch v := getenv("klp_bench_only"); v {
+	case "", "scans", "waits":
+		c.only = v
+	default:
+		return c, fmt.Errorf("klp_bench_only: %q is neither scans nor waits", v)
 	}
 	if v := getenv("klp_bench_stall"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -238,10 +246,14 @@ func (b *bench) measure(n int) error {
 		perThread = fmt.Sprintf(", %d KiB per thread", used/int64(n))
 	}
 	note("%s threads: started in %s; %d tasks; they took %d MiB of memory%s", benchdata.Thousands(n), took, tasks, used>>10, perThread)
-	if err := b.scans(n, tasks); err != nil {
-		return err
+	if b.cfg.only != "waits" {
+		if err := b.scans(n, tasks); err != nil {
+			return err
+		}
 	}
-	err = b.waits(n, tasks)
+	if b.cfg.only != "scans" {
+		err = b.waits(n, tasks)
+	}
 	note("%s threads: measured in %s", benchdata.Thousands(n), time.Since(start).Round(time.Second))
 	return err
 }

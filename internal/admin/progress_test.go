@@ -1,0 +1,86 @@
+package admin
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/livepatch"
+)
+
+// The progress line's count runs in the background, one at a time, no
+// sooner than countEvery after the last one; a count for the other
+// direction (before a reverse) is not shown.
+func TestTaskCounter(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1, SwitchOnStart: true})
+	path := e.patchModule(t, "lp", false, "f")
+	e.k.BlockTask(100)
+	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: time.Millisecond, OnStall: StallLeave}); err == nil {
+		t.Fatal("the load did not stall")
+	}
+	clock := time.Unix(1000, 0)
+	tc := newTaskCounter(context.Background(), e.m.LP)
+	tc.now = func() time.Time { return clock }
+	defer tc.stop()
+	if n := tc.left(livepatch.StatePatched); n != -1 {
+		t.Errorf("before the first count: %d, want -1", n)
+	}
+	tc.wg.Wait() // the count started by left
+	if n := tc.left(livepatch.StatePatched); n != 1 {
+		t.Errorf("after the first count: %d, want 1 (task 100)", n)
+	}
+	if tc.running {
+		t.Error("a second count started before countEvery passed")
+	}
+	if n := tc.left(livepatch.StateUnpatched); n != -1 {
+		t.Errorf("after a reverse: %d, want -1 until counted again", n)
+	}
+	clock = clock.Add(countEvery)
+	tc.left(livepatch.StateUnpatched)
+	tc.wg.Wait()
+	// Unpatching, every task but 100 (switched to patched) blocks.
+	if n := tc.left(livepatch.StateUnpatched); n < 2 {
+		t.Errorf("counted for unpatching: %d, want every task but one", n)
+	}
+}
+
+// Stopping the counter stops the count in progress.
+func TestTaskCounterStop(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tc := newTaskCounter(ctx, e.m.LP)
+	if n := tc.left(livepatch.StatePatched); n != -1 || tc.running {
+		t.Errorf("a cancelled counter: %d, running %v; want -1 and no count", n, tc.running)
+	}
+	tc.stop()
+}
+
+// With -v (Config.Details), a wait says whether it slept on the kernel log
+// and what made it notice the end.
+func TestWaitDetails(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp", false, "f")
+	var details []string
+	e.cfg.Details = func(s string) { details = append(details, s) }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(details, "\n")
+	if !strings.Contains(got, "wait for lp: the transition ended after") || strings.Contains(got, "polled") {
+		t.Errorf("details %q: want the end of the wait, no polling", got)
+	}
+	e.k.InjectLogOpenFault(syscall.EPERM)
+	details = nil
+	if _, err := e.m.Unload(context.Background(), "lp", WaitOptions{Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(details, "\n")
+	if !strings.Contains(got, "polled the transition attribute (the kernel log could not be watched") {
+		t.Errorf("details %q: want the reason for polling", got)
+	}
+}

@@ -1,0 +1,107 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Only the kernel's own log device is watched: a missing file, a regular
+// file, a FIFO and /dev/null (bind-mounted over /dev/kmsg, it would read as
+// an endless log that ends at once) are not the log.
+func TestDevKmsgNotTheLog(t *testing.T) {
+	dir := t.TempDir()
+	regular := filepath.Join(dir, "kmsg")
+	if err := os.WriteFile(regular, []byte("6,1,1,-;old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing"), regular, fifo, "/dev/null"} {
+		w, err := DevKmsg{Path: path}.WatchLog()
+		if !errors.Is(err, ErrLogUnavailable) {
+			t.Errorf("WatchLog(%s) = %v, %v; want ErrLogUnavailable", path, w, err)
+		}
+		if w != nil {
+			w.Close()
+		}
+	}
+	if _, err := (DevKmsg{Path: filepath.Join(dir, "missing")}).WatchLog(); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing log: %v, want ErrNotExist", err)
+	}
+}
+
+// A live handle without a log seam has no log.
+func TestWatchLogNoSeam(t *testing.T) {
+	h, err := NewHandle(Roots{Sys: t.TempDir(), Proc: t.TempDir()}, OSFiles{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Simulate(h, Seams{}).WatchLog(); !errors.Is(err, ErrLogUnavailable) || !errors.Is(err, ErrNotLive) {
+		t.Errorf("WatchLog without a seam: %v", err)
+	}
+}
+
+// The real /dev/kmsg (root, or CAP_SYSLOG): a watch returns the records
+// logged after it was opened, sleeps until the next one, and ends its wait
+// at the context's deadline or cancellation.
+func TestDevKmsgReal(t *testing.T) {
+	w, err := DevKmsg{Path: "/dev/kmsg"}.WatchLog()
+	if err != nil {
+		t.Skipf("no readable /dev/kmsg: %v", err)
+	}
+	defer w.Close()
+	out, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("cannot write /dev/kmsg: %v", err)
+	}
+	defer out.Close()
+	canary := "klp kernel test canary " + time.Now().Format(time.RFC3339Nano)
+	if _, err := out.WriteString("<6>" + canary + "\n"); err != nil {
+		t.Skipf("cannot write /dev/kmsg: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		b, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next: %v (the canary never came)", err)
+		}
+		rec, err := ParseKmsgRecord(b)
+		if err == nil && strings.Contains(rec.Message, canary) {
+			break
+		}
+	}
+	// Nothing more of ours: a short deadline ends the wait (other
+	// records of the host may come first).
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer dcancel()
+	for {
+		_, err := w.Next(dctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next with a deadline: %v", err)
+		}
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); ccancel() }()
+	for {
+		_, err := w.Next(cctx)
+		if errors.Is(err, context.Canceled) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next, cancelled: %v", err)
+		}
+	}
+}
