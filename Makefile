@@ -22,7 +22,7 @@ FISHCOMPDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 SYSTEMDDIR ?= $(DESTDIR)/etc/systemd/system
 
 .PHONY: all build test unit lint flake mutate e2e demo demo-debian bench fuzz docs install uninstall clean deps attack \
-	packages packages-build packages-check deps-packages
+	packages packages-build packages-check deps-packages deps-ansible ansible-check
 
 all: build
 
@@ -32,6 +32,9 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "make: Go is required (https://go.dev/dl/), not found on PATH" >&2; exit 1; }
 	@command -v gcc >/dev/null && command -v make >/dev/null && command -v strace >/dev/null || { \
 		apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 gcc make strace; }
+	@# Prometheus's promtool and servers, for the metrics tests (docs/metrics.md).
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus prometheus-node-exporter
 
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/klp ./cmd/klp
@@ -39,7 +42,7 @@ build: deps
 
 # test runs everything CI runs: linters, unit tests with the race detector,
 # a short fuzzing pass, the checked-in docs, and the real-kernel suite.
-test: deps lint unit fuzz packages e2e
+test: deps deps-ansible lint unit integration fuzz ansible-check packages e2e
 
 # Fake trees are many small files: on tmpfs they cost a tenth of what they
 # cost on this machine's disk.
@@ -55,6 +58,7 @@ lint:
 		if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags integration ./internal/metrics/
 	$(GO) tool staticcheck ./...
 
 # flake runs the unit tests 20 times with the race detector while every
@@ -112,6 +116,15 @@ fuzz:
 		done; \
 	done
 
+# integration runs Debian's Prometheus (2.42) and node_exporter (1.5) on
+# loopback against klp exporter and klp metrics --textfile over a fixture
+# tree with a blocked transition, with TLS and basic auth, and asks
+# Prometheus for the series and the dashboard's queries (docs/metrics.md).
+# make deps installs both; without them the test says so and is skipped.
+.PHONY: integration
+integration: deps
+	TMPDIR=$(TEST_TMPDIR) $(GO) test -tags integration -count=1 -v -run TestPrometheusIntegration ./internal/metrics/
+
 # attack runs every command over hostile inputs (FIFOs, links, bombs,
 # garbage trees) with a time limit; make unit runs it too.
 attack: deps
@@ -134,6 +147,30 @@ demo: deps
 # loaded by klp.service before the network, with its journal record.
 demo-debian: deps
 	$(GO) run ./e2e/demo-debian
+
+# The Ansible collection (contrib/ansible): make unit runs its modules with
+# ansible-playbook over fixture trees (contrib/ansible/collection_test.go);
+# ansible-check runs ansible-lint on the role and playbooks and the
+# ansible-test sanity tests that need no network (the others install their
+# own tools from PyPI), on a copy of the collection laid out as
+# ansible_collections/klp_project/klp.
+# Outside the repository: in a git work tree ansible-test sees only the
+# files git tracks, and the copy is not tracked.
+ANSIBLE_WORK := $(TEST_TMPDIR)/klp-ansible-check
+ANSIBLE_SANITY_OFFLINE := --skip-test ansible-doc --skip-test runtime-metadata --skip-test validate-modules \
+	--skip-test pep8 --skip-test pylint --skip-test yamllint --skip-test import
+deps-ansible:
+	@command -v ansible-playbook >/dev/null && command -v ansible-test >/dev/null && command -v ansible-lint >/dev/null && command -v yamllint >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q -y --no-install-recommends install ansible-core ansible-lint yamllint
+
+ansible-check: deps-ansible
+	rm -rf $(ANSIBLE_WORK) && mkdir -p $(ANSIBLE_WORK)/ansible_collections/klp_project/klp
+	tar -C contrib/ansible --exclude='*.go' -cf - . | tar -C $(ANSIBLE_WORK)/ansible_collections/klp_project/klp -xf -
+	cd $(ANSIBLE_WORK)/ansible_collections/klp_project/klp && \
+		ANSIBLE_COLLECTIONS_PATH=$(ANSIBLE_WORK) ansible-lint roles/klp playbooks && \
+		yamllint -d '{extends: default, rules: {line-length: {max: 160}, document-start: disable}}' galaxy.yml meta roles playbooks tests && \
+		PATH=/usr/bin:$$PATH ansible-test sanity --python-interpreter /usr/bin/python3 --python 3.11 --color no $(ANSIBLE_SANITY_OFFLINE)
+	rm -rf $(ANSIBLE_WORK)
 
 # bench boots Debian's 6.1 kernel in QEMU on 1 and 2 vCPUs and measures
 # klp's scan and wait there against a C floor, a bash loop and kpatch's ways
@@ -169,14 +206,17 @@ install: build
 	install -m 0644 bin/_klp bin/_kgr $(ZSHCOMPDIR)/
 	install -m 0644 bin/klp.fish bin/kgr.fish $(FISHCOMPDIR)/
 	install -d $(SYSTEMDDIR)
-	sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/klp.service > $(SYSTEMDDIR)/klp.service
-	chmod 0644 $(SYSTEMDDIR)/klp.service
-	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot"
+	for u in klp.service klp-exporter.service klp-metrics.service klp-metrics.timer; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|' contrib/$$u > $(SYSTEMDDIR)/$$u && chmod 0644 $(SYSTEMDDIR)/$$u || exit 1; \
+	done
+	@echo "installed; 'systemctl enable klp.service' loads installed patches at boot;"
+	@echo "'systemctl enable --now klp-exporter.service' (or klp-metrics.timer) serves docs/metrics.md"
 
 uninstall:
 	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
 		$(BASHCOMPDIR)/klp $(BASHCOMPDIR)/kgr $(ZSHCOMPDIR)/_klp $(ZSHCOMPDIR)/_kgr \
-		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service
+		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service \
+		$(SYSTEMDDIR)/klp-exporter.service $(SYSTEMDDIR)/klp-metrics.service $(SYSTEMDDIR)/klp-metrics.timer
 
 # packages builds dist/klp_<version>-1_amd64.deb and
 # dist/klp-<version>-1.x86_64.rpm from one description, packaging/nfpm.yaml:

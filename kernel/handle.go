@@ -91,6 +91,9 @@ type Handle struct {
 	osDirs   bool // the roots are host directories the task scanner may open itself
 	kernelFS bool // Sys and Proc are the running kernel's sysfs and procfs
 	release  func() (string, error)
+	bpf      BPFReader // nil but for the running kernel and test doubles
+	// kernelLog: <dev>/kmsg is this kernel's log (see HasKernelLog).
+	kernelLog bool
 }
 
 // Open returns a read-only handle on the given roots, read from the host's
@@ -100,12 +103,17 @@ type Handle struct {
 // (see [Handle.KernelFS]), but a Handle never acts either way: use
 // [OpenLive].
 func Open(r Roots) (*Handle, error) {
+	devGiven := r.Dev != ""
 	r = r.withDefaults()
 	h, err := NewHandle(r, OSFiles{}, true)
 	if err != nil {
 		return nil, err
 	}
 	h.kernelFS = isFS(r.Sys, unix.SYSFS_MAGIC) && isFS(r.Proc, unix.PROC_SUPER_MAGIC)
+	h.kernelLog = h.kernelFS || devGiven
+	if h.kernelFS {
+		h.bpf = liveBPF{vmlinuxBTF: h.SysPath("kernel", "btf", "vmlinux")}
+	}
 	return h, nil
 }
 
@@ -115,6 +123,7 @@ func Open(r Roots) (*Handle, error) {
 // may open them itself, for speed). Sys and Proc must be directories as
 // files sees them.
 func NewHandle(r Roots, files Files, osDirs bool) (*Handle, error) {
+	devGiven := r.Dev != ""
 	r = r.withDefaults()
 	for _, root := range []string{r.Sys, r.Proc} {
 		fi, err := files.Stat(root)
@@ -125,7 +134,7 @@ func NewHandle(r Roots, files Files, osDirs bool) (*Handle, error) {
 			return nil, fmt.Errorf("%w: %s is not a directory", ErrMountPoint, root)
 		}
 	}
-	h := &Handle{roots: r, files: files, osDirs: osDirs}
+	h := &Handle{roots: r, files: files, osDirs: osDirs, kernelLog: devGiven}
 	h.release = sync.OnceValues(h.readRelease)
 	return h, nil
 }
@@ -145,6 +154,12 @@ func (h *Handle) Files() Files { return h.files }
 // KernelFS reports whether the handle reads the running kernel's own sysfs
 // and procfs (their file system types say so), rather than a copy.
 func (h *Handle) KernelFS() bool { return h.kernelFS }
+
+// HasKernelLog reports whether <dev>/kmsg is the log of the kernel the
+// handle stands for: the running kernel's, or a /dev root given with the
+// roots (a test double, a snapshot that holds one). A copied tree opened
+// with the default /dev would read the host's log instead.
+func (h *Handle) HasKernelLog() bool { return h.kernelLog }
 
 // ProcDir returns the procfs root as a host directory, and true, when the
 // task scanner may open files below it itself; false for a snapshot archive.

@@ -70,6 +70,17 @@ func (d DevKmsg) OpenKmsg() (io.ReadCloser, error) {
 	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
 }
 
+// OpenLog opens Path non-blocking at its oldest record, to read the whole
+// log the kernel still holds (klp snapshot). Reads never block: they return
+// io.EOF once the newest record was read.
+func (d DevKmsg) OpenLog() (io.ReadCloser, error) {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, &os.PathError{Op: "open", Path: d.Path, Err: err})
+	}
+	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
+}
+
 // kmsgReader adapts /dev/kmsg's one-record-per-read(2) semantics to an
 // io.Reader: each read(2) needs a buffer large enough for a whole record
 // (else EINVAL), so it reads into its own buffer and hands out the bytes.
@@ -142,4 +153,82 @@ func readKmsg(rc io.ReadCloser) ([]KmsgRecord, error) {
 		return recs, fmt.Errorf("%w: %w", ErrKmsgUnavailable, cerr)
 	}
 	return recs, nil
+}
+
+// KmsgHistory opens the whole kernel log, from its oldest record still in
+// the ring buffer. [DevKmsg] is one.
+type KmsgHistory interface {
+	OpenKmsgHistory() (io.ReadCloser, error)
+}
+
+var _ KmsgHistory = DevKmsg{}
+
+// OpenKmsgHistory opens Path non-blocking at its oldest record (where
+// /dev/kmsg starts a new reader).
+func (d DevKmsg) OpenKmsgHistory() (io.ReadCloser, error) {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, &os.PathError{Op: "open", Path: d.Path, Err: err})
+	}
+	return &kmsgReader{fd: fd, path: d.Path, buf: make([]byte, 16<<10)}, nil
+}
+
+// handleKmsg is a kernel log captured as a regular file, read through the
+// handle that holds it.
+type handleKmsg struct {
+	k    *kernel.Handle
+	path string
+}
+
+func (l handleKmsg) OpenKmsgHistory() (io.ReadCloser, error) {
+	rc, err := l.k.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKmsgUnavailable, err)
+	}
+	return rc, nil
+}
+
+// maxKmsgHistory caps how much of the log [FS.KernelLog] reads: far more
+// than a distribution's ring buffer holds (128 KiB to a few MiB).
+const maxKmsgHistory = 16 << 20
+
+// KernelLog reads the kernel log from its oldest record and returns the
+// messages that keep accepts (nil: all), in order. Reading /dev/kmsg
+// usually needs root (kernel.dmesg_restrict); the error then wraps
+// [ErrKmsgUnavailable].
+func (fs *FS) KernelLog(keep func(KmsgRecord) bool) ([]KmsgRecord, error) {
+	h, ok := fs.kmsg.(KmsgHistory)
+	if d, dev := fs.kmsg.(DevKmsg); dev && d.Path == fs.k.DevPath("kmsg") && !fs.k.KernelFS() {
+		// Not the running kernel: /dev/kmsg is this machine's log. Only a
+		// regular file given with the roots (a snapshot's, a test
+		// double's) is the log of the kernel the files describe, and it
+		// is read through the handle, never from this machine.
+		if !fs.k.HasKernelLog() {
+			return nil, fmt.Errorf("%w: %s is this machine's log, not that of the kernel these files describe (a copied tree, or a snapshot without a log)", ErrKmsgUnavailable, d.Path)
+		}
+		h, ok = handleKmsg{fs.k, d.Path}, true
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: this kernel log cannot be read from its start", ErrKmsgUnavailable)
+	}
+	rc, err := h.OpenKmsgHistory()
+	if err != nil {
+		return nil, err
+	}
+	data, rerr := io.ReadAll(io.LimitReader(rc, maxKmsgHistory))
+	rc.Close()
+	recs, perr := ParseKmsg(bytes.NewReader(data))
+	if keep != nil {
+		kept := recs[:0]
+		for _, r := range recs {
+			if keep(r) {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+	}
+	if rerr != nil {
+		return recs, fmt.Errorf("%w: %w", ErrKmsgUnavailable, rerr)
+	}
+	return recs, perr
 }

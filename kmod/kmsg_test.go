@@ -37,6 +37,28 @@ func TestDevKmsgFile(t *testing.T) {
 	}
 }
 
+// OpenLog reads the log from its oldest record: klp snapshot's copy.
+func TestDevKmsgOpenLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kmsg")
+	if err := os.WriteFile(path, []byte("6,1,1,-;old record\n3,2,2,-;new record\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := DevKmsg{Path: path}.OpenLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := readKmsg(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Messages(recs); len(got) != 2 || got[0] != "old record" || got[1] != "new record" {
+		t.Errorf("records %q", got)
+	}
+	if _, err := (DevKmsg{Path: filepath.Join(t.TempDir(), "missing")}).OpenLog(); !errors.Is(err, ErrKmsgUnavailable) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing log: %v", err)
+	}
+}
+
 func TestDevKmsgUnavailable(t *testing.T) {
 	_, err := DevKmsg{Path: filepath.Join(t.TempDir(), "missing")}.OpenKmsg()
 	if !errors.Is(err, ErrKmsgUnavailable) || !errors.Is(err, os.ErrNotExist) {

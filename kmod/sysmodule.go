@@ -190,3 +190,11 @@ func (fs *FS) WaitRefcnt(ctx context.Context, name string, want int) error {
 	}
 	return err
 }
+
+// Srcversion reads /sys/module/<name>/srcversion: the checksum of the
+// module's source, which tells two builds of one module apart. A module
+// built without MODULE_VERSION (and a kernel without
+// CONFIG_MODULE_SRCVERSION_ALL) has none.
+func (fs *FS) Srcversion(name string) (string, error) {
+	return fs.moduleAttr(name, "srcversion")
+}

@@ -162,3 +162,31 @@ func FuzzParseLogEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTransitionLog: whatever the log holds before them (task names
+// are the tasks' own), a transition's start and a reason after it are
+// found.
+func FuzzParseTransitionLog(f *testing.F) {
+	f.Add(transitionLog)
+	f.Add("livepatch: klp_try_switch_task: :1 is running\nlivepatch: 'p': starting x transition\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		log, err := ParseTransitionLog(strings.NewReader(in+"\nlivepatch: 'fz': starting patching transition\nlivepatch: klp_try_switch_task: a b:c:4242 has an unreliable stack\n"), "fz")
+		if err != nil {
+			return // a line too long to scan
+		}
+		if !log.Started || log.Signalled || len(log.Reasons) != 1 || log.Reasons[4242].Comm != "a b:c" {
+			t.Errorf("%+v", log)
+		}
+	})
+}
+
+func FuzzParseDynamicDebug(f *testing.F) {
+	f.Add("kernel/livepatch/transition.c:349 [livepatch]klp_try_switch_task =_ \"%s: %s:%d has an unreliable stack\\012\"\n")
+	f.Add("kernel/livepatch/x =p\n= = =\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		found, enabled, err := ParseDynamicDebug(strings.NewReader(in))
+		if err == nil && enabled && !found {
+			t.Error("enabled without a site")
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -375,7 +376,151 @@ func TestAttack(t *testing.T) {
 			r.check(t, strings.Join(args, " "))
 		}
 	})
+	t.Run("snapshot", func(t *testing.T) {
+		// A snapshot of the hostile tree: the capture must end, and
+		// every read command must answer from it as the suite demands.
+		file := filepath.Join(dir, "hostile.tar.zst")
+		r := runKLP(t, "klp", append(append([]string{}, roots...), "snapshot", "-o", file)...)
+		r.check(t, "klp snapshot of the hostile tree")
+		if r.code != 0 {
+			t.Fatalf("klp snapshot of the hostile tree: exit %d, %s", r.code, r.stderr)
+		}
+		for _, args := range [][]string{
+			{"klp", "status"}, {"klp", "-vv", "patches"}, {"klp", "--json", "-vv", "blocking"}, {"klp", "blocking", "--why"},
+			{"klp", "list"}, {"klp", "preflight"}, {"klp", "preflight", modules[0]}, {"kgr", "-v", "blocking_threads"},
+			{"klp", "snapshot", "--show", file}, {"klp", "--json", "snapshot", "--show", file},
+			{"kgr", "poke"}, {"klp", "unload", "--all"}, {"klp", "force", "--yes", "livepatch_2_160000_1_1"},
+		} {
+			r := runKLP(t, args[0], append([]string{"--snapshot", file}, args[1:]...)...)
+			r.check(t, "--snapshot: "+strings.Join(args, " "))
+		}
+		// Hostile archives: each refused in one line, saying so.
+		for name, data := range hostileArchives(t, file) {
+			f := filepath.Join(dir, name+".tar.zst")
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"--snapshot", f, "-vv", "blocking"}, {"snapshot", "--show", f}} {
+				r := runKLP(t, "klp", args...)
+				what := name + ": klp " + strings.Join(args, " ")
+				r.check(t, what)
+				if r.code != 1 || !strings.Contains(r.stderr, "not a readable klp snapshot") || strings.Count(r.stderr, "\n") != 1 {
+					t.Errorf("%s: exit %d, stderr %q; want exit 1 and one line saying the snapshot is not readable", what, r.code, r.stderr)
+				}
+				t.Logf("%s: %s", what, strings.TrimSpace(r.stderr))
+			}
+		}
+	})
 	if after := snapshot(t, tree); after != before {
 		t.Errorf("the hostile tree was changed")
+	}
+}
+
+// hostileArchives makes archives from the snapshot at path that klp must
+// refuse: truncated, corrupted, of a newer format, with an entry that
+// leaves the tree, a link, a device, an entry larger than a snapshot may
+// hold, and a file that is not one.
+func hostileArchives(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	type entry struct {
+		hdr  *tar.Header
+		data []byte
+	}
+	var entries []entry
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, entry{hdr, data})
+	}
+	// rewrite writes the snapshot's entries, the manifest changed by
+	// manifest and extra inserted after it.
+	rewrite := func(manifest func([]byte) []byte, extra ...entry) []byte {
+		var b bytes.Buffer
+		zw, err := zstd.NewWriter(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(zw)
+		put := func(e entry) {
+			if err := tw.WriteHeader(e.hdr); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write(e.data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, e := range entries {
+			if i == 0 {
+				m := manifest(e.data)
+				hdr := *e.hdr
+				hdr.Size = int64(len(m))
+				put(entry{&hdr, m})
+				for _, x := range extra {
+					put(x)
+				}
+				continue
+			}
+			put(e)
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	same := func(m []byte) []byte { return m }
+	reg := func(name, data string) entry {
+		return entry{&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))}, []byte(data)}
+	}
+	corrupt := bytes.Clone(good)
+	for i := len(corrupt) / 2; i < len(corrupt)/2+256 && i < len(corrupt); i++ {
+		corrupt[i] ^= 0x5a
+	}
+	// A header announcing more than an entry may hold, and no content:
+	// refused before anything is read.
+	var huge bytes.Buffer
+	zw, err := zstd.NewWriter(&huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htw := tar.NewWriter(zw)
+	htw.WriteHeader(&tar.Header{Name: entries[0].hdr.Name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(entries[0].data))})
+	htw.Write(entries[0].data)
+	htw.WriteHeader(&tar.Header{Name: "sys/big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 40})
+	htw.Flush()
+	zw.Close()
+	return map[string][]byte{
+		"truncated": good[:len(good)/2],
+		"corrupted": corrupt,
+		"newer": rewrite(func(m []byte) []byte {
+			return bytes.Replace(m, []byte(`"format_version": 1`), []byte(`"format_version": 99`), 1)
+		}),
+		"traversal":      rewrite(same, reg("sys/../../etc/cron.d/x", "* * * * * root true\n")),
+		"absolute":       rewrite(same, reg("/etc/passwd", "x\n")),
+		"symlink":        rewrite(same, entry{&tar.Header{Name: "sys/kernel/x", Typeflag: tar.TypeSymlink, Linkname: "/etc/shadow"}, nil}),
+		"device":         rewrite(same, entry{&tar.Header{Name: "dev/x", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 5}, nil}),
+		"huge":           huge.Bytes(),
+		"not-a-snapshot": []byte("klp\n"),
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // The headings of docs/json.md whose examples are objects inside a
 // document, not documents.
-var objectHeadings = []string{"### Transition"}
+var objectHeadings = []string{"### Transition", "### Other users of a patched function"}
 
 var firstCode = regexp.MustCompile("`([^`]+)`")
 

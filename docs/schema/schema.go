@@ -47,12 +47,18 @@ const (
 	Downgrade = "downgrade" // klp downgrade
 	Info      = "info"      // klp info
 	Preflight = "preflight" // klp preflight
+	Snapshot  = "snapshot"  // klp snapshot, klp snapshot --show
 	Error     = "error"     // any command that failed before its own document
 
 	// Module is not a document klp prints but the module description
 	// inside klp info's (info.schema.json#/$defs/Module): package
 	// modinfo's JSON, without schema_version and file.
 	Module = "module"
+
+	// Manifest is not a document klp prints either but a snapshot
+	// archive's manifest.json, which klp snapshot's document holds
+	// (snapshot.schema.json#/$defs/Manifest).
+	Manifest = "manifest"
 )
 
 // commonFile holds the shared definitions; it is no document.
@@ -96,11 +102,14 @@ func compile() (map[string]*jsonschema.Schema, error) {
 	if out[Module], err = c.Compile(BaseURL + Info + ".schema.json#/$defs/Module"); err != nil {
 		return nil, fmt.Errorf("compile schema %s: %w", Module, err)
 	}
+	if out[Manifest], err = c.Compile(BaseURL + Snapshot + ".schema.json#/$defs/Manifest"); err != nil {
+		return nil, fmt.Errorf("compile schema %s: %w", Manifest, err)
+	}
 	return out, nil
 }
 
 // Documents returns the names of the documents that have a schema, sorted,
-// Module included.
+// Module and Manifest included.
 func Documents() ([]string, error) {
 	m, err := schemas()
 	if err != nil {
@@ -229,7 +238,7 @@ func DocumentFor(args []string) (string, bool) {
 	for ; i < len(args); i++ {
 		a := args[i]
 		switch {
-		case a == "--sysfs" || a == "--procfs":
+		case a == "--sysfs" || a == "--procfs" || a == "--snapshot":
 			i++ // the flag's value
 		case a == "--":
 			return "", false
@@ -267,6 +276,8 @@ func DocumentFor(args []string) (string, bool) {
 		return Info, true
 	case "preflight":
 		return Preflight, true
+	case "snapshot":
+		return Snapshot, true
 	}
 	return "", false
 }

@@ -157,6 +157,7 @@ func (r *runner) cleanup() {
 	for _, p := range []string{
 		"/sys/module/klp_e2e_target/parameters/block_kthread",
 		"/sys/module/klp_e2e_target/parameters/block_read",
+		"/sys/module/klp_e2e_target/parameters/read_uninterruptible",
 		"/sys/module/klp_e2e_target_patch/parameters/block",
 		pinnedParams + "block",
 	} {
@@ -198,7 +199,7 @@ func (r *runner) cleanup() {
 			return
 		}
 		for _, m := range mods {
-			if strings.HasSuffix(m, "_patch") || strings.HasPrefix(m, "livepatch_") || m == "klp_e2e_cmdline" || m == "klp_e2e_replace" {
+			if strings.HasSuffix(m, "_patch") || strings.HasPrefix(m, "livepatch_") || m == "klp_e2e_cmdline" || m == "klp_e2e_replace" || m == "klp_e2e_lockdown" {
 				waitFor(5*time.Second, func() bool { n, _ := readInt("/sys/module/" + m + "/refcnt"); return n == 0 })
 				rmmod(m)
 			}

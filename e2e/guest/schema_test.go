@@ -51,7 +51,7 @@ func TestReportDocuments(t *testing.T) {
 	r := &runner{kernel: "6.1.0-56-cloud-amd64", scenario: "idle"}
 	out := captureStdout(t, r.reportDocuments)
 	want := []string{
-		"KLPTEST 6.1.0-56-cloud-amd64 idle/json-schema FAIL /bin/klp --json list: validate list document: at '': missing properties 'release', 'loaded', 'installed', 'functions'",
+		"KLPTEST 6.1.0-56-cloud-amd64 idle/json-schema FAIL /bin/klp --json list: validate list document: at '': missing properties 'release', 'loaded', 'installed', 'functions', 'other_users_error'",
 		"KLPTEST 6.1.0-56-cloud-amd64 idle/json-schema PASS 2 document(s) valid against docs/schema: poke 1, status 1",
 	}
 	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -17,6 +17,8 @@
  *   read return -ERESTARTSYS: the task passes through the kernel exit path,
  *   where livepatch switches it, and the restarted read runs the patched
  *   function, which does not sleep. read_waiting counts sleeping readers.
+ *   With read_uninterruptible set they sleep uninterruptibly (state D)
+ *   instead, so that no signal moves them, not even the kernel's own.
  *
  * Unpatched, the file reads "unpatched"; klp_e2e_target_patch makes it read
  * "patched".
@@ -43,6 +45,10 @@ MODULE_PARM_DESC(block_kthread, "keep the kthread asleep in klp_e2e_target_work(
 static bool block_read;
 module_param(block_read, bool, 0644);
 MODULE_PARM_DESC(block_read, "keep readers of /proc/klp_e2e_target asleep in klp_e2e_target_read()");
+
+static bool read_uninterruptible;
+module_param(read_uninterruptible, bool, 0644);
+MODULE_PARM_DESC(read_uninterruptible, "readers blocked by block_read sleep uninterruptibly (state D): no signal makes them leave");
 
 static atomic_t kthread_waiting_cnt = ATOMIC_INIT(0);
 static atomic_t read_waiting_cnt = ATOMIC_INIT(0);
@@ -87,6 +93,10 @@ noinline ssize_t klp_e2e_target_read(struct file *file, char __user *buf,
 	if (*ppos == 0 && READ_ONCE(block_read)) {
 		atomic_inc(&read_waiting_cnt);
 		while (READ_ONCE(block_read)) {
+			if (READ_ONCE(read_uninterruptible)) {
+				msleep(20);
+				continue;
+			}
 			if (msleep_interruptible(20) || signal_pending(current)) {
 				ret = -ERESTARTSYS;
 				break;

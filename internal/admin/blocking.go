@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"time"
 
 	"github.com/klp-project/klp/livepatch"
 )
@@ -32,6 +32,10 @@ type BlockingOptions struct {
 	// and the functions the transition changes (blocking --why and the
 	// stall report of load and wait). It implies Stacks.
 	Explain bool
+	// Waited is how long the caller has watched the transition (load
+	// and wait): past 15 seconds a kernel that signals by itself has
+	// signalled. Zero when unknown (blocking --why).
+	Waited time.Duration
 }
 
 // BlockingReport is the tasks that hold up the transition in progress, with
@@ -58,6 +62,22 @@ type BlockingReport struct {
 	// StackErr is the first stack read error that is the caller's fault
 	// (permission), with Stacks.
 	StackErr error
+
+	// With Explain:
+
+	// Signalled is true when the kernel has sent its fake signal to the
+	// blocking user tasks during this transition, false when the kernel
+	// log shows the whole transition and no signal yet; nil when unknown.
+	Signalled *bool
+	// KernelReasons says whether the kernel logs why it cannot switch
+	// each task.
+	KernelReasons KernelReasons
+	// KernelLogErr is why the kernel log could not be read (then no
+	// task has a KernelReason).
+	KernelLogErr error
+	// DynamicDebugControl is where the kernel's reasons are turned on
+	// (<debugfs>/dynamic_debug/control).
+	DynamicDebugControl string
 }
 
 // BlockingTask is one blocking task, with the evidence.
@@ -75,6 +95,22 @@ type BlockingTask struct {
 	// new code, and a stacked patch's code counts too). The kernel's stack
 	// check refuses to switch a task for exactly these frames.
 	Culprits []string
+
+	// With Explain:
+
+	// Cause is why it blocks, as far as klp can tell.
+	Cause Cause
+	// Evidence are what shows the cause, one line each: the kernel's
+	// log line, a stack frame, how klp knows the kernel signalled, the
+	// kernel version a rule comes from.
+	Evidence []string
+	// KernelReason is the kernel's last logged reason for not switching
+	// it, nil when none was logged (see BlockingReport.KernelReasons).
+	KernelReason *livepatch.SwitchReason
+	// Trampolines are the BPF trampolines and programs on its stack.
+	Trampolines []Trampoline
+	// Advice says what the administrator can do.
+	Advice string
 }
 
 // Blocking finds the tasks that block the transition in progress.
@@ -92,7 +128,14 @@ func (s *System) Blocking(opts BlockingOptions) (*BlockingReport, error) {
 	}
 	r.Transition, r.Scanned, r.Unreadable = b.Transition, b.Stats.Tasks, b.Stats.Unreadable
 	var funcs, modules map[string]bool
+	var sc *stallContext
 	if opts.Explain && r.Transition != nil {
+		if s.iface == livepatch.InterfaceLivepatch {
+			sc = s.explainStall(r, opts.Waited)
+		} else {
+			sc = &stallContext{tr: *r.Transition}
+			sc.version, sc.versionErr = s.K.Version()
+		}
 		fl, mods, err := s.backend.changedFunctions(r.Transition)
 		if err != nil {
 			return nil, err
@@ -126,6 +169,9 @@ func (s *System) Blocking(opts BlockingOptions) (*BlockingReport, error) {
 			if funcs[livepatch.StackFunction(frame)] || modules[livepatch.FrameModule(frame)] {
 				bt.Culprits = append(bt.Culprits, frame)
 			}
+		}
+		if sc != nil {
+			s.diagnose(&bt, sc)
 		}
 		r.Tasks = append(r.Tasks, bt)
 	}
@@ -166,47 +212,6 @@ func (r *BlockingReport) Incomplete() error {
 		return &IncompleteError{fmt.Sprintf("cannot read stack traces: %v%s", r.StackErr, hint)}
 	}
 	return nil
-}
-
-// Advice says what the administrator can do about one blocking task of the
-// transition tr.
-func (t BlockingTask) Advice(tr livepatch.Transition) string {
-	// reverse is the way back, said as ", or reverse ... (command)": SLE
-	// 12's kGraft does not name the patch in transition, so no command
-	// can be given there, nor a force.
-	reverse, force, orReverse := "", "", ""
-	if tr.Patch != "" {
-		cmd := "klp disable " + tr.Patch
-		if tr.Target == livepatch.StateUnpatched {
-			cmd = "klp enable " + tr.Patch
-		}
-		reverse = fmt.Sprintf("reverse the transition (%s)", cmd)
-		orReverse = ", or " + reverse
-		force = fmt.Sprintf(", or as a last resort force it (klp force %s)", tr.Patch)
-	}
-	switch {
-	case t.KernelThread && len(t.Culprits) > 0:
-		advice := "a kernel thread sleeping in code the patch changes: signals cannot move it; wait for it to leave that function"
-		if reverse != "" {
-			advice += ", " + reverse + force
-		}
-		return advice
-	case t.KernelThread:
-		return "a kernel thread: signals cannot move it; wait" + orReverse
-	case t.State == "D":
-		return "in uninterruptible sleep: a signal cannot wake it; wait for its I/O" + orReverse
-	case t.PID == 1:
-		// Stopping init stops the machine's service manager: never
-		// advise it.
-		return "init (PID 1): it switches on its next exit from the kernel; never stop it, wait" + strings.TrimPrefix(orReverse, ",")
-	case len(t.Culprits) > 0:
-		advice := "sleeping in code the patch changes: send it SIGSTOP and SIGCONT (kgr poke) so that it leaves the kernel"
-		if reverse != "" {
-			advice += "; if it always returns there, " + reverse
-		}
-		return advice
-	}
-	return "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and Linux 5.1+ signals it every 15 seconds"
 }
 
 // CulpritFunctions returns the function names of the culprit frames.

@@ -70,12 +70,30 @@ type List struct {
 	Loaded    []LoadedPatch
 	Installed []store.Installed
 	Functions []ProvidedFunction
+	// OtherUsers are the patched functions that have users other than
+	// live patching (BPF programs, kprobes): some win over the patch
+	// without a word. OtherUsersErr says why they could not be read (then
+	// OtherUsers is nil).
+	OtherUsers    []FunctionUsers
+	OtherUsersErr error
 }
+
+// Installed answers what is installed for boot: the machine's store
+// ([store.Store]), or the listing a snapshot holds.
+type Installed interface {
+	// List returns the installed patches of release, or of every release
+	// for "".
+	List(release string) ([]store.Installed, error)
+	// Find returns the installed file of the named patch for release.
+	Find(name, release string) (store.Installed, error)
+}
+
+var _ Installed = store.Store{}
 
 // List reads the loaded patches with their states, the patch modules left
 // loaded without a patch (superseded or pinned), the installed patches of
 // st, and every patched function with the patch that provides it.
-func (s *System) List(st store.Store) (*List, error) {
+func (s *System) List(st Installed) (*List, error) {
 	l := &List{}
 	l.Release, _ = s.Release()
 	var patches []livepatch.Patch
@@ -134,6 +152,9 @@ func (s *System) List(st store.Store) (*List, error) {
 		load = loadOrder(s.Mod)
 	}
 	l.Functions = providers(patches, load)
+	if s.iface == livepatch.InterfaceLivepatch {
+		l.OtherUsers, l.OtherUsersErr = s.OtherUsers(patchFuncs(patches...))
+	}
 	return l, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/preflight"
 	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
@@ -68,7 +69,7 @@ func (e *RefusedError) Is(target error) bool {
 // argument with a '/' or ".ko" is a path (it must exist); a bare name is
 // looked up among the patches installed for the running kernel, in '-' or
 // '_' spelling.
-func (s *System) ResolveModule(st store.Store, verb, arg string) (string, error) {
+func (s *System) ResolveModule(st Installed, verb, arg string) (string, error) {
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		if _, err := os.Stat(arg); err != nil {
 			return "", fmt.Errorf("%s %s: %w", verb, arg, errors.Unwrap(err))
@@ -236,5 +237,33 @@ func (c *Changer) load(ctx context.Context, o *Outcome, req LoadRequest) error {
 	if err != nil {
 		return fmt.Errorf("load %s: %w", o.Patch, err)
 	}
-	return c.wait(ctx, o, start, req.Wait, req.Wait.OnStall)
+	err = c.wait(ctx, o, start, req.Wait, req.Wait.OnStall)
+	if err == nil && o.Result == ResultPatched {
+		c.noteOverrides(o)
+	}
+	return err
+}
+
+// noteOverrides says, after a load, which of the patch's functions another
+// user overrides: the kernel took the patch, and will not say that a BPF
+// fmod_ret or LSM program answers in its place. Nothing is said when the
+// users cannot be read.
+func (c *Changer) noteOverrides(o *Outcome) {
+	p, err := c.LP.Patch(o.Patch)
+	if err != nil {
+		return
+	}
+	users, err := c.OtherUsers(patchFuncs(p))
+	if err != nil {
+		return
+	}
+	for _, fu := range users {
+		for _, u := range fu.Overriders() {
+			what := "overrides"
+			if u.Effect == ftrace.MayOverride {
+				what = "may override"
+			}
+			c.event(o, "warning: %s %s the patch of %s: callers get its value, not the patched code's (klp list)", u, what, fu.Function)
+		}
+	}
 }

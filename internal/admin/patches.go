@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/livepatch"
 )
 
@@ -20,6 +21,9 @@ type PatchEntry struct {
 	KGraft *livepatch.KGraftPatch
 	// Package is the package that installed the module, when asked for.
 	Package *PackageInfo
+	// OtherUsers are the patch's functions that have users other than
+	// live patching (with verbose; see [System.OtherUsers]).
+	OtherUsers []FunctionUsers
 }
 
 // PatchList is the answer of [System.Patches].
@@ -30,6 +34,10 @@ type PatchList struct {
 	// lookups and the notes about missing package information (each note
 	// once).
 	Diagnostics []Diagnostic
+	// UsersRead: the other users of the functions were read (verbose,
+	// upstream interface); UsersErr says why they could not be.
+	UsersRead bool
+	UsersErr  error
 }
 
 // Diagnostic is an error or a note met while answering.
@@ -46,6 +54,9 @@ func (s *System) Patches(src PackageSource, verbose int) (*PatchList, error) {
 		return nil, err
 	}
 	pl := &PatchList{Interface: s.iface, Patches: entries}
+	if verbose > 0 && s.iface == livepatch.InterfaceLivepatch {
+		s.patchUsers(pl)
+	}
 	if src == nil || verbose == 0 {
 		return pl, nil
 	}
@@ -64,6 +75,36 @@ func (s *System) Patches(src PackageSource, verbose int) (*PatchList, error) {
 		}
 	}
 	return pl, nil
+}
+
+// patchUsers fills each patch's other users.
+func (s *System) patchUsers(pl *PatchList) {
+	var all []ftrace.Func
+	for _, e := range pl.Patches {
+		if e.Upstream != nil {
+			all = append(all, patchFuncs(*e.Upstream)...)
+		}
+	}
+	users, err := s.OtherUsers(all)
+	if err != nil {
+		pl.UsersErr = err
+		return
+	}
+	pl.UsersRead = true
+	for i, e := range pl.Patches {
+		if e.Upstream == nil {
+			continue
+		}
+		mine := map[ftrace.Func]bool{}
+		for _, f := range patchFuncs(*e.Upstream) {
+			mine[f] = true
+		}
+		for _, u := range users {
+			if mine[ftrace.Func{Object: u.Object, Name: u.Function}] {
+				pl.Patches[i].OtherUsers = append(pl.Patches[i].OtherUsers, u)
+			}
+		}
+	}
 }
 
 // PackageError is a package lookup that failed for one patch.

@@ -40,3 +40,13 @@ func (s *System) Interface() livepatch.Interface { return s.iface }
 
 // Release is the kernel's release, read once.
 func (s *System) Release() (string, error) { return s.K.Release() }
+
+// Host is the machine's host name (/proc/sys/kernel/hostname), "" when
+// unknown.
+func (s *System) Host() string {
+	h, err := s.K.ReadString(s.K.ProcPath("sys", "kernel", "hostname"))
+	if err != nil {
+		return ""
+	}
+	return h
+}

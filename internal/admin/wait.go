@@ -73,7 +73,7 @@ func (c *Changer) wait(ctx context.Context, o *Outcome, start time.Time, opts Wa
 	}
 	res, err := c.waitTransition(ctx, o.Patch, wopts)
 	if errors.Is(err, livepatch.ErrStalled) {
-		o.Stall = c.explain()
+		o.Stall = c.explain(time.Since(start))
 		switch policy {
 		case StallWait:
 			c.event(o, "%v; waiting on (Ctrl-C leaves the transition running)", err)
@@ -186,9 +186,10 @@ func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opt
 	return stall
 }
 
-// explain returns the stall report, or nil when it cannot be built.
-func (c *Changer) explain() *BlockingReport {
-	r, err := c.Blocking(BlockingOptions{Explain: true})
+// explain returns the stall report of a transition watched for waited,
+// or nil when it cannot be built.
+func (c *Changer) explain(waited time.Duration) *BlockingReport {
+	r, err := c.Blocking(BlockingOptions{Explain: true, Waited: waited})
 	if err != nil || r.Transition == nil {
 		return nil
 	}

@@ -54,7 +54,21 @@ PID and TID of each such thread. Elsewhere both list threads, as klp does.`
 With --why, klp explains the stall instead: for each blocking task, whether
 it is a user or kernel thread, its state, its stack with the frames that
 run code the transition changes (a patched function, or a live patch
-module's code), and what can be done about it.`
+module's code), the cause with its evidence, and what can be done about it.
+The causes: a BPF trampoline on the stack (an fexit, fmod_ret or LSM program
+on a function the task sleeps in: the kernel cannot unwind through it before
+the unwinder fix of December 2025, about Linux 6.19); a stack the kernel
+logged as unreliable; a user task the kernel has already signalled in vain
+(it signals every 15 seconds: the task does not return to user space); code
+the transition changes on the stack; a kernel thread that runs without
+sleeping (whether cond_resched() switches it depends on the kernel version
+alone: Linux 6.4 to 6.15 do, earlier and 6.16+ do not, and the report says
+so); a kernel thread; uninterruptible sleep; init; a user task.
+
+The kernel's own reasons come from its log (/dev/kmsg), where it writes
+them only with dynamic debug on: echo 'func klp_try_switch_task +p' >
+/sys/kernel/debug/dynamic_debug/control. The report says when they are
+off. --why needs root for the stacks, the log and the BPF programs.`
 		cmd.Flags().BoolVar(&why, "why", false, "explain why each task blocks (patched functions on its stack, advice)")
 	}
 	return cmd

@@ -38,6 +38,9 @@ type Env struct {
 	Getpid, Getppid, Getpgrp func() int
 	// Sleep waits; tests make it return at once.
 	Sleep func(time.Duration)
+	// Now is the clock of klp metrics and klp exporter (nil: time.Now);
+	// golden runs fix it.
+	Now func() time.Time
 	// Packages answers package questions for patches -v and downgrade.
 	Packages admin.PackageSource
 	// Geteuid tells whether klp runs as root.
@@ -46,6 +49,10 @@ type Env struct {
 	// drawn there, and only then.
 	ErrTTY bool
 
+	// Open opens the kernel the read-only commands read: kernel.Open, the
+	// running kernel or a copied tree (nil: kernel.Open). Tests return a
+	// fake kernel's handle, whose BPF programs and log are the fake's.
+	Open func(kernel.Roots) (*kernel.Handle, error)
 	// OpenLive opens the running kernel for the commands that change it:
 	// kernel.OpenLive, which refuses roots that are not the kernel's own
 	// sysfs and procfs. Tests return a fake kernel's live handle, whose
@@ -83,9 +90,11 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Getppid:  os.Getppid,
 		Getpgrp:  syscall.Getpgrp,
 		Sleep:    time.Sleep,
+		Now:      time.Now,
 		Packages: admin.NewPackages(pkgmeta.Config{}),
 		Geteuid:  os.Geteuid,
 		ErrTTY:   isTerminal(stderr),
+		Open:     kernel.Open,
 		OpenLive: kernel.OpenLive,
 		Audit:    audit.Default,
 		LockPath: lock.DefaultPath,

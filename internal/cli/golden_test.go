@@ -42,6 +42,9 @@ const (
 	fakePGRP = 4240
 )
 
+// goldenTime is the clock of golden runs: a scrape takes no time.
+var goldenTime = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
 // goldenCommand is one command line run against every fixture.
 type goldenCommand struct {
 	prog string   // "klp" or "kgr" (args[0])
@@ -93,6 +96,8 @@ func goldenCommands() []goldenCommand {
 			goldenCommand{"klp", args},
 			goldenCommand{"klp", append([]string{"--json"}, args...)})
 	}
+	// The exposition has no JSON form.
+	cmds = append(cmds, goldenCommand{"klp", []string{"metrics"}})
 	for _, args := range [][]string{
 		{"status"}, {"check"}, {"patches"}, {"-v", "patches"},
 		{"blocking"}, {"-v", "blocking"}, {"-vv", "blocking"},
@@ -240,6 +245,7 @@ func runGoldenPkgs(t *testing.T, root string, c goldenCommand, pkgs *fakePackage
 		Getpgrp:  func() int { return fakePGRP },
 		OpenLive: fakefs.OpenLive(kernel.Seams{Signals: fakefs.KillFunc(kills.kill)}),
 		Sleep:    func(time.Duration) {},
+		Now:      func() time.Time { return goldenTime },
 		Geteuid:  func() int { return 0 },
 		Packages: nil,
 		// An empty store under the fixture: list reads nothing of the host.

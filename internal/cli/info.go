@@ -46,7 +46,7 @@ func (o *rootOptions) moduleFile(sys *admin.System, verb, arg string) (string, e
 	if strings.Contains(arg, "/") || strings.Contains(arg, ".ko") {
 		return arg, nil
 	}
-	return sys.ResolveModule(o.env.Store, verb, arg)
+	return sys.ResolveModule(o.installed(), verb, arg)
 }
 
 // inspectModule parses a module file, through the test hook when set.

@@ -67,6 +67,12 @@ func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
 		Sleep:   func(time.Duration) {},
 		Geteuid: func() int { return 0 },
 		Kmod:    k.KmodOptions(),
+		Open: func(r kernel.Roots) (*kernel.Handle, error) {
+			if r.Sys == k.SysRoot() && r.Proc == k.ProcRoot() {
+				return k.Handle(), nil
+			}
+			return kernel.Open(r)
+		},
 		OpenLive: func(r kernel.Roots) (*kernel.Live, error) {
 			if r.Sys != k.SysRoot() || r.Proc != k.ProcRoot() {
 				return nil, fmt.Errorf("%w: roots %+v are not the fake kernel's", kernel.ErrNotLive, r)
@@ -171,13 +177,15 @@ func TestLoadVerbStallReportAndExitCode(t *testing.T) {
 }
 
 func TestBlockingWhy(t *testing.T) {
-	v := newVerbEnv(t, fakekernel.Options{})
+	// No retry: the kernel has not signalled the task yet.
+	v := newVerbEnv(t, fakekernel.Options{AutoTick: noTick})
 	path := v.module("lp_busy", "busy_work")
 	v.k.BlockTask(200, "busy_work")
 	// The fake kernel's retry work switches every other task at 1 and 2 s.
 	if code := v.run("load", "--timeout", "3s", "--on-stall", "leave", path); code != ExitStalled {
 		t.Fatalf("exit %d; %s", code, v.errOut)
 	}
+	v.k.Tick() // the other tasks switch
 	if code := v.run("blocking", "--why"); code != ExitOK {
 		t.Fatalf("blocking --why: exit %d %s", code, v.errOut)
 	}
@@ -202,6 +210,7 @@ func TestBlockingWhy(t *testing.T) {
 		t.Errorf("load during a transition: exit %d, %q", code, v.errOut)
 	}
 	v.k.UnblockTask(200)
+	v.k.Tick()
 	if code := v.run("wait", "--timeout", "5s"); code != ExitOK {
 		t.Errorf("wait: exit %d %s", code, v.errOut)
 	}

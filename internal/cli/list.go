@@ -2,11 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/report"
 	"github.com/klp-project/klp/livepatch"
@@ -32,7 +34,14 @@ that changes it is active (kernels before 5.1 keep disabled patches).
 REPLACE is yes or no (the replace attribute, 6.11 and later), "set N" on a
 kernel with replace sets (the proposed replace_set attribute: patches of one
 set replace each other, patches of different sets may not change the same
-function), and "-" when the kernel does not say.`,
+function), and "-" when the kernel does not say.
+
+Last, the other users of the patched functions' entries: BPF programs
+(listed with the bpf(2) system call), kprobes and direct calls
+(enabled_functions). A BPF fmod_ret or LSM program, or a kprobe program that
+calls bpf_override_return(), overrides the patch: callers get the program's
+value and the patched code does not run, and the kernel says nothing. This
+needs root on the running kernel.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return listRun(opts)
@@ -45,7 +54,7 @@ func listRun(opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := sys.List(opts.env.Store)
+	l, err := sys.List(opts.installed())
 	if err != nil {
 		return err
 	}
@@ -89,7 +98,46 @@ func listRun(opts *rootOptions) error {
 			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", printable(f.Object), printable(livepatch.Function{Name: f.Function, Sympos: f.Sympos}.DirName()), by, strings.Join(f.Patches, " "))
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	printOtherUsers(opts.env.IO.Out, l)
+	return nil
+}
+
+// printOtherUsers prints who else uses the patched functions' entries,
+// most harmful first: a BPF fmod_ret program makes callers get its value,
+// not the patch's, and the kernel says nothing.
+func printOtherUsers(w io.Writer, l *admin.List) {
+	if len(l.Functions) == 0 {
+		return
+	}
+	if l.OtherUsersErr != nil {
+		fmt.Fprintf(w, "\nOther users of the patched functions: not checked (%s)\n", printable(l.OtherUsersErr.Error()))
+		return
+	}
+	if len(l.OtherUsers) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nOther users of the patched functions:")
+	for _, fu := range l.OtherUsers {
+		for _, u := range fu.Users {
+			fmt.Fprintf(w, "  %s %s: %s: %s\n", printable(fu.Object), printable(fu.Function), printable(u.String()), effectText(u.Effect))
+		}
+	}
+}
+
+// effectText says what another user of a function does to its patch.
+func effectText(e ftrace.Effect) string {
+	switch e {
+	case ftrace.Overrides:
+		return "OVERRIDES THE PATCH: callers get its value, the patched code does not run, and the kernel says nothing"
+	case ftrace.MayOverride:
+		return "may override the patch: an fmod_ret or LSM program there would (list the programs as root: bpftool link)"
+	case ftrace.Blocks:
+		return "changes the instruction pointer: the kernel refuses a patch of this function (EBUSY)"
+	}
+	return "observes the calls; the patched code runs"
 }
 
 // providedByText says which patch provides a function, that it is inferred

@@ -68,6 +68,12 @@ documents and exit codes are described in docs/json.md.`, ".PP")
 	b.WriteString(".TP\n.I /proc/<pid>/task/<tid>/patch_state\nPer-thread patch state: \\-1 idle, 0 unpatched, 1 patched.\n")
 	b.WriteString(".TP\n.I /sys/kernel/kgraft/\nSLE 12 kGraft state, with\n.I /proc/<pid>/kgr_in_progress .\n")
 	if prog == "klp" {
+		b.WriteString(".TP\n.I /sys/kernel/tracing/enabled_functions\nThe functions with ftrace users and their flags (I: changes the instruction pointer, as a live patch does; D: a direct call, a BPF trampoline), read by preflight, list, patches \\-v and blocking \\-\\-why.\n")
+		b.WriteString(".TP\n.I /sys/kernel/debug/kprobes/list\nThe kprobes, read by preflight and list.\n")
+		b.WriteString(".TP\n.I /sys/kernel/debug/dynamic_debug/control\nWhether the kernel logs why it cannot switch a task (klp_try_switch_task).\n")
+		b.WriteString(".TP\n.I /dev/kmsg\nThe kernel log: what a load printed, and the kernel's reasons during a stall.\n")
+	}
+	if prog == "klp" {
 		b.WriteString(".TP\n.I /var/lib/klp/<kernel-release>/\nPatches installed with klp install, loaded at boot by klp load \\-\\-all (klp.service).\n")
 		b.WriteString(".TP\n.I /var/lib/kpatch/<kernel-release>/\nPatches installed by kpatch, read too.\n")
 		b.WriteString(".TP\n.I /run/klp.lock\nHeld while a command changes live patches.\n")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/report"
 	"github.com/klp-project/klp/livepatch"
@@ -21,7 +22,12 @@ func newPatchesCmd(opts *rootOptions) *cobra.Command {
 With -v, each patch is followed by whether it is active (in use, or can be
 unloaded), the package that installed it (RPM:, or DEB: on Debian-family
 systems), the CVEs it fixes and its other bug fixes, from the package
-changelog. A second -v adds the patch's expiration and update status.`,
+changelog. A second -v adds the patch's expiration and update status.
+
+With -v, a function of the patch that another user overrides is listed as
+"overridden: FUNCTION by USER": a BPF fmod_ret or LSM program, or a kprobe
+program that calls bpf_override_return(), makes callers get its value
+rather than the patch's, and the kernel says nothing (see klp list).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return patchesRun(opts)
@@ -58,9 +64,17 @@ func patchesRun(opts *rootOptions) error {
 }
 
 // packages returns the Env's package source bound to the --procfs root,
-// so that a snapshot of another machine is answered for that machine's
-// kernel, or nil when there is none.
+// so that a copied tree of another machine is answered for that machine's
+// kernel, or what a snapshot recorded, or nil when there is none.
 func (o *rootOptions) packages() admin.PackageSource {
+	if o.snapshotFile != "" {
+		// The snapshot's machine's packages, as recorded: this
+		// machine's package manager knows nothing of them.
+		if a, err := o.archive(); err == nil {
+			return admin.RecordedPackages(a.Manifest().Packages)
+		}
+		return nil
+	}
 	if p, ok := o.env.Packages.(*admin.Packages); ok {
 		return p.ForProcRoot(o.procRoot)
 	}
@@ -81,6 +95,17 @@ func printPatches(w io.Writer, patches []admin.PatchEntry, verbose int, initial 
 			continue
 		}
 		fmt.Fprintf(w, "    active: %d\n", b2i(p.Active))
+		// Not SUSE's: a line per function whose patch another user
+		// overrides (BPF fmod_ret, LSM, bpf_override_return).
+		for _, fu := range p.OtherUsers {
+			for _, u := range fu.Overriders() {
+				key := "overridden"
+				if u.Effect == ftrace.MayOverride {
+					key = "may be overridden"
+				}
+				fmt.Fprintf(w, "    %s: %s by %s\n", key, printable(fu.Function), printable(u.String()))
+			}
+		}
 		pkg := p.Package
 		if pkg == nil {
 			continue

@@ -24,9 +24,13 @@ With a module file (or the NAME of an installed patch) also check it against
 this kernel: its vermagic, that every function and symbol it names exists in
 /proc/kallsyms as the kernel will look it up (an ambiguous name without a
 sympos is refused), that the functions can be traced, that no kprobe or
-other ftrace user would conflict, whether its target modules are loaded
-(otherwise it applies when they load), whether it or a patch of the same
-name is loaded already, and what an atomic replace patch would replace.
+other ftrace user would conflict, that no BPF program would silently
+override the patch (an fmod_ret or LSM program, or a kprobe program calling
+bpf_override_return(), wins over a live patch without a word; listing the
+BPF programs needs root on the running kernel), whether its target modules
+are loaded (otherwise it applies when they load), whether it or a patch of
+the same name is loaded already, and what an atomic replace patch would
+replace.
 
 Each check passes, warns or fails, with a one-line reason and a fix; -v adds
 the details. A check that cannot be made (not root, debugfs not mounted) is
@@ -61,7 +65,14 @@ func preflightRun(opts *rootOptions, arg string) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	rep, err := preflight.Run(ctx, preflight.Inputs{Kernel: sys.K, Module: mod, LoadedModule: sys.InstalledModule(opts.env.Store, opts.inspectModule)})
+	in := preflight.Inputs{Kernel: sys.K, Module: mod}
+	if sys.K.KernelFS() {
+		// The store is this machine's: it describes the loaded patches of
+		// the running kernel only, not those of a copied tree or a
+		// snapshot, whose patches' own files are then unknown.
+		in.LoadedModule = sys.InstalledModule(opts.env.Store, opts.inspectModule)
+	}
+	rep, err := preflight.Run(ctx, in)
 	if err != nil {
 		return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/internal/snapshot"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/livepatch"
 )
@@ -23,7 +24,23 @@ type rootOptions struct {
 	json           bool
 	sysRoot        string
 	procRoot       string
+	snapshotFile   string
 	env            *Env
+
+	// snap is the --snapshot archive, read once.
+	snap    *snapshot.Archive
+	snapErr error
+}
+
+// installed is the store the options name: this machine's, or the
+// listing the snapshot holds.
+func (o *rootOptions) installed() admin.Installed {
+	if o.snapshotFile != "" {
+		if a, err := o.archive(); err == nil {
+			return a.Store()
+		}
+	}
+	return o.env.Store
 }
 
 // roots are the kernel roots the options name.
@@ -31,10 +48,33 @@ func (o *rootOptions) roots() kernel.Roots {
 	return kernel.Roots{Sys: o.sysRoot, Proc: o.procRoot, Boot: o.env.BootDir}
 }
 
+// archive reads the --snapshot file, once.
+func (o *rootOptions) archive() (*snapshot.Archive, error) {
+	if o.snap == nil && o.snapErr == nil {
+		o.snap, o.snapErr = snapshot.Open(o.snapshotFile)
+	}
+	return o.snap, o.snapErr
+}
+
 // system opens the read side on the configured roots: the running kernel,
-// or a copied tree.
+// a copied tree, or the snapshot --snapshot names.
 func (o *rootOptions) system() (*admin.System, error) {
-	h, err := kernel.Open(o.roots())
+	if o.snapshotFile != "" {
+		a, err := o.archive()
+		if err != nil {
+			return nil, err
+		}
+		h, err := a.Handle()
+		if err != nil {
+			return nil, fmt.Errorf("read snapshot %s: %w", o.snapshotFile, err)
+		}
+		return admin.NewSystem(h), nil
+	}
+	open := o.env.Open
+	if open == nil {
+		open = kernel.Open
+	}
+	h, err := open(o.roots())
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --sysfs and --procfs)", err)
 	}
@@ -45,9 +85,12 @@ func (o *rootOptions) system() (*admin.System, error) {
 // are not its own sysfs and procfs (a copied tree), the command refuses in
 // one line, before it does anything.
 func (o *rootOptions) changer(verb string) (*admin.Changer, error) {
+	if o.snapshotFile != "" {
+		return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s changes the running kernel, and --snapshot names a snapshot, which klp only reads; nothing was changed", verb)}
+	}
 	live, err := o.env.OpenLive(o.roots())
 	if errors.Is(err, kernel.ErrNotLive) {
-		return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s changes the running kernel, which --sysfs and --procfs do not name: %v; nothing was changed", verb, err)}
+		return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s changes the running kernel, which --sysfs and --procfs do not name (a copied tree is only read, like a snapshot): %v; nothing was changed", verb, err)}
 	}
 	if err != nil {
 		return nil, &exitError{code: ExitCode(admin.ExitCode(err)), msg: fmt.Sprintf("%s: %v (check --sysfs and --procfs)", verb, err)}
@@ -109,11 +152,19 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.CountVarP(&opts.verbose, "verbose", "v", "more output; repeat (-vv) for even more")
 	pf.BoolVar(&opts.json, "json", false, "print one JSON document (see docs/json.md)")
-	pf.StringVar(&opts.sysRoot, "sysfs", livepatch.DefaultSysMountPoint, "read sysfs from `DIR`, for example a snapshot of another machine")
+	pf.StringVar(&opts.sysRoot, "sysfs", livepatch.DefaultSysMountPoint, "read sysfs from `DIR`, for example a copy of another machine's")
 	pf.StringVar(&opts.procRoot, "procfs", livepatch.DefaultProcMountPoint, "read procfs from `DIR`")
 	if prog == "klp" {
 		pf.BoolVarP(&opts.nonInteractive, "non-interactive", "n", false, "do not ask for confirmation (downgrade)")
 	}
+	pf.StringVar(&opts.snapshotFile, "snapshot", "", "read the kernel's state from the snapshot `FILE` (klp snapshot) instead of this machine's")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if opts.snapshotFile != "" && (pf.Changed("sysfs") || pf.Changed("procfs")) {
+			return &usageError{errors.New("--snapshot cannot be combined with --sysfs or --procfs")}
+		}
+		return nil
+	}
+	_ = root.RegisterFlagCompletionFunc("snapshot", snapshotCompletion)
 	_ = root.RegisterFlagCompletionFunc("sysfs", dirCompletion)
 	_ = root.RegisterFlagCompletionFunc("procfs", dirCompletion)
 
@@ -124,7 +175,7 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 		root.AddCommand(newBlockingCmd(opts, "blocking", admin.Threads), newDowngradeCmd(opts),
 			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
 			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
-			newInfoCmd(opts), newPreflightCmd(opts))
+			newInfoCmd(opts), newPreflightCmd(opts), newSnapshotCmd(opts), newMetricsCmd(opts), newExporterCmd(opts))
 	}
 	root.SetHelpCommand(newHelpCmd(root))
 	root.InitDefaultCompletionCmd()
@@ -176,6 +227,10 @@ func newHelpCmd(root *cobra.Command) *cobra.Command {
 	}
 }
 
+func snapshotCompletion(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return []string{"tar.zst"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
 func dirCompletion(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	return nil, cobra.ShellCompDirectiveFilterDirs
 }
@@ -183,11 +238,11 @@ func dirCompletion(cmd *cobra.Command, args []string, toComplete string) ([]stri
 // patchNameCompletion completes the names of loaded patches from sysfs.
 func patchNameCompletion(opts *rootOptions) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		fs, err := livepatch.NewFS(opts.sysRoot, opts.procRoot)
+		sys, err := opts.system()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		patches, err := fs.Patches()
+		patches, err := sys.LP.Patches()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

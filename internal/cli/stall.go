@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/livepatch"
 )
 
 // printStall prints the stall report: every blocking task with what holds
@@ -21,6 +22,18 @@ func printStall(w io.Writer, r *admin.BlockingReport) {
 	}
 	if len(r.Functions) > 0 {
 		fmt.Fprintf(w, "Patched functions: %s\n", printable(strings.Join(r.Functions, ", ")))
+	}
+	if r.Signalled != nil && *r.Signalled {
+		fmt.Fprintf(w, "The kernel has signalled the blocking tasks (it does every 15 seconds).\n")
+	}
+	switch r.KernelReasons {
+	case admin.ReasonsNotLogged:
+		fmt.Fprintf(w, "The kernel does not log why it cannot switch a task; to have it log its reasons: echo '%s' > %s\n", livepatch.SwitchReasonsControl, printable(r.DynamicDebugControl))
+	case admin.ReasonsUnavailable:
+		fmt.Fprintf(w, "This kernel cannot log why it cannot switch a task (no dynamic debug).\n")
+	}
+	if r.KernelLogErr != nil {
+		fmt.Fprintf(w, "The kernel log could not be read: %s\n", printable(r.KernelLogErr.Error()))
 	}
 	for _, t := range r.Tasks {
 		kind := "user thread"
@@ -49,7 +62,13 @@ func printStall(w io.Writer, r *admin.BlockingReport) {
 				fmt.Fprintf(w, "    on its stack (=>): %s\n", printable(strings.Join(t.CulpritFunctions(), ", ")))
 			}
 		}
-		fmt.Fprintf(w, "    advice: %s\n", printable(t.Advice(tr)))
+		if t.Cause != "" {
+			fmt.Fprintf(w, "    cause: %s\n", printable(t.Cause.Describe()))
+			for _, e := range t.Evidence {
+				fmt.Fprintf(w, "      %s\n", printable(e))
+			}
+		}
+		fmt.Fprintf(w, "    advice: %s\n", printable(t.Advice))
 	}
 	if n := len(r.Unreadable); n > 0 {
 		fmt.Fprintf(w, "\n  %d task(s) could not be read (%v); run as root for the full picture.\n", n, r.Unreadable[0])

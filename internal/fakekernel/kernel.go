@@ -58,6 +58,17 @@ type Features struct {
 	// FtracePermanent: kernel.ftrace_enabled cannot be set to 0 while a
 	// patch is applied (EBUSY, FTRACE_OPS_FL_PERMANENT, 5.5+).
 	FtracePermanent bool
+	// CondReschedSwitch: cond_resched() switches a kernel thread (6.4 to
+	// 6.15), so one that runs without sleeping does not block. Before 6.4
+	// and since 6.16 it blocks (see Kernel.SetRunning).
+	CondReschedSwitch bool
+	// TrampolineUnwind: the unwinder gets through a BPF trampoline (x86
+	// ORC since December 2025, about 6.19), so a task sleeping under an
+	// fexit, fmod_ret or LSM program has a reliable stack.
+	TrampolineUnwind bool
+	// ModifiedFlag: enabled_functions prints M for a function with an
+	// IPMODIFY or direct-call user (seen on 6.12, not on 6.1).
+	ModifiedFlag bool
 	// ReplaceSet models the proposed replace sets (v2, May 2026, not
 	// merged; docs/fakekernel.md): the replace_set attribute takes the
 	// place of replace (Patch.ReplaceSet is the set; Patch.Replace is
@@ -89,9 +100,15 @@ var (
 	Linux6_1 = Features{Force: true, Patched: true, CompressedFileFlag: true, FtracePermanent: true}
 	// Linux6_12 is Debian's 6.12: adds the replace attribute; in-kernel xz
 	// decompression is assumed (verify on the e2e kernel).
-	Linux6_12 = Features{Force: true, Patched: true, Replace: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true}
+	Linux6_12 = Features{Force: true, Patched: true, Replace: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true,
+		CondReschedSwitch: true, ModifiedFlag: true}
 	// Linux6_14 adds stack_order.
-	Linux6_14 = Features{Force: true, Patched: true, Replace: true, StackOrder: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true}
+	Linux6_14 = Features{Force: true, Patched: true, Replace: true, StackOrder: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true,
+		CondReschedSwitch: true, ModifiedFlag: true}
+	// Linux6_16 is 6.14 where cond_resched() no longer switches a kernel
+	// thread: only a sleep with TASK_FREEZABLE does.
+	Linux6_16 = Features{Force: true, Patched: true, Replace: true, StackOrder: true, CompressedFileFlag: true, Decompress: "xz", FtracePermanent: true,
+		ModifiedFlag: true}
 	// ProposedReplaceSet is 6.14 with the proposed replace sets: a
 	// proposal, in no released kernel (docs/fakekernel.md). replace_set
 	// instead of replace, no stack_order.
@@ -147,9 +164,18 @@ type Options struct {
 	// holds); a watcher that falls further behind loses records (EPIPE).
 	LogCapacity int
 	// DynamicDebug also logs livepatch's pr_debug lines ("initializing
-	// patching transition", "completing ...", "reversing ..."), as with
-	// `echo 'file kernel/livepatch/* +p' > .../dynamic_debug/control`.
+	// patching transition", "completing ...", "reversing ...", and
+	// klp_try_switch_task's reason for each task it cannot switch), as
+	// with `echo 'file kernel/livepatch/* +p' > .../dynamic_debug/control`.
 	DynamicDebug bool
+	// Tracefs renders what root sees of the ftrace users:
+	// sys/kernel/tracing/enabled_functions,
+	// sys/kernel/debug/kprobes/list and
+	// sys/kernel/debug/dynamic_debug/control (livepatch's sites).
+	Tracefs bool
+	// Release is the kernel release, written to
+	// proc/sys/kernel/osrelease ("" writes none).
+	Release string
 }
 
 // Kernel is the fake kernel. All methods are safe for concurrent use.
@@ -187,6 +213,11 @@ type Kernel struct {
 	modulesDisabled bool
 	symbols         map[string]int // "obj\x00name" -> count in kallsyms
 	ipmodify        map[string]bool
+	kprobes         []Kprobe
+	bpf             []*bpfLink
+	nextBPF         uint32
+	bpfErr          error
+	btfIDs          map[string]uint32
 
 	log klog // the kernel log: dev/kmsg and its watchers
 
@@ -259,6 +290,7 @@ func New(tb TB, opts Options) *Kernel {
 		unsupported:   2,
 		symbols:       map[string]int{},
 		ipmodify:      map[string]bool{},
+		btfIDs:        map[string]uint32{},
 		written:       map[string]fileSpec{},
 		dirs:          map[string]bool{},
 	}
@@ -341,7 +373,8 @@ func (k *Kernel) Handle() *kernel.Handle {
 	if err != nil {
 		panic(fmt.Sprintf("fakekernel: %v", err)) // the roots are made by New
 	}
-	return h
+	// Its BPF programs are the ones attached with AttachBPF.
+	return h.WithBPF(k)
 }
 
 // Live returns the live handle of this kernel: its tree, read through
@@ -528,6 +561,15 @@ func (k *Kernel) sync() {
 		pm.WriteString(k.mods[i].procLine())
 	}
 	file(filepath.Join(k.proc, "modules"), pm.String(), 0o444)
+	if k.opts.Release != "" {
+		file(filepath.Join(k.proc, "sys", "kernel", "osrelease"), k.opts.Release+"\n", 0o444)
+	}
+	if k.opts.Tracefs {
+		for _, d := range []string{"tracing", "debug", filepath.Join("debug", "kprobes"), filepath.Join("debug", "dynamic_debug")} {
+			dir(filepath.Join(k.sys, "kernel", d))
+		}
+		k.renderTracing(file)
+	}
 	if k.f.SUSESupport {
 		// supported_printable() of the kernel's taint.
 		supported := "Yes\n"

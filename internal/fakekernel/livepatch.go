@@ -437,25 +437,11 @@ func (k *Kernel) reverse() {
 	k.startTransition()
 }
 
-// blocks reports whether t cannot switch for the current transition: it
-// is blocked outright, or sleeps in a function of a patched object of the
-// transition patch (klp_check_stack).
-func (k *Kernel) blocks(t *task) bool {
-	if t.blockAll {
-		return true
-	}
-	for _, o := range k.trans.objs {
-		if !o.patched {
-			continue
-		}
-		for _, f := range o.funcs {
-			if slices.Contains(t.blockedOn, f.name) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// blocks reports whether t cannot switch for the current transition (see
+// stuck): it is blocked outright, sleeps in a function of a patched object
+// of the transition patch (klp_check_stack), under a BPF trampoline, or
+// runs.
+func (k *Kernel) blocks(t *task) bool { return k.stuck(t) != "" }
 
 // tryComplete is klp_try_complete_transition.
 func (k *Kernel) tryComplete() {
@@ -467,8 +453,9 @@ func (k *Kernel) tryComplete() {
 		if t.state == k.target {
 			continue
 		}
-		if k.blocks(t) {
+		if why := k.stuck(t); why != "" {
 			complete = false
+			k.logStuck(t, why)
 			continue
 		}
 		k.setState(t, k.target)

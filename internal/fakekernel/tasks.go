@@ -32,6 +32,7 @@ type task struct {
 	blockedOn       []string
 	stopped         bool // SIGSTOP: state T
 	uninterruptible bool // state D
+	running         bool // state R: a kernel thread that does not sleep (SetRunning)
 }
 
 // DefaultTasks returns a small, plausible task set: init, two kthreads,
@@ -242,14 +243,27 @@ func (k *Kernel) writeTask(t *task) {
 		state = "D"
 	case t.stopped:
 		state = "T"
+	case t.running:
+		state = "R"
 	}
 	stat := fmt.Sprintf("%d (%s) %s %d %d %d 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
 		t.TID, t.Comm, state, t.PPID, t.PID, t.PID, flags)
 	var stack strings.Builder
 	for _, f := range t.blockedOn {
+		// A program that calls the function (fexit, fmod_ret, LSM)
+		// leaves its trampoline where the function's frame was: the
+		// stack file skips the scheduler's functions, and so the
+		// traced one (seen on 6.1 and 6.12).
+		if tramp, ok := k.onStack(f); ok {
+			fmt.Fprintf(&stack, "[<0>] %s+0x2e/0x1000\n", tramp)
+			continue
+		}
 		fmt.Fprintf(&stack, "[<0>] %s+0x1d/0x60\n", f)
 	}
 	frames := t.Stack
+	if t.running {
+		frames = []string{} // a running task's stack cannot be read
+	}
 	if frames == nil {
 		if t.Kthread {
 			frames = []string{"worker_thread+0xbe/0x3c0", "kthread+0xe5/0x120", "ret_from_fork+0x1f/0x30"}

@@ -1,7 +1,9 @@
 package preflight
 
 import (
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/kallsyms"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -88,7 +90,13 @@ type facts struct {
 	// the replaced functions that have ftrace users.
 	enabledFunctions reading[map[objFunc]string]
 	// kprobes is <sysfs>/kernel/debug/kprobes/list.
-	kprobes reading[[]kprobe]
+	kprobes reading[[]ftrace.Kprobe]
+	// bpf are the BPF programs attached to kernel functions (the bpf(2)
+	// system call; the running kernel only). Its path is "bpf(2)".
+	bpf reading[[]kernel.BPFLink]
+	// failFunctions are the functions fail_function injects errors
+	// into (<sysfs>/kernel/debug/fail_function/<function>/).
+	failFunctions reading[[]string]
 }
 
 // reading is what was read from one kernel file: its path, the value, and

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/klp-project/klp/ftrace"
+
 	"github.com/klp-project/klp/modinfo"
 )
 
@@ -106,7 +108,7 @@ func kprobesNeeds(m *modinfo.Module) need {
 	if _, ok := replacesFunctions(m.Targets); !ok {
 		return 0
 	}
-	return needKprobes | needEnabledFunctions | needPatches | needRelease
+	return needKprobes | needEnabledFunctions | needPatches | needRelease | needBPF
 }
 
 // kprobes looks for other ftrace users that would stop the patch. A
@@ -129,7 +131,12 @@ func kprobes(f *facts) Check {
 			Reason: why(list.path, list.err) + "; " + why(enabled.path, enabled.err),
 			Fix:    "run as root with debugfs mounted (mount -t debugfs none /sys/kernel/debug)"}
 	}
-	h := hooks{enabled: enabled, oldKprobes: versionBefore(f.release.v, 5, 4)}
+	h := hooks{enabled: enabled, oldKprobes: versionBefore(f.release.v, 5, 4), failing: map[string]bool{}}
+	if f.failFunctions.err == nil {
+		for _, fn := range f.failFunctions.v {
+			h.failing[fn] = true
+		}
+	}
 	patched := patchedElsewhere(f)
 	seen := map[objFunc]bool{}
 	for _, fn := range t.Functions {
@@ -190,13 +197,14 @@ func patchedElsewhere(f *facts) map[objFunc][]string {
 type hooks struct {
 	enabled    reading[map[objFunc]string] // enabled_functions
 	oldKprobes bool                        // the kernel is older than 5.4
+	failing    map[string]bool             // fail_function injects errors into these
 
 	failed, warned, details []string
 }
 
 // function judges the ftrace users of one replaced function: its IPMODIFY
 // flag, and the kprobes on it.
-func (h *hooks) function(label string, k objFunc, patchedBy []string, probes []kprobe) {
+func (h *hooks) function(label string, k objFunc, patchedBy []string, probes []ftrace.Kprobe) {
 	flags := h.enabled.v[k]
 	ipmodify := h.enabled.err == nil && strings.Contains(flags, "I")
 	// The IPMODIFY user is a conflict unless it is a live patch.
@@ -206,11 +214,15 @@ func (h *hooks) function(label string, k objFunc, patchedBy []string, probes []k
 			h.details = append(h.details, label+": already hooked by live patch "+strings.Join(patchedBy, ", ")+" (shared, no conflict)")
 		} else {
 			h.failed = append(h.failed, label)
-			h.details = append(h.details, label+": another ftrace user modifies its instruction pointer (IPMODIFY, flags \""+flags+"\" in enabled_functions): the kernel refuses the patch (EBUSY)")
+			who := "another ftrace user"
+			if h.failing[k.name] {
+				who = "fail_function's error injection (fail_function/" + k.name + ")"
+			}
+			h.details = append(h.details, label+": "+who+" modifies its instruction pointer (IPMODIFY, flags \""+flags+"\" in enabled_functions): the kernel refuses the patch (EBUSY)")
 		}
 	}
 	for _, p := range probes {
-		if p.function == k.name && p.object == k.object {
+		if p.Function == k.name && p.Object == k.object {
 			h.probe(label, p, conflict)
 		}
 	}
@@ -218,15 +230,15 @@ func (h *hooks) function(label string, k objFunc, patchedBy []string, probes []k
 
 // probe judges one kprobe on a replaced function; conflict says that the
 // function has an IPMODIFY user that is not a live patch.
-func (h *hooks) probe(label string, p kprobe, conflict bool) {
-	desc := fmt.Sprintf("%s: %s at %s+%s %s", label, p.kind(), p.function, p.offset, p.flags)
+func (h *hooks) probe(label string, p ftrace.Kprobe, conflict bool) {
+	desc := fmt.Sprintf("%s: %s at %s+%s %s", label, p.Kind(), p.Function, p.Offset, p.Flags)
 	haveFlags := h.enabled.err == nil
 	switch {
-	case p.has("GONE"):
-	case !p.has("FTRACE"):
+	case p.Has("GONE"):
+	case !p.Has("FTRACE"):
 		h.warned = append(h.warned, label)
 		h.details = append(h.details, desc+": inside the function, not on its ftrace call site; it stops firing once the function is redirected")
-	case p.has("DISABLED"):
+	case p.Has("DISABLED"):
 		h.warned = append(h.warned, label)
 		h.details = append(h.details, desc+": disabled now; enabling it later fails (EBUSY) if it has a post_handler")
 	case h.oldKprobes && !haveFlags:

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"testing"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
 )
@@ -87,8 +88,8 @@ func TestTraceableFacts(t *testing.T) {
 }
 
 // probes is a kprobes list.
-func probes(ps ...kprobe) reading[[]kprobe] {
-	return reading[[]kprobe]{path: kprobesPath, v: ps}
+func probes(ps ...ftrace.Kprobe) reading[[]ftrace.Kprobe] {
+	return reading[[]ftrace.Kprobe]{path: kprobesPath, v: ps}
 }
 
 // flags is an enabled_functions with the given flags per function.
@@ -103,7 +104,7 @@ func flags(fl map[string]string) reading[map[objFunc]string] {
 
 func TestKprobesFacts(t *testing.T) {
 	p := livepatchMod("p", nil, "cmdline_proc_show", "version_proc_show")
-	on := func(list reading[[]kprobe], enabled reading[map[objFunc]string], edit ...func(*facts)) facts {
+	on := func(list reading[[]ftrace.Kprobe], enabled reading[map[objFunc]string], edit ...func(*facts)) facts {
 		f := facts{module: p, kprobes: list, enabledFunctions: enabled, patches: patches(), release: val("/proc/sys/kernel/osrelease", rel61)}
 		for _, e := range edit {
 			e(&f)
@@ -112,13 +113,13 @@ func TestKprobesFacts(t *testing.T) {
 	}
 	old := func(f *facts) { f.release = val("/proc/sys/kernel/osrelease", "4.19.0-27-amd64") }
 	loaded := func(ps ...livepatch.Patch) func(*facts) { return func(f *facts) { f.patches = patches(ps...) } }
-	kp := func(fn, flags string) kprobe {
-		return kprobe{typ: "k", object: "vmlinux", function: fn, offset: "0x0", flags: flags}
+	kp := func(fn, flags string) ftrace.Kprobe {
+		return ftrace.Kprobe{Type: "k", Object: "vmlinux", Function: fn, Offset: "0x0", Flags: flags}
 	}
 	ftraced := kp("cmdline_proc_show", "[FTRACE]")
-	inside := kprobe{typ: "k", object: "vmlinux", function: "cmdline_proc_show", offset: "0x14", flags: "[OPTIMIZED]"}
-	ret := kprobe{typ: "r", object: "vmlinux", function: "version_proc_show", offset: "0x0", flags: "[FTRACE]"}
-	jprobe := kprobe{typ: "j", object: "vmlinux", function: "version_proc_show", offset: "0x0", flags: "[FTRACE]"}
+	inside := ftrace.Kprobe{Type: "k", Object: "vmlinux", Function: "cmdline_proc_show", Offset: "0x14", Flags: "[OPTIMIZED]"}
+	ret := ftrace.Kprobe{Type: "r", Object: "vmlinux", Function: "version_proc_show", Offset: "0x0", Flags: "[FTRACE]"}
+	jprobe := ftrace.Kprobe{Type: "j", Object: "vmlinux", Function: "version_proc_show", Offset: "0x0", Flags: "[FTRACE]"}
 	noFlags := flags(nil)
 	missingFlags := bad[map[objFunc]string](enabledPath, fs.ErrNotExist)
 
@@ -141,17 +142,17 @@ func TestKprobesFacts(t *testing.T) {
 	both := livepatchMod("p", nil, "cmdline_proc_show", "version_proc_show")
 
 	testCheck(t, kprobes, append(noFunctionCases[:len(noFunctionCases):len(noFunctionCases)], []factCase{
-		{"nothing readable", on(bad[[]kprobe](kprobesPath, fs.ErrNotExist), bad[map[objFunc]string](enabledPath, fs.ErrPermission)),
+		{"nothing readable", on(bad[[]ftrace.Kprobe](kprobesPath, fs.ErrNotExist), bad[map[objFunc]string](enabledPath, fs.ErrPermission)),
 			Check{Status: Skip, Reason: kprobesPath + " does not exist; " + enabledPath + " is not readable (permission denied)",
 				Fix: "run as root with debugfs mounted (mount -t debugfs none /sys/kernel/debug)"}},
 		{"nothing there", on(probes(), noFlags), clean},
-		{"kprobes not listed", on(bad[[]kprobe](kprobesPath, fs.ErrPermission), noFlags),
+		{"kprobes not listed", on(bad[[]ftrace.Kprobe](kprobesPath, fs.ErrPermission), noFlags),
 			Check{Status: Pass, Reason: "no other IPMODIFY ftrace user on the replaced functions (kprobes not listed: " + kprobesPath + " is not readable (permission denied))"}},
 		{"flags not readable", on(probes(), missingFlags),
 			Check{Status: Pass, Reason: "no kprobe on the replaced functions (other ftrace users not checked: " + enabledPath + " does not exist)"}},
 		{"IPMODIFY user", on(probes(), flags(map[string]string{"cmdline_proc_show": "RI"})),
 			failOn("1 function already has an ftrace user that modifies the instruction pointer", ipmodify)},
-		{"IPMODIFY user, kprobes not listed", on(bad[[]kprobe](kprobesPath, fs.ErrNotExist), flags(map[string]string{"cmdline_proc_show": "RI"})),
+		{"IPMODIFY user, kprobes not listed", on(bad[[]ftrace.Kprobe](kprobesPath, fs.ErrNotExist), flags(map[string]string{"cmdline_proc_show": "RI"})),
 			failOn("1 function already has an ftrace user that modifies the instruction pointer", ipmodify)},
 		{"IPMODIFY kprobe", on(probes(ftraced), flags(map[string]string{"cmdline_proc_show": "RI"})),
 			failOn("1 function already has an ftrace user that modifies the instruction pointer", ipmodify, kpDesc+": probably the IPMODIFY user (a kprobe with a post_handler)")},
@@ -183,7 +184,7 @@ func TestKprobesFacts(t *testing.T) {
 			warnOn("1 replaced function: cmdline_proc_show in vmlinux",
 				"cmdline_proc_show in vmlinux: kprobe at cmdline_proc_show+0x0 [DISABLED][FTRACE]: disabled now; enabling it later fails (EBUSY) if it has a post_handler")},
 		{"gone", on(probes(kp("cmdline_proc_show", "[GONE][FTRACE]"), kp("cmdline_proc_show", "[GONE]")), noFlags), clean},
-		{"another object's function", on(probes(kprobe{typ: "k", object: "other", function: "cmdline_proc_show", offset: "0x0", flags: "[FTRACE]"}), noFlags), clean},
+		{"another object's function", on(probes(ftrace.Kprobe{Type: "k", Object: "other", Function: "cmdline_proc_show", Offset: "0x0", Flags: "[FTRACE]"}), noFlags), clean},
 		{"another function", on(probes(kp("schedule", "[FTRACE]")), noFlags), clean},
 		{"post_handler unknown", on(probes(ftraced), missingFlags),
 			warnOn("1 replaced function: cmdline_proc_show in vmlinux",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/kallsyms"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
@@ -46,6 +47,9 @@ const (
 	needFilterFunctions
 	needEnabledFunctions
 	needKprobes
+	// needBPF: the BPF programs attached to functions, and
+	// fail_function's injections.
+	needBPF
 	// needLoadedStates: the klp_state entries of the loaded patches of a
 	// kernel with replace sets (implies needPatches).
 	needLoadedStates
@@ -187,6 +191,10 @@ func (r *reader) scans() {
 	}
 	if r.need(needEnabledFunctions) {
 		f.enabledFunctions = readEnabledFunctions(r.ctx, k, targetNames(r.mod))
+	}
+	if r.need(needBPF) {
+		f.bpf = readBPF(k)
+		f.failFunctions = readFailFunctions(k)
 	}
 	if r.need(needKprobes) {
 		f.kprobes = readKprobes(r.ctx, k)
@@ -365,21 +373,10 @@ func scanKallsyms(ctx context.Context, k *kernel.Handle, want []wanted) reading[
 	return r
 }
 
-// tracingFile returns a tracefs file from where tracefs is found: its own
-// mount point /sys/kernel/tracing (4.1+), else the automount under debugfs.
-func tracingFile(k *kernel.Handle, name string) string {
-	for _, p := range []string{k.SysPath("kernel", "tracing", name), k.SysPath("kernel", "debug", "tracing", name)} {
-		if k.Exists(p) {
-			return p
-		}
-	}
-	return k.SysPath("kernel", "tracing", name)
-}
-
 // readFilterFunctions reads available_filter_functions for the wanted
 // names.
 func readFilterFunctions(ctx context.Context, k *kernel.Handle, wantNames map[string]bool) reading[filterFunctions] {
-	r := reading[filterFunctions]{path: tracingFile(k, "available_filter_functions")}
+	r := reading[filterFunctions]{path: ftrace.New(k).TracingFile("available_filter_functions")}
 	f, err := k.Open(r.path)
 	if err != nil {
 		r.err = err
@@ -396,32 +393,43 @@ func readFilterFunctions(ctx context.Context, k *kernel.Handle, wantNames map[st
 	return r
 }
 
-// readEnabledFunctions reads enabled_functions for the wanted names.
+// readEnabledFunctions reads enabled_functions for the wanted names: the
+// flags of each.
 func readEnabledFunctions(ctx context.Context, k *kernel.Handle, wantNames map[string]bool) reading[map[objFunc]string] {
-	r := reading[map[objFunc]string]{path: tracingFile(k, "enabled_functions")}
-	f, err := k.Open(r.path)
+	ft := ftrace.New(k)
+	r := reading[map[objFunc]string]{path: ft.EnabledFunctionsPath()}
+	entries, err := ft.EnabledFunctions(ctx, func(name string) bool { return wantNames[name] })
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer f.Close()
-	r.v, r.err = parseEnabledFunctions(ctxReader{ctx, f}, wantNames)
-	if r.err != nil {
-		r.v = nil
+	r.v = map[objFunc]string{}
+	for _, e := range entries {
+		r.v[objFunc{e.Object, e.Name}] = e.Flags
 	}
 	return r
 }
 
 // readKprobes reads <sysfs>/kernel/debug/kprobes/list.
-func readKprobes(ctx context.Context, k *kernel.Handle) reading[[]kprobe] {
-	r := reading[[]kprobe]{path: k.SysPath("kernel", "debug", "kprobes", "list")}
-	f, err := k.Open(r.path)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer f.Close()
-	r.v, r.err = parseKprobes(ctxReader{ctx, f})
+func readKprobes(ctx context.Context, k *kernel.Handle) reading[[]ftrace.Kprobe] {
+	ft := ftrace.New(k)
+	r := reading[[]ftrace.Kprobe]{path: ft.KprobesPath()}
+	r.v, r.err = ft.Kprobes(ctx)
+	return r
+}
+
+// readBPF lists the BPF programs attached to kernel functions.
+func readBPF(k *kernel.Handle) reading[[]kernel.BPFLink] {
+	r := reading[[]kernel.BPFLink]{path: "bpf(2)"}
+	r.v, r.err = k.BPFLinks()
+	return r
+}
+
+// readFailFunctions lists fail_function's injections.
+func readFailFunctions(k *kernel.Handle) reading[[]string] {
+	ft := ftrace.New(k)
+	r := reading[[]string]{path: ft.FailFunctionPath()}
+	r.v, r.err = ft.FailFunctions()
 	return r
 }
 

@@ -6,53 +6,6 @@ import (
 	"testing"
 )
 
-func TestParseKprobes(t *testing.T) {
-	const list = "ffffffff8123a0b0  k  cmdline_proc_show+0x0    [FTRACE]\n" +
-		"0000000000000000  r  klp_target_value+0x0  klp_target [DISABLED][FTRACE]\n" +
-		"ffffffff81000000  k  0xffffffff81000000 \n" + // no symbol: skipped
-		"ffffffff8123a0c4  k  do_sys_open+0x14  \n" +
-		"\n"
-	got, err := parseKprobes(strings.NewReader(list))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []kprobe{
-		{typ: "k", object: "vmlinux", function: "cmdline_proc_show", offset: "0x0", flags: "[FTRACE]"},
-		{typ: "r", object: "klp_target", function: "klp_target_value", offset: "0x0", flags: "[DISABLED][FTRACE]"},
-		{typ: "k", object: "vmlinux", function: "do_sys_open", offset: "0x14"},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
-	}
-	if !got[1].has("DISABLED") || got[0].has("DISABLED") || got[1].kind() != "kretprobe" || got[0].kind() != "kprobe" {
-		t.Error("flags or kind wrong")
-	}
-}
-
-func TestParseEnabledFunctions(t *testing.T) {
-	const file = "cmdline_proc_show (1) R I   \ttramp: 0xffffffffc0201000 (klp_ftrace_handler+0x0/0x1d0) ->klp_ftrace_handler+0x0/0x1d0\n" +
-		"\tdirect-->0xffffffffc0202000\n" +
-		"version_proc_show (2) R       M \ttramp: ...\n" +
-		"klp_target_value [klp_target] (1)            \n" +
-		"schedule (1)            \n" + // not wanted
-		"meminfo_proc_show (1) R P I\n" // 5.5-era P flag
-	got, err := parseEnabledFunctions(strings.NewReader(file), map[string]bool{
-		"cmdline_proc_show": true, "version_proc_show": true, "klp_target_value": true, "meminfo_proc_show": true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[objFunc]string{
-		{"vmlinux", "cmdline_proc_show"}:   "RI",
-		{"vmlinux", "version_proc_show"}:   "RM",
-		{"klp_target", "klp_target_value"}: "",
-		{"vmlinux", "meminfo_proc_show"}:   "RPI",
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
-	}
-}
-
 func TestParseFilterFunctions(t *testing.T) {
 	got, err := parseFilterFunctions(strings.NewReader("cmdline_proc_show\nklp_target_value [klp_target]\nother\n__ftrace_invalid_address___64\n"),
 		map[string]bool{"cmdline_proc_show": true, "klp_target_value": true})

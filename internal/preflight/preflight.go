@@ -46,6 +46,7 @@ const (
 	IDSymbols            = "symbols"
 	IDTraceable          = "traceable"
 	IDKprobes            = "kprobes"
+	IDSilentOverride     = "silent_override"
 )
 
 // Check is the outcome of one check.
@@ -156,6 +157,7 @@ var definitions = []definition{
 	{id: IDSymbols, title: "Target symbols", module: true, check: symbols, needs: symbolsNeeds},
 	{id: IDTraceable, title: "Traceable functions", module: true, check: traceable, needs: traceableNeeds},
 	{id: IDKprobes, title: "Kprobes and other ftrace users", module: true, check: kprobes, needs: kprobesNeeds},
+	{id: IDSilentOverride, title: "Silent overrides", module: true, check: silentOverride, needs: overrideNeeds},
 }
 
 // always is the needs of a check that looks at the same facts whatever the

@@ -553,10 +553,12 @@ func checkUnreadable(t *testing.T, root string) {
 		IDTraceable: tr.path("sys/kernel/tracing/available_filter_functions") + " is not readable (permission denied)",
 		IDKprobes: tr.path("sys/kernel/debug/kprobes/list") + " is not readable (permission denied); " +
 			tr.path("sys/kernel/tracing/enabled_functions") + " is not readable (permission denied)",
+		IDSilentOverride: tr.path("sys/kernel/tracing/enabled_functions") + " is not readable (permission denied); " +
+			"BPF programs not listed: list BPF programs: not the running kernel",
 	}
 	for _, c := range rep.Checks {
 		switch c.ID {
-		case IDSymbols, IDTraceable, IDKprobes:
+		case IDSymbols, IDTraceable, IDKprobes, IDSilentOverride:
 			if c.Status != Skip || !strings.Contains(c.Fix, "root") || c.Reason != want[c.ID] {
 				t.Errorf("%s: %s %q fix %q, want skip with %q and run as root", c.ID, c.Status, c.Reason, c.Fix, want[c.ID])
 			}

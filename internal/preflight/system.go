@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -307,34 +308,6 @@ func sigEnforce(f *facts) Check {
 	return Check{Status: Pass, Reason: "the module is " + signatureSummary(sig) + "; signatures are not enforced (a key the kernel does not trust only taints it, E)"}
 }
 
-// taintFlags are the kernel's taint bits (Documentation/admin-guide/
-// tainted-kernels.rst), letter and meaning.
-var taintFlags = []struct {
-	letter  byte
-	meaning string
-	trouble bool // the kernel hit a problem, or was forced
-}{
-	{'P', "proprietary module loaded", false},
-	{'F', "module force-loaded", true},
-	{'S', "unsafe SMP or out-of-spec system", false},
-	{'R', "module force-unloaded", true},
-	{'M', "machine check", true},
-	{'B', "bad page", true},
-	{'U', "taint requested by user space", false},
-	{'D', "kernel oops or BUG", true},
-	{'A', "ACPI table overridden", false},
-	{'W', "kernel warning", false},
-	{'C', "staging driver loaded", false},
-	{'I', "firmware bug workaround", false},
-	{'O', "out-of-tree module loaded", false},
-	{'E', "unsigned module loaded", false},
-	{'L', "soft lockup", true},
-	{'K', "kernel live patched", false},
-	{'X', "auxiliary (distribution-defined)", false},
-	{'T', "struct randomization plugin", false},
-	{'N', "in-kernel test", false},
-}
-
 // taint reports /proc/sys/kernel/tainted. No taint makes the kernel refuse
 // a patch, so this never fails; it warns when the kernel oopsed, locked up,
 // hit a machine check or bad page, or had a module forced in or out: such a
@@ -360,18 +333,18 @@ func taint(f *facts) Check {
 		if v&(1<<bit) == 0 {
 			continue
 		}
-		if bit < len(taintFlags) {
-			f := taintFlags[bit]
-			letters = append(letters, string(f.letter))
-			details = append(details, fmt.Sprintf("%c (%d): %s", f.letter, uint64(1)<<bit, f.meaning))
-			trouble = trouble || f.trouble
+		if bit < len(kernel.TaintFlags) {
+			f := kernel.TaintFlags[bit]
+			letters = append(letters, string(f.Letter))
+			details = append(details, fmt.Sprintf("%c (%d): %s", f.Letter, uint64(1)<<bit, f.Meaning))
+			trouble = trouble || f.Trouble
 		} else {
 			letters = append(letters, fmt.Sprintf("bit %d", bit))
 			details = append(details, fmt.Sprintf("bit %d (%d): not known to klp", bit, uint64(1)<<bit))
 		}
 	}
 	c := Check{Status: Pass, Reason: fmt.Sprintf("tainted %d: %s", v, strings.Join(letters, " ")), Details: details}
-	if v&(1<<15) != 0 {
+	if v&(1<<kernel.TaintLivepatch) != 0 {
 		c.Reason += " (K: a live patch module has been loaded since boot)"
 	}
 	if trouble {

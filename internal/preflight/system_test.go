@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/kmod"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
@@ -291,22 +292,25 @@ func TestTaintFacts(t *testing.T) {
 			Check{Status: Pass, Reason: "tainted 9223372036854775808: bit 63", Details: []string{"bit 63 (9223372036854775808): not known to klp"}}},
 	}
 	// Each serious taint alone warns; each other one alone passes.
-	for bit, f := range taintFlags {
+	for bit, f := range kernel.TaintFlags {
+		if f.Bit != uint(bit) {
+			t.Errorf("kernel.TaintFlags[%d] is bit %d", bit, f.Bit)
+		}
 		v := uint64(1) << bit
-		c := Check{Status: Pass, Reason: fmt.Sprintf("tainted %d: %c", v, f.letter), Details: []string{fmt.Sprintf("%c (%d): %s", f.letter, v, f.meaning)}}
-		if f.trouble {
+		c := Check{Status: Pass, Reason: fmt.Sprintf("tainted %d: %c", v, f.Letter), Details: []string{fmt.Sprintf("%c (%d): %s", f.Letter, v, f.Meaning)}}
+		if f.Trouble {
 			c.Status, c.Fix = Warn, serious
 			c.Reason += "; the kernel has had a serious problem or a forced module"
-		} else if f.letter == 'K' {
+		} else if f.Letter == 'K' {
 			c.Reason += " (K: a live patch module has been loaded since boot)"
 		}
-		cases = append(cases, factCase{fmt.Sprintf("only %c", f.letter), tainted(fmt.Sprint(v)), c})
+		cases = append(cases, factCase{fmt.Sprintf("only %c", f.Letter), tainted(fmt.Sprint(v)), c})
 	}
 	var letters, trouble []byte
-	for _, f := range taintFlags {
-		letters = append(letters, f.letter)
-		if f.trouble {
-			trouble = append(trouble, f.letter)
+	for _, f := range kernel.TaintFlags {
+		letters = append(letters, f.Letter)
+		if f.Trouble {
+			trouble = append(trouble, f.Letter)
 		}
 	}
 	if string(letters) != "PFSRMBUDAWCIOELKXTN" || string(trouble) != "FRMBDL" {

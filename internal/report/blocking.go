@@ -2,6 +2,7 @@ package report
 
 import (
 	"github.com/klp-project/klp/internal/admin"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/livepatch"
 )
 
@@ -78,13 +79,68 @@ type Stall struct {
 	Functions  []string      `json:"functions"`
 	Tasks      []StalledTask `json:"tasks"`
 	Unreadable []TaskError   `json:"unreadable"`
+	// KernelSignalled: the kernel has sent its fake signal in this
+	// transition (null: unknown).
+	KernelSignalled *bool `json:"kernel_signalled"`
+	// KernelReasons: "logged", "not_logged", "unavailable", or null
+	// when the dynamic debug control could not be read.
+	KernelReasons *string `json:"kernel_reasons"`
+	// KernelLogError: why the kernel log could not be read.
+	KernelLogError *string `json:"kernel_log_error"`
 }
 
 // StalledTask is a blocking task with what holds it back and what to do.
 type StalledTask struct {
 	Task
-	Culprits []string `json:"culprits"`
-	Advice   string   `json:"advice"`
+	Culprits     []string   `json:"culprits"`
+	Cause        string     `json:"cause"`
+	Evidence     []string   `json:"evidence"`
+	KernelReason *string    `json:"kernel_reason"`
+	BPFFrames    []BPFFrame `json:"bpf_frames"`
+	Advice       string     `json:"advice"`
+}
+
+// BPFFrame is a BPF trampoline or program on a task's stack.
+type BPFFrame struct {
+	Frame    string       `json:"frame"`
+	Symbol   string       `json:"symbol"`
+	Object   *string      `json:"object"`
+	Function *string      `json:"function"`
+	Programs []BPFProgram `json:"programs"`
+}
+
+// BPFProgram is a BPF program attached to a kernel function.
+type BPFProgram struct {
+	Name      string  `json:"name"`
+	ProgramID uint32  `json:"program_id"`
+	LinkID    uint32  `json:"link_id"`
+	Attach    string  `json:"attach"`
+	Object    *string `json:"object"`
+	Function  *string `json:"function"`
+}
+
+func bpfProgram(l kernel.BPFLink) BPFProgram {
+	return BPFProgram{Name: l.Program, ProgramID: l.ProgramID, LinkID: l.ID, Attach: l.Attach,
+		Object: optString(l.Object), Function: optString(l.Function)}
+}
+
+func stalledTask(t admin.BlockingTask) StalledTask {
+	st := StalledTask{Task: task(t), Culprits: nonNil(t.Culprits), Cause: string(t.Cause),
+		Evidence: nonNil(t.Evidence), BPFFrames: []BPFFrame{}, Advice: t.Advice}
+	if t.KernelReason != nil {
+		st.KernelReason = ptr(t.KernelReason.Message)
+	}
+	for _, tp := range t.Trampolines {
+		f := BPFFrame{Frame: tp.Frame, Symbol: tp.Symbol, Programs: []BPFProgram{}}
+		if tp.Function.Name != "" {
+			f.Object, f.Function = ptr(tp.Function.Object), ptr(tp.Function.Name)
+		}
+		for _, p := range tp.Programs {
+			f.Programs = append(f.Programs, bpfProgram(p))
+		}
+		st.BPFFrames = append(st.BPFFrames, f)
+	}
+	return st
 }
 
 // NewStall builds the stall object of a report made with Explain, or nil.
@@ -95,9 +151,10 @@ func NewStall(r *admin.BlockingReport) *Stall {
 	s := &Stall{
 		Patch: transition(r.Transition).Patch, Target: r.Transition.Target.String(),
 		Functions: nonNil(r.Functions), Tasks: []StalledTask{}, Unreadable: taskErrors(r.Unreadable),
+		KernelSignalled: r.Signalled, KernelReasons: optString(string(r.KernelReasons)), KernelLogError: errString(r.KernelLogErr),
 	}
 	for _, t := range r.Tasks {
-		s.Tasks = append(s.Tasks, StalledTask{Task: task(t), Culprits: nonNil(t.Culprits), Advice: t.Advice(*r.Transition)})
+		s.Tasks = append(s.Tasks, stalledTask(t))
 	}
 	return s
 }

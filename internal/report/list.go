@@ -1,6 +1,9 @@
 package report
 
 import (
+	"strings"
+
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/store"
 )
@@ -12,6 +15,9 @@ type List struct {
 	Loaded        []Loaded    `json:"loaded"`
 	Installed     []Installed `json:"installed"`
 	Functions     []Provided  `json:"functions"`
+	// OtherUsersError says why the other users of the patched functions
+	// could not be read (functions[].other_users is then null).
+	OtherUsersError *string `json:"other_users_error"`
 }
 
 // Loaded is one loaded patch or patch module.
@@ -41,6 +47,29 @@ type Provided struct {
 	// ProvidedByBasis says how provided_by was determined: "only_patch",
 	// "stack_order" (the kernel's word) or "load_order" (inferred).
 	ProvidedByBasis *string `json:"provided_by_basis"`
+	// OtherUsers are the users of the function's entry other than live
+	// patching; null when they could not be read.
+	OtherUsers *[]FunctionUser `json:"other_users"`
+}
+
+// FunctionUser is a user of a patched function's entry other than live
+// patching: a BPF program, a kprobe, a direct call.
+type FunctionUser struct {
+	Kind        string  `json:"kind"`
+	Effect      string  `json:"effect"`
+	Program     *string `json:"program"`
+	ProgramID   *uint32 `json:"program_id"`
+	LinkID      *uint32 `json:"link_id"`
+	Source      string  `json:"source"`
+	Description string  `json:"description"`
+}
+
+func functionUser(u ftrace.User) FunctionUser {
+	fu := FunctionUser{Kind: u.Kind, Effect: string(u.Effect), Source: u.Source, Description: u.String()}
+	if strings.HasPrefix(u.Kind, "bpf_") {
+		fu.Program, fu.ProgramID, fu.LinkID = ptr(u.Program), ptr(u.ProgramID), ptr(u.LinkID)
+	}
+	return fu
 }
 
 func installed(in store.Installed) Installed {
@@ -56,10 +85,22 @@ func NewList(l *admin.List) List {
 	for _, in := range l.Installed {
 		doc.Installed = append(doc.Installed, installed(in))
 	}
-	for _, f := range l.Functions {
-		doc.Functions = append(doc.Functions, Provided{Object: f.Object, Function: f.Function, Sympos: f.Sympos,
-			Patches: nonNil(f.Patches), ProvidedBy: optString(f.ProvidedBy), ProvidedByBasis: optString(string(f.Basis))})
+	users := map[ftrace.Func][]FunctionUser{}
+	for _, fu := range l.OtherUsers {
+		for _, u := range fu.Users {
+			k := ftrace.Func{Object: fu.Object, Name: fu.Function}
+			users[k] = append(users[k], functionUser(u))
+		}
 	}
+	for _, f := range l.Functions {
+		p := Provided{Object: f.Object, Function: f.Function, Sympos: f.Sympos,
+			Patches: nonNil(f.Patches), ProvidedBy: optString(f.ProvidedBy), ProvidedByBasis: optString(string(f.Basis))}
+		if l.OtherUsersErr == nil {
+			p.OtherUsers = ptr(nonNil(users[ftrace.Func{Object: f.Object, Name: f.Function}]))
+		}
+		doc.Functions = append(doc.Functions, p)
+	}
+	doc.OtherUsersError = errString(l.OtherUsersErr)
 	return doc
 }
 

@@ -112,6 +112,10 @@ func regular(mode uint32) error {
 	return ErrNotRegular
 }
 
+// FstatRegular returns nil when the open descriptor fd is a regular file,
+// else the error [Open] gives for such a file (wrapping [ErrNotRegular]).
+func FstatRegular(fd int) error { return fstatRegular(fd) }
+
 func fstatRegular(fd int) error {
 	var st unix.Stat_t
 	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {

@@ -23,7 +23,7 @@ func TestRun(t *testing.T) {
 			"../testdata/outcome/force.json: valid outcome document\n", "../testdata/install/install.json: validate outcome document: "},
 		{"missing file", []string{"list", "nonexistent.json"}, "", 1, "", "nonexistent.json: open nonexistent.json: no such file or directory\n"},
 		{"unknown document", []string{"kpatch"}, `{}`, 1, "", "standard input: validate kpatch document: no schema for this document\n"},
-		{"no arguments", nil, "", 2, "", "usage: validate DOCUMENT [FILE...]\ndocuments: blocking, downgrade, error, info, install, list, module, outcome, patches, poke, preflight, stall, status\n"},
+		{"no arguments", nil, "", 2, "", "usage: validate DOCUMENT [FILE...]\ndocuments: blocking, downgrade, error, info, install, list, manifest, module, outcome, patches, poke, preflight, snapshot, stall, status\n"},
 		{"an option", []string{"-h"}, "", 2, "", "usage: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

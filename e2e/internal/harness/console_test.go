@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"archive/tar"
 	"os"
 	"strings"
 	"testing"
@@ -155,6 +156,55 @@ func TestHashSources(t *testing.T) {
 
 func writeFile(path, data string) error {
 	return os.WriteFile(path, []byte(data), 0o644)
+}
+
+func TestSameOutput(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"ready\n", "ready\n", true},
+		{"ready\n", "in_progress\n", false},
+		{`{"tasks": [], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 61}`, true},
+		{`{"tasks": [], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 159}`, false},
+		{`{"tasks": [1], "tasks_scanned": 59}`, `{"tasks": [], "tasks_scanned": 59}`, false},
+		{`{"tasks_scanned": 59}`, `{}`, false},
+	} {
+		if got := SameOutput(c.a, c.b); got != c.same {
+			t.Errorf("SameOutput(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+// TestOutbox reads what a guest wrote: tar entries, flushed, on an image of
+// zeros, and nothing when it wrote nothing.
+func TestOutbox(t *testing.T) {
+	path := t.TempDir() + "/outbox.img"
+	if err := NewOutbox(path); err != nil {
+		t.Fatal(err)
+	}
+	files, err := ReadOutbox(path)
+	if err != nil || len(files) != 0 {
+		t.Fatalf("an empty outbox: %v, %v", files, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	for name, data := range map[string]string{"a.tar.zst": "\x28\xb5\x2f\xfd binary", "b.json": "[]"} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(data))
+		tw.Flush() // the guest never closes: the zeros end the archive
+	}
+	f.Close()
+	files, err = ReadOutbox(path)
+	if err != nil || string(files["a.tar.zst"]) != "\x28\xb5\x2f\xfd binary" || string(files["b.json"]) != "[]" || len(files) != 2 {
+		t.Errorf("files %q, %v", files, err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() != OutboxSize {
+		t.Errorf("size %d", fi.Size())
+	}
 }
 
 func TestBootResources(t *testing.T) {

@@ -32,6 +32,9 @@ type BootConfig struct {
 	OnLine func(line string)
 	// Log, if set, receives a line about each failed accelerator attempt.
 	Log io.Writer
+	// Outbox, if set, is an image (NewOutbox) the guest gets as an NVMe
+	// drive to send files on (ReadOutbox).
+	Outbox string
 	// Memory is the guest's RAM in QEMU's -m syntax (default "1G").
 	Memory string
 	// CPUs is the number of vCPUs (default 1).
@@ -105,6 +108,10 @@ func boot(ctx context.Context, cfg BootConfig, accel string, probe bool) error {
 	}
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
+	}
+	if cfg.Outbox != "" {
+		args = append(args, "-drive", "file="+cfg.Outbox+",if=none,id=outbox,format=raw",
+			"-device", "nvme,serial="+OutboxSerial+",drive=outbox")
 	}
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	// QEMU gets its own process group so that a kill reaches nothing else.

@@ -1,0 +1,40 @@
+package metrics
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// DefaultListenAddress is klp exporter's default: loopback only, on a port
+// that none of the well-known exporters uses by default (node_exporter
+// 9100, Prometheus 9090, Pushgateway 9091, Alertmanager 9093, Blackbox
+// 9115, process-exporter 9256).
+const DefaultListenAddress = "127.0.0.1:9877"
+
+// NewHandler serves one scrape of c at telemetryPath and, at "/" when that
+// is another path, a landing page linking to it. Errors are logged to
+// logger.
+func NewHandler(c *Collector, telemetryPath, version string, logger *slog.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.Handle(telemetryPath, promhttp.HandlerFor(Registry(c), promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	if telemetryPath != "/" && telemetryPath != "" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "klp exporter",
+			Description: "Kernel live patching state: patches, transitions and the tasks that block them",
+			Version:     version,
+			Links:       []web.LandingLinks{{Address: telemetryPath, Text: "Metrics"}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("make landing page: %w", err)
+		}
+		mux.Handle("/", landing)
+	}
+	return mux, nil
+}

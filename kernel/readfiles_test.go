@@ -1,0 +1,107 @@
+package kernel
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestReadFiles reads a task directory's files both ways: through one
+// directory descriptor (a handle from Open) and through Files (any other
+// handle), with the same answers: contents, cut files, missing files,
+// and links and FIFOs refused without blocking.
+func TestReadFiles(t *testing.T) {
+	t.Parallel()
+	r := tree(t, "6.1.0\n")
+	dir := filepath.Join(r.Proc, "1", "task", "1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 10000)
+	for name, data := range map[string]string{"stat": "1 (init) S 0 1 1\n", "comm": "init\n", "big": big, "empty": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("stat", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	osHandle, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filesHandle, err := NewHandle(r, OSFiles{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"stat", "comm", "big", "empty", "missing", "fifo", "link"}
+	for _, h := range []*Handle{osHandle, filesHandle} {
+		got := map[string]string{}
+		errs := map[string]error{}
+		err := h.ReadFiles(dir, names, 5000, func(name string, data []byte, err error) {
+			got[name], errs[name] = string(data), err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, osDirs := h.ProcDir()
+		for name, want := range map[string]string{"stat": "1 (init) S 0 1 1\n", "comm": "init\n", "big": big[:5001], "empty": ""} {
+			if got[name] != want || errs[name] != nil {
+				t.Errorf("osDirs %v: %s = %d bytes, %v; want %d bytes", osDirs, name, len(got[name]), errs[name], len(want))
+			}
+		}
+		var pe *fs.PathError
+		if e := errs["missing"]; !errors.Is(e, fs.ErrNotExist) || !errors.As(e, &pe) || pe.Path != filepath.Join(dir, "missing") || pe.Op != "open" {
+			t.Errorf("osDirs %v: missing: %v", osDirs, e)
+		}
+		for _, name := range []string{"fifo", "link"} {
+			if e := errs[name]; !errors.Is(e, ErrNotRegular) {
+				t.Errorf("osDirs %v: %s: %v, want ErrNotRegular", osDirs, name, e)
+			}
+		}
+	}
+	for _, h := range []*Handle{osHandle, filesHandle} {
+		if err := h.ReadFiles(filepath.Join(r.Proc, "2"), names, 10, func(string, []byte, error) { t.Error("called for a missing directory") }); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing directory: %v", err)
+		}
+	}
+}
+
+// TestReadFilesKernel reads this process's own task files from the real
+// procfs, where a short read ends a file.
+func TestReadFilesKernel(t *testing.T) {
+	h, err := Open(Roots{})
+	if err != nil || !h.KernelFS() {
+		t.Skipf("no procfs at /proc: %v", err)
+	}
+	dir := h.ProcPath("self")
+	got := map[string]string{}
+	err = h.ReadFiles(dir, []string{"comm", "cmdline", "status"}, MaxAttrSize, func(name string, data []byte, err error) {
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		got[name] = string(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"comm", "cmdline"} {
+		want, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[name] != string(want) {
+			t.Errorf("%s = %q, want %q", name, got[name], want)
+		}
+	}
+	if !strings.HasPrefix(got["status"], "Name:\t") || !strings.Contains(got["status"], "\nThreads:\t") {
+		t.Errorf("status = %q", got["status"])
+	}
+}
