@@ -109,12 +109,7 @@ mutate: deps
 # fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
 FUZZTIME ?= 8s
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime=200x $$pkg; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz
 
 # integration runs Debian's Prometheus (2.42) and node_exporter (1.5) on
 # loopback against klp exporter and klp metrics --textfile over a fixture

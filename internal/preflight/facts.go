@@ -142,3 +142,21 @@ type filterFunctions struct {
 // objFunc names a function by object ("vmlinux" for the core kernel) and
 // name.
 type objFunc struct{ object, name string }
+
+// label names the function as the checks print it.
+func (k objFunc) label() string { return k.name + " in " + k.object }
+
+// distinctFunctions returns the functions a patch replaces, each once (a
+// function may stand in several klp_func entries), in the file's order.
+func distinctFunctions(t *modinfo.Targets) []objFunc {
+	var out []objFunc
+	seen := map[objFunc]bool{}
+	for _, fn := range t.Functions {
+		k := objFunc{fn.Object, fn.Function}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -63,15 +63,10 @@ func traceable(f *facts) Check {
 		return Check{Status: Skip, Reason: path + " is empty", Fix: "check the tracefs mount"}
 	}
 	var failed, pending, details []string
-	seen := map[objFunc]bool{}
-	for _, fn := range t.Functions {
-		k := objFunc{fn.Object, fn.Function}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		label := fn.Function + " in " + fn.Object
-		loaded, lerr := objectLoaded(f, fn.Object, nil)
+	funcs := distinctFunctions(t)
+	for _, k := range funcs {
+		label := k.label()
+		loaded, lerr := objectLoaded(f, k.object, nil)
 		switch {
 		case lerr != nil || !loaded:
 			pending = append(pending, label)
@@ -80,7 +75,7 @@ func traceable(f *facts) Check {
 			details = append(details, label+": traceable")
 		default:
 			failed = append(failed, label)
-			details = append(details, label+": not in available_filter_functions; the kernel logs \"failed to find location for function '"+fn.Function+"'\"")
+			details = append(details, label+": not in available_filter_functions; the kernel logs \"failed to find location for function '"+k.name+"'\"")
 		}
 	}
 	switch {
@@ -95,8 +90,8 @@ func traceable(f *facts) Check {
 			Fix:     "load the target modules first to check them now",
 			Details: details}
 	}
-	reason := fmt.Sprintf("all %d replaced functions can be traced", len(seen))
-	if len(seen) == 1 {
+	reason := fmt.Sprintf("all %d replaced functions can be traced", len(funcs))
+	if len(funcs) == 1 {
 		reason = "the replaced function can be traced"
 	}
 	return Check{Status: Pass, Reason: reason, Details: details}
@@ -138,14 +133,8 @@ func kprobes(f *facts) Check {
 		}
 	}
 	patched := patchedElsewhere(f)
-	seen := map[objFunc]bool{}
-	for _, fn := range t.Functions {
-		k := objFunc{fn.Object, fn.Function}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		h.function(fn.Function+" in "+fn.Object, k, patched[k], list.v)
+	for _, k := range distinctFunctions(t) {
+		h.function(k.label(), k, patched[k], list.v)
 	}
 	failed, warned := dedup(h.failed), dedup(h.warned)
 	switch {

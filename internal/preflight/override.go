@@ -40,14 +40,8 @@ func silentOverride(f *facts) Check {
 	// Without the config, assume the kernel can override from kprobes.
 	kprobeOverride := f.config.err != nil || f.config.v == nil || f.config.v.enabled("CONFIG_BPF_KPROBE_OVERRIDE")
 	var overridden, maybe, details []string
-	seen := map[objFunc]bool{}
-	for _, fn := range t.Functions {
-		k := objFunc{fn.Object, fn.Function}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		label := fn.Function + " in " + fn.Object
+	for _, k := range distinctFunctions(t) {
+		label := k.label()
 		trampoline := false
 		for _, l := range bpf.v {
 			if l.Object != k.object || l.Function != k.name {
