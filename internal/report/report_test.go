@@ -13,10 +13,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/klp-project/klp/docs/schema"
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/preflight"
 	"github.com/klp-project/klp/internal/report"
 	"github.com/klp-project/klp/internal/store"
+	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/livepatch"
 	"github.com/klp-project/klp/modinfo"
 )
@@ -66,10 +68,24 @@ func task(pid, tid int, comm string) admin.BlockingTask {
 func blockingReport() *admin.BlockingReport {
 	kworker := task(15, 15, "kworker/0:1")
 	kworker.KernelThread, kworker.Cmdline, kworker.PatchState = true, "[kworker/0:1]", livepatch.StatePatched
-	kworker.Stack = []string{"[<0>] f+0x1d/0x60", "[<0>] worker_thread+0xbe/0x3c0"}
+	kworker.Stack = []string{"[<0>] bpf_trampoline_6442513548+0x2e/0x1000", "[<0>] f+0x1d/0x60", "[<0>] worker_thread+0xbe/0x3c0"}
 	kworker.Culprits = []string{"[<0>] f+0x1d/0x60"}
+	kworker.Cause = admin.CauseBPFTrampoline
+	kworker.Evidence = []string{"[<0>] bpf_trampoline_6442513548+0x2e/0x1000"}
+	kworker.KernelReason = &livepatch.SwitchReason{Reason: livepatch.ReasonSleepingOnFunction, Comm: "kworker/0:1", PID: 15, Function: "f",
+		Message: "livepatch: kworker/0:1:15 is sleeping on function f"}
+	kworker.Trampolines = []admin.Trampoline{
+		{Frame: "[<0>] bpf_trampoline_6442513548+0x2e/0x1000", Symbol: "bpf_trampoline_6442513548",
+			Function: ftrace.Func{Object: "vmlinux", Name: "f"},
+			Programs: []kernel.BPFLink{{ID: 4, ProgramID: 31, Program: "trace_f", Attach: kernel.AttachFentry, Object: "vmlinux", Function: "f"}}},
+		{Frame: "[<0>] bpf_prog_6deef7357e7b4530_anon+0x1c/0x2c", Symbol: "bpf_prog_6deef7357e7b4530_anon"},
+	}
+	kworker.Advice = "detach BPF link 4 (trace_f)"
 	app := task(200, 201, "app")
 	app.StackErr = errors.New("stack traces not available on this kernel")
+	app.Cause = admin.CauseSignalledInVain
+	app.Evidence = []string{"livepatch: signaling remaining tasks"}
+	app.Advice = "klp poke 200"
 	return &admin.BlockingReport{
 		Interface:  livepatch.InterfaceLivepatch,
 		Transition: &livepatch.Transition{Patch: "lp", Target: livepatch.StateUnpatched},
@@ -78,7 +94,22 @@ func blockingReport() *admin.BlockingReport {
 		Scanned:    7,
 		Unreadable: []livepatch.TaskError{{PID: 300, TID: 301, Path: "/proc/300/task/301/patch_state",
 			Err: &os.PathError{Op: "open", Path: "/proc/300/task/301/patch_state", Err: syscall.EACCES}}},
+		Signalled:     ptr(true),
+		KernelReasons: admin.ReasonsLogged,
 	}
+}
+
+// unloggedReport is blockingReport where the kernel log could not be
+// read: nothing is known of the kernel's signal or reasons.
+func unloggedReport() *admin.BlockingReport {
+	r := blockingReport()
+	r.Signalled, r.KernelReasons = nil, admin.ReasonsUnknown
+	r.KernelLogErr = errors.New("read /dev/kmsg: operation not permitted")
+	for i := range r.Tasks {
+		r.Tasks[i].KernelReason = nil
+	}
+	r.Tasks[1].Cause, r.Tasks[1].Evidence = admin.CauseUserTask, nil
+	return r
 }
 
 func TestStatus(t *testing.T) {
@@ -116,7 +147,7 @@ func TestPoke(t *testing.T) {
 func TestOutcome(t *testing.T) {
 	stalled := &admin.Outcome{
 		Action: "load", Patch: "lp", File: "/lib/modules/lp.ko", Result: admin.ResultRolledBack,
-		Elapsed: 3200 * time.Millisecond, Err: livepatch.ErrStalled, Stall: blockingReport(),
+		Elapsed: 3200 * time.Millisecond, Err: livepatch.ErrStalled, Stall: unloggedReport(),
 		KernelLog: []string{"livepatch: enabling patch 'lp'"}, Notes: []string{"rolling back"},
 		Preflight: []admin.PreflightCheck{{ID: "vermagic", Title: "Vermagic", Status: preflight.Pass, Reason: "ok"}},
 	}
@@ -143,16 +174,22 @@ func TestList(t *testing.T) {
 	l := &admin.List{
 		Release: "6.14.0",
 		Loaded: []admin.LoadedPatch{
-			{Name: "lp_v2", State: admin.StateEnabled, Replace: ptr(true), StackOrder: ptr(2)},
+			{Name: "lp_v2", State: admin.StateEnabled, Replace: ptr(true), ReplaceSet: ptr(uint32(3)), StackOrder: ptr(2)},
 			{Name: "lp_v1", State: admin.StateSuperseded},
 		},
 		Installed: []store.Installed{{Name: "lp_v2", Release: "6.14.0", Path: "/var/lib/klp/6.14.0/lp_v2.ko", Source: "klp"}},
 		Functions: []admin.ProvidedFunction{
-			{Object: "vmlinux", Function: "f", Sympos: 1, Patches: []string{"lp_v2"}, ProvidedBy: "lp_v2"},
+			{Object: "vmlinux", Function: "f", Sympos: 1, Patches: []string{"lp_v2"}, ProvidedBy: "lp_v2", Basis: admin.OwnerStackOrder},
 			{Object: "xfs", Function: "g", Sympos: 2, Patches: []string{"a", "b"}},
 		},
+		OtherUsers: []admin.FunctionUsers{{Object: "vmlinux", Function: "f", Users: []ftrace.User{
+			{Kind: ftrace.KindBPFFmodRet, Effect: ftrace.Overrides, Program: "ret_f", ProgramID: 12, LinkID: 7, Source: "bpf(2)"},
+			{Kind: ftrace.KindKprobe, Effect: ftrace.Coexists, Source: "0xffffffff81000000 f+0x0 [FTRACE]"},
+		}}},
 	}
 	check(t, "list", schema.List, report.NewList(l))
+	l.OtherUsers, l.OtherUsersErr = nil, errors.New("open /sys/kernel/tracing/enabled_functions: permission denied")
+	check(t, "list-users-unreadable", schema.List, report.NewList(l))
 	check(t, "list-empty", schema.List, report.NewList(&admin.List{}))
 	in := &admin.InstallResult{Action: "install", Installed: store.Installed{Name: "lp", Release: "6.1.0", Path: "/var/lib/klp/6.1.0/lp.ko", Source: "klp"}}
 	check(t, "install", schema.Install, report.NewInstall(in))
@@ -164,7 +201,7 @@ func TestList(t *testing.T) {
 func TestPatches(t *testing.T) {
 	pl := &admin.PatchList{Interface: livepatch.InterfaceLivepatch, Patches: []admin.PatchEntry{
 		{Name: "lp", Active: true, Upstream: &livepatch.Patch{Name: "lp", Enabled: true, Transition: ptr(false), Replace: ptr(true),
-			StackOrder: ptr(1), HasForce: true, Objects: []livepatch.Object{{Name: "vmlinux", Patched: ptr(true),
+			ReplaceSet: ptr(uint32(3)), StackOrder: ptr(1), HasForce: true, Objects: []livepatch.Object{{Name: "vmlinux", Patched: ptr(true),
 				Functions: []livepatch.Function{{Name: "f", Sympos: 1}}}}},
 			Package: &admin.PackageInfo{Manager: "rpm", Name: "kernel-livepatch-x", Version: "2", Release: "2.1", Arch: "x86_64",
 				Full: "kernel-livepatch-x-2-2.1.x86_64", CVEs: []string{"CVE-2026-1"}, Bugs: []string{"bsc#1"}, Expiration: "2027-01-01", Update: "update available (3-1.1)"}},
@@ -182,7 +219,7 @@ func TestPatches(t *testing.T) {
 
 func TestPreflightAndInfo(t *testing.T) {
 	mod := &modinfo.Module{Name: "lp", Vermagic: "6.1.0 SMP", Livepatch: true, Signature: &modinfo.Signature{},
-		Targets: &modinfo.Targets{Replace: ptr(false), Functions: []modinfo.Target{{Object: "vmlinux", Function: "f", Sympos: 1, Source: "klp_func"}}}}
+		Targets: &modinfo.Targets{Replace: ptr(false), ReplaceSet: ptr(uint32(0)), Functions: []modinfo.Target{{Object: "vmlinux", Function: "f", Sympos: 1, Source: "klp_func"}}}}
 	rep := &preflight.Report{Module: mod, Checks: []preflight.Check{
 		{ID: "vermagic", Title: "Vermagic", Status: preflight.Warn, Reason: "r", Fix: "f", Details: []string{"d"}},
 	}}
