@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/livepatch"
@@ -13,7 +17,7 @@ import (
 
 // tree builds a procfs tree of processes with threadsPer threads each, in
 // /dev/shm when it exists so that the disk does not dominate.
-func tree(b *testing.B, procs, threadsPer int) livepatch.FS {
+func tree(b testing.TB, procs, threadsPer int) livepatch.FS {
 	b.Helper()
 	base := ""
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -54,6 +58,53 @@ func tree(b *testing.B, procs, threadsPer int) livepatch.FS {
 		b.Fatal(err)
 	}
 	return fs
+}
+
+// blockers returns the TIDs tree marks blocking: every 100th task.
+func blockers(procs, threadsPer int) []int {
+	var out []int
+	for p := 0; p < procs; p++ {
+		pid := 1000 + p*(threadsPer+1)
+		for t := 0; t < threadsPer; t++ {
+			if (p*threadsPer+t)%100 == 0 {
+				out = append(out, pid+t)
+			}
+		}
+	}
+	return out
+}
+
+// TestScanTasks checks, under make unit, what the benchmark measures: the
+// scan finds exactly the blocking tasks of the generated trees, in every
+// shape and with one or several workers (the chunks of a big process
+// included: one process of 2,500 threads is three chunks), and reads
+// every task once.
+func TestScanTasks(t *testing.T) {
+	for _, shape := range []struct{ procs, threads int }{{500, 1}, {50, 10}, {1, 2500}} {
+		fs := tree(t, shape.procs, shape.threads)
+		want := blockers(shape.procs, shape.threads)
+		for _, workers := range []int{1, 2, 3} {
+			var mu sync.Mutex
+			var got []int
+			stats, err := fs.ScanTasks(livepatch.ScanOptions{Workers: workers}, func(ts livepatch.TaskState) {
+				if ts.State == livepatch.StateUnpatched {
+					mu.Lock()
+					got = append(got, ts.TID)
+					mu.Unlock()
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sort.Ints(got)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("procs=%d threads=%d workers=%d: blocking TIDs: unexpected diff (-want +got):\n%s", shape.procs, shape.threads, workers, diff)
+			}
+			if stats.Tasks != shape.procs*shape.threads || len(stats.Unreadable) != 0 {
+				t.Errorf("procs=%d threads=%d workers=%d: stats %+v, want %d tasks read", shape.procs, shape.threads, workers, stats, shape.procs*shape.threads)
+			}
+		}
+	}
 }
 
 // BenchmarkScanTasks finds the blocking tasks among 10,000, in shapes

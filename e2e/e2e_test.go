@@ -197,6 +197,9 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 	if len(c.Checks) == 0 {
 		t.Fatalf("guest reported no checks\n--- console tail:\n%s", harness.Tail(lines, 60))
 	}
+	if err := c.CheckCounts(); err != nil {
+		t.Fatalf("%v\n--- console tail:\n%s", err, harness.Tail(lines, 60))
+	}
 }
 
 // The files the klp-snapshot scenario sends (e2e/guest/snapshot.go).

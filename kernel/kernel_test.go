@@ -1,12 +1,16 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/klp-project/klp/internal/poll"
 )
 
 // tree makes a copied-tree layout with an osrelease file.
@@ -126,6 +130,11 @@ func (r *recorder) DeleteModule(name string, flags int) error {
 	r.calls = append(r.calls, "delete "+name)
 	return nil
 }
+func (r *recorder) Now() time.Time { return time.Unix(0, 0) }
+func (r *recorder) Sleep(context.Context, time.Duration) error {
+	r.calls = append(r.calls, "sleep")
+	return nil
+}
 func (r *recorder) Kill(pid int, sig syscall.Signal) error {
 	r.calls = append(r.calls, "kill")
 	return nil
@@ -155,8 +164,15 @@ func TestSimulate(t *testing.T) {
 	if err := none.Kill(4242, syscall.SIGCONT); !errors.Is(err, ErrNotLive) {
 		t.Errorf("Kill without a seam = %v", err)
 	}
+	// Without a clock, waits run on the system's; with one, on that.
+	if none.Clock() != poll.System {
+		t.Errorf("Clock without a seam = %v, want poll.System", none.Clock())
+	}
 	rec := &recorder{}
-	l := Simulate(h, Seams{Attr: rec, Modules: rec, Signals: rec})
+	l := Simulate(h, Seams{Attr: rec, Modules: rec, Signals: rec, Clock: rec})
+	if l.Clock() != poll.Clock(rec) {
+		t.Errorf("Clock = %v, want the seam's", l.Clock())
+	}
 	attr := h.SysPath("kernel", "livepatch", "p", "enabled")
 	if err := l.WriteAttr(attr, "0"); err != nil {
 		t.Fatal(err)

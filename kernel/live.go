@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +58,10 @@ type Seams struct {
 	Signals Signaller
 	// Log is the kernel log, watched while klp waits for a transition.
 	Log LogWatcher
+	// Clock is the time klp waits in for this kernel's transitions and
+	// references (nil = the system's): a test double's own, on which its
+	// retry work runs.
+	Clock poll.Clock
 }
 
 // Live is the running kernel: a [Handle] for reading, plus the actions that
@@ -123,6 +128,15 @@ func (l *Live) under(path string) bool {
 		}
 	}
 	return false
+}
+
+// Clock returns the clock waits on this kernel run on: the system's for
+// the running kernel, the test double's own for a simulated one.
+func (l *Live) Clock() poll.Clock {
+	if l.seams.Clock == nil {
+		return poll.System
+	}
+	return l.seams.Clock
 }
 
 // FinitModule makes the finit_module(2) syscall.

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/klp-project/klp/internal/fakekernel"
-	"github.com/klp-project/klp/livepatch"
 	"golang.org/x/sys/unix"
+
+	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/poll"
+	"github.com/klp-project/klp/livepatch"
 )
 
 // onFake returns a livepatch view of a fake kernel whose writes go to it,
@@ -68,36 +72,56 @@ func TestWaitTransitionSignalsOnOldKernels(t *testing.T) {
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
-	var signalled, progressed bool
+	var signalledAt time.Duration = -1
+	var progress []time.Duration
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{
 		Timeout:          200 * time.Millisecond,
 		SignalAfter:      20 * time.Millisecond,
-		OnSignal:         func(err error) { signalled = err == nil },
-		Progress:         func(time.Duration, livepatch.PatchState) { progressed = true },
-		ProgressInterval: 10 * time.Millisecond,
+		OnSignal:         func(err error) { signalledAt = k.Elapsed(); _ = err },
+		Progress:         func(e time.Duration, _ livepatch.PatchState) { progress = append(progress, e) },
+		ProgressInterval: 50 * time.Millisecond,
 	})
-	if !errors.Is(err, livepatch.ErrStalled) {
-		t.Fatalf("WaitTransition = %+v, %v; want ErrStalled", res, err)
+	if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != 200*time.Millisecond {
+		t.Fatalf("WaitTransition = %+v, %v; want ErrStalled after 200ms", res, err)
 	}
-	if !signalled || !progressed {
-		t.Errorf("signalled %v, progress called %v; want both", signalled, progressed)
+	// The signal is written once, when the wait wakes at SignalAfter, and
+	// the signal attribute of 4.15 takes it.
+	if signalledAt != 20*time.Millisecond {
+		t.Errorf("signalled at %v, want 20ms", signalledAt)
+	}
+	if !slices.Contains(k.Messages(), "livepatch: signaling remaining tasks") {
+		t.Errorf("the kernel did not signal: log %q", k.Messages())
+	}
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond}
+	if len(progress) != len(want) {
+		t.Fatalf("progress at %v, want %v", progress, want)
+	}
+	for i := range want {
+		if progress[i] != want[i] {
+			t.Errorf("progress at %v, want %v", progress, want)
+			break
+		}
 	}
 	k.UnblockTask(100)
-	go func() { time.Sleep(20 * time.Millisecond); k.Settle(10) }()
+	// The retry work at 1 s completes the transition.
 	res, err = fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || res.Gone {
 		t.Errorf("after release: %+v, %v; want unpatched and, before 5.1, still registered", res, err)
 	}
 }
 
+// TestWaitTransitionNoticesRemoval: a patch whose directory goes while klp
+// waits (its disable completed and the kernel freed it between two
+// checks) ended unpatched.
 func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	k, fs := onFake(t, fakekernel.Linux6_12, "a")
 	if err := fs.Disable("a"); err != nil {
 		t.Fatal(err)
 	}
-	// The transition completes and the kernel frees the patch: a wait
-	// then finds the directory gone.
-	k.Settle(10)
+	// The transition completes and the kernel frees the patch 20 ms into
+	// the wait, on the fake kernel's clock: the wait finds the directory
+	// gone.
+	k.After(20*time.Millisecond, func() { k.Settle(10) })
 	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {
 		t.Fatalf("WaitTransition = %+v, %v; want the patch gone", res, err)
@@ -108,5 +132,41 @@ func TestWaitTransitionNoticesRemoval(t *testing.T) {
 	res, err = fs2.WaitTransition(context.Background(), "b", livepatch.WaitOptions{Timeout: 5 * time.Second})
 	if err != nil || res.Enabled || !res.Gone {
 		t.Fatalf("WaitTransition with ENODEV = %+v, %v; want the patch gone", res, err)
+	}
+}
+
+// TestWaitTransitionEndsUnpatched: a disable that completes shows
+// transition 0 and enabled 0 before the kernel frees the patch.
+func TestWaitTransitionEndsUnpatched(t *testing.T) {
+	k, fs := onFake(t, fakekernel.Linux6_12, "a")
+	if err := fs.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := fs.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second})
+	if err != nil || res.Enabled || res.Gone || res.Elapsed < time.Second || res.Elapsed > time.Second+poll.DefaultMax {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched, still there, noticed within 10ms of the retry work at 1s", res, err)
+	}
+	if k.TransitionPatch() != "" {
+		t.Error("the transition is still open")
+	}
+}
+
+// TestPatchBeingRemoved: the attributes of a patch the kernel is freeing
+// answer ENODEV before its files go (seen on 6.1 and 6.12): the patch is
+// gone, ErrNotFound, not a broken tree; the list leaves it out.
+func TestPatchBeingRemoved(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux6_12, "a", "b")
+	k.InjectReadFault(filepath.Join(k.SysRoot(), "kernel", "livepatch", "a", "enabled"), unix.ENODEV)
+	if p, err := c.Patch("a"); !errors.Is(err, livepatch.ErrNotFound) || !strings.Contains(err.Error(), "being removed") {
+		t.Errorf("Patch(a) = %+v, %v; want ErrNotFound, being removed", p, err)
+	}
+	ps, err := c.Patches()
+	if err != nil || len(ps) != 1 || ps[0].Name != "b" {
+		t.Errorf("Patches = %+v, %v; want b only", ps, err)
+	}
+	// Another error is an error.
+	k.InjectReadFault(filepath.Join(k.SysRoot(), "kernel", "livepatch", "a", "enabled"), unix.EIO)
+	if _, err := c.Patch("a"); err == nil || errors.Is(err, livepatch.ErrNotFound) {
+		t.Errorf("Patch(a) with EIO: %v; want an error other than ErrNotFound", err)
 	}
 }

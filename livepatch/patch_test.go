@@ -318,6 +318,8 @@ func TestParseFunctionDir(t *testing.T) {
 		"show_val_kb,2":        fn("show_val_kb", 2),
 		"__x64_sys_keyctl,1":   fn("__x64_sys_keyctl", 1),
 		"do_sys_poll.isra.0,3": fn("do_sys_poll.isra.0", 3),
+		"f,9":                  fn("f", 9),
+		"f,19":                 fn("f", 19),
 		"cmdline_proc_show":    {Name: "cmdline_proc_show"},
 	} {
 		got, err := parseFunctionDir(in)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -494,5 +495,34 @@ func TestRecountBlocking(t *testing.T) {
 	}
 	if _, err := fs.RecountBlocking(StatePatched, known); err == nil {
 		t.Error("a bad patch_state: no error")
+	}
+}
+
+// TestScanTasksUnreadableSorted: the unreadable tasks come sorted by PID
+// and TID, whatever order the directories list them in and however many
+// workers read them.
+func TestScanTasksUnreadableSorted(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	var want [][2]int
+	for _, pid := range []int{3, 10, 30} {
+		for tid := pid; tid < pid+6; tid++ {
+			fmt.Fprintf(&b, "-- proc/%d/task/%d/patch_state --\nx\n", pid, tid)
+			want = append(want, [2]int{pid, tid})
+		}
+	}
+	fs, _ := archiveFS(t, b.String())
+	for _, workers := range []int{1, 2, 4} {
+		_, stats, err := collect(t, fs, ScanOptions{Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][2]int
+		for _, u := range stats.Unreadable {
+			got = append(got, [2]int{u.PID, u.TID})
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%d workers: unreadable (pid, tid): unexpected diff (-want +got):\n%s", workers, diff)
+		}
 	}
 }

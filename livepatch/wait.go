@@ -59,7 +59,10 @@ type WaitOptions struct {
 	// wait sleeps on the kernel log (default [DefaultRecheck]).
 	Recheck time.Duration
 	// Poll tunes the polling where the kernel log cannot be read (default
-	// 1 ms doubling to [DefaultPollMax]).
+	// 1 ms doubling to [DefaultPollMax]). Its Clock is the one the wait
+	// runs on (default: the kernel handle's): the timeout, the rechecks,
+	// the progress and the signal are measured on it, and the wait sleeps
+	// in it; Timeout above is the wait's timeout (Poll.Timeout is unused).
 	Poll poll.Options
 	// OnLost, when set, is called each time the kernel log overwrote
 	// records before the wait read them (it then reads the attribute).
@@ -156,15 +159,13 @@ func (c Control) WaitTransition(ctx context.Context, name string, opts WaitOptio
 	if opts.Poll.Max <= 0 {
 		opts.Poll.Max = DefaultPollMax
 	}
-	w := &waiter{c: c, dir: dir, name: filepath.Base(dir), opts: opts, start: time.Now()}
-	waitCtx := ctx
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
+	clock := opts.Poll.Clock
+	if clock == nil {
+		clock = c.live.Clock()
 	}
-	err = w.run(waitCtx)
-	w.res.Elapsed = time.Since(w.start)
+	w := &waiter{c: c, dir: dir, name: filepath.Base(dir), opts: opts, clock: clock, start: clock.Now()}
+	err = w.run(ctx)
+	w.res.Elapsed = clock.Now().Sub(w.start)
 	switch {
 	case err == nil:
 		return w.res, nil
@@ -180,6 +181,7 @@ type waiter struct {
 	dir   string
 	name  string
 	opts  WaitOptions
+	clock poll.Clock // the kernel handle's: every time below is on it
 	start time.Time
 	res   WaitResult
 
@@ -216,15 +218,19 @@ func (w *waiter) run(ctx context.Context) error {
 	}
 	nextProgress := w.opts.ProgressInterval
 	for {
-		if ctx.Err() != nil {
+		elapsed := w.clock.Now().Sub(w.start)
+		timedOut := w.opts.Timeout > 0 && elapsed >= w.opts.Timeout
+		if ctx.Err() != nil || timedOut {
 			// One last look, so that a transition that ended just
 			// before the deadline is not reported as stalled.
 			if done, err := w.check(NoticedRecheck); done || err != nil {
 				return err
 			}
-			return ctx.Err()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return context.DeadlineExceeded
 		}
-		elapsed := time.Since(w.start)
 		if w.opts.SignalAfter > 0 && !w.signalled && elapsed >= w.opts.SignalAfter {
 			// Without the attribute (5.1+) the kernel signals by
 			// itself; OnSignal hears ErrUnsupportedAttr so the caller
@@ -268,11 +274,16 @@ func (w *waiter) run(ctx context.Context) error {
 		if w.opts.SignalAfter > 0 && !w.signalled {
 			due = min(due, w.opts.SignalAfter)
 		}
+		if w.opts.Timeout > 0 {
+			due = min(due, w.opts.Timeout)
+		}
 		if watch == nil {
-			sleep(ctx, w.start.Add(due))
+			if err := w.clock.Sleep(ctx, due-elapsed); err != nil && ctx.Err() == nil {
+				return err
+			}
 			continue
 		}
-		dctx, cancel := context.WithDeadline(ctx, w.start.Add(due))
+		dctx, cancel := poll.WithDeadline(ctx, w.clock, w.start.Add(due))
 		ev, err := w.readLog(dctx, watch)
 		cancel()
 		switch ev {
@@ -301,7 +312,7 @@ func (w *waiter) run(ctx context.Context) error {
 			if delay <= 0 {
 				delay = poll.DefaultInitial
 			}
-			nextCheck = time.Since(w.start)
+			nextCheck = w.clock.Now().Sub(w.start)
 		}
 	}
 }
@@ -360,15 +371,18 @@ func (w *waiter) readLog(ctx context.Context, watch kernel.LogWatch) (logEvent, 
 // after completionGrace (a new transition of the same patch may have
 // started since) and the wait goes on.
 func (w *waiter) afterCompletion(ctx context.Context) (bool, error) {
-	gctx, cancel := context.WithTimeout(ctx, completionGrace)
-	defer cancel()
+	grace := completionGrace
+	if w.opts.Timeout > 0 {
+		// Within the wait's own timeout, as the rest of the wait.
+		grace = max(min(grace, w.opts.Timeout-w.clock.Now().Sub(w.start)), time.Nanosecond)
+	}
 	done := false
-	err := poll.Until(gctx, func() (bool, error) {
+	err := poll.Until(ctx, func() (bool, error) {
 		var err error
 		done, err = w.check(NoticedLog)
 		return done, err
-	}, poll.Options{Initial: 500 * time.Microsecond, Max: 10 * time.Millisecond})
-	if err != nil && gctx.Err() != nil {
+	}, poll.Options{Initial: 500 * time.Microsecond, Max: 10 * time.Millisecond, Timeout: grace, Clock: w.clock})
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil) {
 		return false, nil // not over yet, or ctx ended: the loop sees to it
 	}
 	return done, err
@@ -434,18 +448,4 @@ func nextDelay(d time.Duration, o poll.Options) time.Duration {
 	}
 	n := max(time.Duration(float64(d)*f), d)
 	return min(n, o.Max)
-}
-
-// sleep waits until t or until ctx is done.
-func sleep(ctx context.Context, t time.Time) {
-	d := time.Until(t)
-	if d <= 0 {
-		return
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
-	}
 }

@@ -14,10 +14,15 @@ import (
 )
 
 // stalledDisable returns a fake kernel whose patch a is unpatching, held
-// back by task 100, and its control.
+// back by task 100, and a control of it on the machine's clock (a handle
+// without the fake's clock, as the running kernel's): the wait then blocks
+// in a read of the log as it does on /dev/kmsg, and the tests act while it
+// sleeps there. The waits on the fake's clock are tested below
+// (TestWaitOnTheKernelClock...).
 func stalledDisable(t *testing.T) (*fakekernel.Kernel, livepatch.Control) {
 	t.Helper()
-	k, c := onFake(t, fakekernel.Linux6_12, "a")
+	k, _ := onFake(t, fakekernel.Linux6_12, "a")
+	c := livepatch.NewControl(kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Log: k}))
 	k.BlockTask(100)
 	if err := c.Disable("a"); err != nil {
 		t.Fatal(err)
@@ -229,6 +234,76 @@ func TestWaitTimeout(t *testing.T) {
 	}
 	if n := k.LogWatches(); n != 0 {
 		t.Errorf("%d log watches left open", n)
+	}
+}
+
+// On the kernel handle's clock (the fake's, which moves only while klp
+// sleeps on it) the wait sleeps on the log all the same: a flood of other
+// records costs no read of the attribute, and the completion record that
+// the retry work logs at 3 s ends the wait then, exactly.
+func TestWaitOnTheKernelClockSleepsOnTheLog(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux6_12, "a")
+	k.BlockTask(100)
+	if err := c.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	k.After(1500*time.Millisecond, func() { k.Flood(1000) })
+	k.After(2500*time.Millisecond, func() { k.UnblockTask(100) })
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: time.Minute, Recheck: time.Hour})
+	if err != nil || res.Enabled || res.Noticed != livepatch.NoticedLog || res.LogErr != nil || res.Elapsed != 3*time.Second {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched at 3s, noticed through the log", res, err)
+	}
+	// The first read, and one after the completion record.
+	if res.Checks != 2 {
+		t.Errorf("%d reads of transition, want 2", res.Checks)
+	}
+	if n := k.LogWatches(); n != 0 {
+		t.Errorf("%d log watches left open", n)
+	}
+}
+
+// On the kernel handle's clock, the timeout and the periodic read are
+// measured on it: a stalled wait of a minute reads the attribute at once,
+// every second and at the deadline, and ends as ErrStalled after exactly
+// one minute of the fake's time.
+func TestWaitOnTheKernelClockTimeout(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux6_12, "a")
+	k.BlockTask(100)
+	if err := c.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: time.Minute})
+	if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != time.Minute || k.Elapsed() != time.Minute {
+		t.Fatalf("WaitTransition = %+v, %v (fake clock at %v); want ErrStalled after 1m", res, err, k.Elapsed())
+	}
+	// At once, every second to the deadline, and on the record of the
+	// kernel's first signalling of the remaining tasks (at 15 s).
+	if res.Checks != 62 {
+		t.Errorf("%d reads of transition, want 62", res.Checks)
+	}
+	// A completion the log never shows is noticed by the periodic read.
+	k.HoldLog()
+	defer k.ReleaseLog()
+	k.After(500*time.Millisecond, func() { k.UnblockTask(100) })
+	res, err = c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: time.Minute, Recheck: 5 * time.Second})
+	if err != nil || res.Noticed != livepatch.NoticedRecheck || res.Elapsed != 5*time.Second {
+		t.Fatalf("WaitTransition = %+v, %v; want noticed by the periodic read at 5s", res, err)
+	}
+}
+
+// On the kernel handle's clock without a log, the wait polls on that
+// clock: 1 ms doubling to 100 ms, so the completion at the retry work of
+// 1 s is seen at the first poll after it.
+func TestWaitOnTheKernelClockPolls(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux6_12, "a")
+	k.InjectLogOpenFault(unix.EPERM)
+	if err := c.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: time.Minute})
+	// Polls at 0, 1, 3, 7, 15, 31, 63, 127, 227, ... 927, 1027 ms.
+	if err != nil || res.Noticed != livepatch.NoticedPoll || res.Elapsed != 1027*time.Millisecond || !errors.Is(res.LogErr, unix.EPERM) {
+		t.Fatalf("WaitTransition = %+v, %v; want noticed by polling at 1.027s", res, err)
 	}
 }
 

@@ -180,7 +180,11 @@ var targetPatchFuncs = []string{"klp_e2e_target_read", "klp_e2e_target_work"}
 func scenarioKlpStall(r *runner) {
 	kt := r.holdKthread()
 	file := moduleFile("klp_e2e_target_patch")
-	o, _ := r.klpVerb("load-rollback", 3, []string{"rolled back"}, "load", "--timeout", "3s", file)
+	seq := kmsgLastSeq()
+	// 5 s: the rollback waits as long again for the reversed transition,
+	// which takes a retry of the kernel's (a second) on an idle guest and
+	// more on a loaded host.
+	o, _ := r.klpVerb("load-rollback", 3, []string{"rolled back"}, "load", "--timeout", "5s", file)
 	// The kthread still sleeps where it slept when klp looked.
 	want := kernelCulprits(kt, targetPatchFuncs, nil)
 	r.expect("culprit-kernel", len(want) == 1 && strings.Contains(want[0], "klp_e2e_target_work+"),
@@ -189,15 +193,17 @@ func scenarioKlpStall(r *runner) {
 		r.checkStallJSON("stall-json", *o.Stall, "klp_e2e_target_patch", "patched", targetPatchFuncs, kt, want,
 			"wait", "klp disable klp_e2e_target_patch", "klp force klp_e2e_target_patch")
 	}
-	r.checkRolledBack("rolled-back-kernel")
+	r.checkRolledBack("rolled-back-kernel", seq)
 
 	// The same as a person sees it.
-	res := klp("load", "--timeout", "3s", file)
-	r.expect("load-rollback-text", res.code == 3 && strings.Contains(res.stderr, "rolling back"),
-		"exit 3, and stderr says it rolls back; got %v", res)
+	seq = kmsgLastSeq()
+	res := klp("load", "--timeout", "5s", file)
+	r.expect("load-rollback-text", res.code == 3 && strings.Contains(res.stderr, "rolling back") &&
+		!strings.Contains(res.stderr, "did not complete") && !strings.Contains(res.stderr, "stays loaded"),
+		"exit 3, and stderr says it rolls back, and not that the rollback failed; got %v", res)
 	r.checkStallText("stall-text", res.stdout, "klp_e2e_target_patch", "patching", targetPatchFuncs, kt, want,
 		"wait", "klp disable klp_e2e_target_patch", "klp force klp_e2e_target_patch")
-	r.checkRolledBack("rolled-back-text-kernel")
+	r.checkRolledBack("rolled-back-text-kernel", seq)
 
 	r.klpVerb("load-leave", 3, []string{"left in transition"}, "load", "--timeout", "2s", "--on-stall", "leave", file)
 	p, err := readSysPatch("klp_e2e_target_patch")
@@ -222,14 +228,25 @@ func scenarioKlpStall(r *runner) {
 	r.expect("unload-kernel", !loaded, "module removed")
 }
 
-// checkRolledBack checks that a rolled-back load of klp_e2e_target_patch
-// left nothing: no patch directory, no transition, no module.
-func (r *runner) checkRolledBack(check string) {
+// checkRolledBack checks, from the kernel log since seq, that the load of
+// klp_e2e_target_patch happened and was rolled back (the kernel enabled the
+// patch, started the patching transition, then the reversed, unpatching
+// one, and completed it), and that it left nothing: no patch directory, no
+// transition, no module.
+func (r *runner) checkRolledBack(check string, seq uint64) {
 	gone := waitFor(5*time.Second, func() bool { return !exists(filepath.Join(lpRoot, "klp_e2e_target_patch")) })
+	var steps []string
+	for _, want := range []string{"enabling patch 'klp_e2e_target_patch'", "'klp_e2e_target_patch': starting patching transition",
+		"'klp_e2e_target_patch': starting unpatching transition", "'klp_e2e_target_patch': unpatching complete"} {
+		if !kmsgHas(seq, want) {
+			steps = append(steps, want)
+		}
+	}
 	name, _ := kernelTransition()
 	loaded, _ := moduleLoaded("klp_e2e_target_patch")
-	r.expect(check, gone && name == "" && !loaded,
-		"after the rollback: patch dir gone %v, transition %q, module loaded %v (want gone, none, false)", gone, name, loaded)
+	r.expect(check, len(steps) == 0 && gone && name == "" && !loaded,
+		"the kernel log lacks %q; after the rollback: patch dir gone %v, transition %q, module loaded %v (want gone, none, false)",
+		steps, gone, name, loaded)
 }
 
 // checkLoadBusy tries to load file while patch's transition is blocked:

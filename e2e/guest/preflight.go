@@ -106,6 +106,9 @@ func (r *runner) klpInfo(check, file string) (jsonInfo, result) {
 // module with the objects and functions the kernel lists under
 // /sys/kernel/livepatch/<patch>/ once the module is loaded.
 func scenarioKlpInfo(r *runner) {
+	// The kernel's objects and functions of klp_e2e_cmdline, for the other
+	// kernels' builds of it below.
+	var cmdlineObjects, cmdlineFuncs []string
 	for _, m := range []string{"klp_e2e_cmdline", "klp_e2e_replace", "klp_e2e_target_patch", "klp_e2e_pinned"} {
 		j, text := r.klpInfo(m+"-info", moduleFile(m))
 		tobj, tfun := infoText(text.stdout)
@@ -114,6 +117,9 @@ func scenarioKlpInfo(r *runner) {
 		}
 		p, err := readSysPatch(m)
 		sobj, sfun := sysFuncSet(p)
+		if m == "klp_e2e_cmdline" {
+			cmdlineObjects, cmdlineFuncs = sobj, sfun
+		}
 		r.expect(m+"-json", err == nil && j.Name == m && j.Livepatch && j.Targets != nil && j.Targets.Undetermined == "" &&
 			sameSet(j.objectSet(), sobj) && sameSet(j.funcSet(), sfun),
 			"klp info --json: name %q, objects %q, functions %q; the kernel's %s: objects %q, functions %q (%v)",
@@ -139,11 +145,15 @@ func scenarioKlpInfo(r *runner) {
 	j, text = r.klpInfo("plain-info", moduleFile("klp_e2e_plain"))
 	r.expect("plain", !j.Livepatch && j.Targets == nil && strings.Contains(text.stdout, "targets: none (not a livepatch module)"),
 		"an ordinary module has no targets: livepatch %v, targets %v; text %q", j.Livepatch, j.Targets, text.stdout)
-	local, _ := r.klpInfo("cmdline-info", moduleFile("klp_e2e_cmdline"))
-	for rel, path := range foreignModules() {
+	// Another kernel's build of klp_e2e_cmdline (this kernel refuses it)
+	// patches what this kernel showed in sysfs for its own build, and
+	// names its own release in its vermagic.
+	for rel, path := range r.foreignModules() {
 		j, _ := r.klpInfo("foreign-info", path)
-		r.expect("foreign", strings.HasPrefix(j.Vermagic, rel+" ") && sameSet(j.funcSet(), local.funcSet()) && sameSet(j.objectSet(), local.objectSet()),
-			"the %s build reads the same from its file, with its vermagic %q: functions %q (here %q)", rel, j.Vermagic, j.funcSet(), local.funcSet())
+		r.expect("foreign", len(cmdlineFuncs) > 0 && strings.HasPrefix(j.Vermagic, rel+" ") &&
+			sameSet(j.funcSet(), cmdlineFuncs) && sameSet(j.objectSet(), cmdlineObjects),
+			"the %s build, vermagic %q: objects %q, functions %q; the kernel's klp_e2e_cmdline: objects %q, functions %q",
+			rel, j.Vermagic, j.objectSet(), j.funcSet(), cmdlineObjects, cmdlineFuncs)
 	}
 }
 
@@ -256,19 +266,36 @@ func scenarioKlpPreflight(r *runner) {
 	r.expect("broken-load-fails", res.code != 0 && kmsgHas(seq, "klp_e2e_no_such_function"), "the kernel refuses it: %v", res)
 
 	// Another kernel's build: vermagic, and the kernel refuses it.
-	for rel, path := range foreignModules() {
+	for rel, path := range r.foreignModules() {
 		p = r.klpPreflight("foreign", path)
 		c = p.check("vermagic")
 		r.expect("foreign-fails", p.Result == "fail" && c.Status == "fail" && strings.Contains(c.Reason, rel),
 			"vermagic %s %q; failed %q", c.Status, c.Reason, p.failed())
+		info, _ := r.klpInfo("foreign-info", path)
 		seq := kmsgLastSeq()
 		res = run("insmod", path)
 		loaded, _ := moduleLoaded("klp_e2e_cmdline")
 		r.expect("foreign-load-fails", res.code != 0 && !loaded, "the kernel refuses the %s build: %v", rel, res)
 		r.note("foreign-insmod-error", "%s", strings.TrimSpace(res.stderr))
+		// The kernel says why in its log: with CONFIG_MODVERSIONS it checks
+		// the symbol versions (6.1: "disagrees about version of symbol
+		// module_layout") or the size of struct module (6.12) before the
+		// vermagic's release; without, "version magic '...' should be".
+		var refusal string
 		for _, l := range kmsgSince(seq) {
 			r.note("foreign-kmsg", "%s", l)
+			if strings.Contains(l, "klp_e2e_cmdline") && (strings.Contains(l, "version magic") ||
+				strings.Contains(l, "disagrees about version of symbol") || strings.Contains(l, "struct module size")) {
+				refusal = l
+			}
 		}
+		built := ""
+		if f := strings.Fields(info.Vermagic); len(f) > 0 {
+			built = f[0]
+		}
+		r.expect("foreign-refusal-kernel", refusal != "" && built == rel && built != r.kernel && strings.Contains(c.Reason, rel),
+			"the kernel logged why it refused the file: %q; klp info reads the release %q from its vermagic (built for %s, running %s); preflight says %q",
+			refusal, built, rel, r.kernel, c.Reason)
 		o, _ := r.klpVerb("foreign-klp-load", 1, []string{"refused"}, "load", path)
 		r.expect("foreign-klp-load-vermagic", jsonOutcomeCheck(o, "vermagic") == "fail", "klp load refuses it on vermagic: %+v", o.Preflight)
 	}

@@ -22,6 +22,12 @@ func scenarioSysfsRemoval(r *runner) {
 		r.must(r.expect("insmod", res.code == 0, "%v", res))
 		// Past the kernel's first retry, as when klp load times out.
 		time.Sleep(1200 * time.Millisecond)
+		// The precondition: the patching transition is still open (the
+		// kthread holds it), so that the write below reverses it.
+		p, err := readSysPatch("klp_e2e_target_patch")
+		r.must(r.expect("open", err == nil && p.enabled == 1 && p.transition == 1,
+			"the patching transition is open before the reversal: enabled %d transition %d (%v)", p.enabled, p.transition, err))
+		logSeq := kmsgLastSeq()
 		r.must(r.expectNoErr("reverse", writeFile(filepath.Join(lpRoot, "klp_e2e_target_patch", "enabled"), "0"), "echo 0 > enabled reverses the transition"))
 		var seq []string
 		deadline := time.Now().Add(10 * time.Second)
@@ -43,6 +49,8 @@ func scenarioSysfsRemoval(r *runner) {
 		}
 		r.expect("reads", got == "ok ENOENT" || got == "ok ENODEV ENOENT",
 			"reads of transition while the patch is freed: %s (want ok, perhaps ENODEV, then ENOENT)", got)
+		r.expect("reversed", kmsgHas(logSeq, "'klp_e2e_target_patch': unpatching complete"),
+			"the kernel logged the end of the reversed transition: %q", kmsgSince(logSeq))
 		waitFor(5*time.Second, func() bool { return readIntOr("/sys/module/klp_e2e_target_patch/refcnt") == 0 })
 		res = rmmod("klp_e2e_target_patch")
 		r.must(r.expect("rmmod", res.code == 0, "%v", res))

@@ -581,9 +581,15 @@ func scenarioPoke(r *runner) {
 	r.expect("reader-restarted", exited && c.err == nil && c.stdout.String() == "patched\n",
 		"the stopped and continued read restarts in the patched function: exited %v, err %v, stdout %q, stderr %q",
 		exited, c.err, c.stdout.String(), c.stderr.String())
+	// A bystander that poke stopped shows state T in the kernel's
+	// /proc/<pid>/stat and would stay stopped; one that it stopped and
+	// continued prints got-SIGCONT (its trap runs within its 50 ms sleep).
 	time.Sleep(300 * time.Millisecond)
-	r.expect("bystander-untouched", !strings.Contains(by.stdoutText(), "got-SIGCONT"),
-		"a process that does not block gets no signal; its output %q", by.stdoutText())
+	byPID := by.cmd.Process.Pid
+	state := taskState(taskID{pid: byPID, tid: byPID})
+	r.expect("bystander-untouched", (state == "S" || state == "R") && !strings.Contains(by.stdoutText(), "got-SIGCONT"),
+		"a process that does not block gets no signal: the kernel shows it in state %q (want S or R, never T); its output %q",
+		state, by.stdoutText())
 	r.checkStatus("poked")
 	r.checkBlocking("poked", blockingWant{})
 }

@@ -18,6 +18,17 @@ const storeDir = "/var/lib/klp"
 
 // foreignModules lists the other kernels' builds of klp_e2e_cmdline packed
 // into the guest (/e2e/foreign/<release>/klp_e2e_cmdline.ko), by release.
+// It checks first that there is one: the checks that loop over them would
+// otherwise pass without running (the suite needs two kernels for them).
+func (r *runner) foreignModules() map[string]string {
+	m := foreignModules()
+	r.expect("foreign-builds", len(m) > 0, "other kernels' builds of klp_e2e_cmdline in %s: %q (the foreign checks need a second kernel in the suite)", foreignDir, m)
+	return m
+}
+
+// foreignModules lists the other kernels' builds of klp_e2e_cmdline, by
+// release, checking nothing: for the lists that include them when there
+// are some (the snapshot's commands); the checks use runner.foreignModules.
 func foreignModules() map[string]string {
 	m := map[string]string{}
 	paths, _ := filepath.Glob(foreignDir + "/*/klp_e2e_cmdline.ko")
@@ -226,7 +237,8 @@ func scenarioKlpStore(r *runner) {
 	r.expect("install-not-livepatch", res.code == 1 && !exists(filepath.Join(storeDir, rel, "klp_e2e_plain.ko")),
 		"a module that is not a live patch is refused; got %v", res)
 	installed := []jsonInstalled{cmdline, target, broken}
-	for frel, path := range foreignModules() {
+	foreign := r.foreignModules()
+	for frel, path := range foreign {
 		res = klp("install", path)
 		r.expect("install-foreign", res.code == 1 && strings.Contains(res.stderr, frel),
 			"the build for %s is refused for %s, naming its release; got %v", frel, rel, res)
@@ -334,7 +346,7 @@ func scenarioKlpStore(r *runner) {
 	}
 	res = klp("uninstall", "klp_e2e_broken")
 	r.expect("uninstall-again", res.code == 1 && strings.Contains(res.stderr, "not installed"), "got %v", res)
-	for frel := range foreignModules() {
+	for frel := range foreign {
 		res = klp("uninstall", "-k", frel, "klp_e2e_cmdline")
 		r.expect("uninstall-foreign-k", res.code == 0, "got %v", res)
 	}

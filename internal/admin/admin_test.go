@@ -63,16 +63,11 @@ func (a *auditLog) lines() []string {
 	return out
 }
 
-// newEnv makes a fake kernel whose transitions the kernel's retry work
-// advances every 2 ms (opts.AutoTick < 0: only when the test ticks).
+// newEnv makes a fake kernel with a Changer on it. klp's waits run on the
+// fake kernel's clock, whose retry work advances transitions every second
+// of it: what a test sees never depends on the machine's speed.
 func newEnv(t *testing.T, opts fakekernel.Options) *env {
 	t.Helper()
-	switch {
-	case opts.AutoTick == 0:
-		opts.AutoTick = 2 * time.Millisecond
-	case opts.AutoTick < 0:
-		opts.AutoTick = 0
-	}
 	k := fakekernel.New(t, opts)
 	write(t, filepath.Join(k.ProcRoot(), "sys", "kernel", "osrelease"), release+"\n")
 	e := &env{k: k, specs: map[string]*modinfo.Module{}, audit: &auditLog{}}
@@ -206,9 +201,11 @@ func TestLoadStallRollsBack(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
 	e.k.BlockTask(15, "busy_func") // the kworker sleeps in the function
-	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 100 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
-	if !errors.Is(err, livepatch.ErrStalled) {
-		t.Fatalf("Load error = %v, want ErrStalled", err)
+	// The retry work at 1 and 2 s switches every other task: at 3 s the
+	// kworker is the one task left.
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 3 * time.Second, OnStall: StallRollback, RefTimeout: 2 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || !strings.Contains(err.Error(), "stalled after 3s") {
+		t.Fatalf("Load error = %v, want ErrStalled after 3s", err)
 	}
 	if o.Result != "rolled back" {
 		t.Errorf("result %q, want rolled back", o.Result)
@@ -231,8 +228,7 @@ func TestLoadStallRollbackOutlastsTimeout(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_stall", false, "busy_func")
 	e.k.HoldIdle(true) // neither the transition nor its reverse completes
-	release := time.AfterFunc(300*time.Millisecond, func() { e.k.HoldIdle(false) })
-	defer release.Stop()
+	e.k.After(300*time.Millisecond, func() { e.k.HoldIdle(false) })
 	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback, RefTimeout: 2 * time.Second})
 	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack {
 		t.Fatalf("load = %q, %v; want rolled back after the stall", o.Result, err)
@@ -271,8 +267,11 @@ func TestInterruptedWaitSaysWhereThingsStand(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{})
 	path := e.patchModule(t, "lp_slow", false, "f")
 	e.k.BlockTask(100)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// Ctrl-C when the first progress line shows, a second into the wait.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	e.cfg.Progress = func(Progress) { cancel() }
+	e.m = NewChanger(e.k.Live(), e.cfg)
 	o, err := e.load(ctx, path, WaitOptions{Timeout: time.Minute, OnStall: StallRollback})
 	if !errors.Is(err, ErrInterrupted) || o.Result != "interrupted" {
 		t.Fatalf("Load = %q, %v; want interrupted", o.Result, err)
@@ -495,7 +494,7 @@ func TestProgressAndSignalNotes(t *testing.T) {
 	// Every task but the blocked one switches when the transition starts,
 	// and no retry work runs: the blocked task stays the one task left
 	// however slowly the test runs.
-	e := newEnv(t, fakekernel.Options{AutoTick: -1, SwitchOnStart: true})
+	e := newEnv(t, fakekernel.Options{SwitchOnStart: true})
 	path := e.patchModule(t, "lp", false, "f")
 	e.k.BlockTask(100)
 	var progress []Progress
@@ -514,8 +513,8 @@ func TestProgressAndSignalNotes(t *testing.T) {
 		t.Errorf("no progress shown")
 	}
 	for _, p := range progress {
-		if (p.TasksLeft != 1 && p.TasksLeft != -1) || p.Direction != "patching" {
-			t.Errorf("progress = %+v, want one task left (or not counted yet) while patching", progress)
+		if (p.TasksLeft != 1 && p.TasksLeft != -1) || p.Direction != "patching" || p.Patch != "lp" {
+			t.Errorf("progress = %+v, want one task left (or not counted yet) while lp is patching", progress)
 			break
 		}
 	}
@@ -637,7 +636,8 @@ func TestChangesAreGuarded(t *testing.T) {
 		t.Errorf("refused changes were audited: %q", e.audit.lines())
 	}
 
-	o, err = e.m.Wait(ctx, "lp", WaitOptions{Timeout: 20 * time.Millisecond, OnStall: StallRollback, RefTimeout: 5 * time.Second})
+	// The reversal completes at the next retry work, within the second.
+	o, err = e.m.Wait(ctx, "lp", WaitOptions{Timeout: time.Second, OnStall: StallRollback, RefTimeout: 5 * time.Second})
 	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack || e.k.Loaded("lp") {
 		t.Errorf("rollback = %+v, %v", o, err)
 	}

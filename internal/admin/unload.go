@@ -11,8 +11,10 @@ import (
 	"github.com/klp-project/klp/livepatch"
 )
 
-func waitFor(ctx context.Context, cond func() (bool, error)) error {
-	return poll.Until(ctx, cond, poll.Options{})
+// pollFor polls cond on the kernel's clock until it holds, fails, or
+// timeout passes (context.DeadlineExceeded).
+func (c *Changer) pollFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	return poll.Until(ctx, cond, poll.Options{Timeout: timeout, Clock: c.Live.Clock()})
 }
 
 // Unload disables a patch, waits for its transition and for the module's
@@ -75,9 +77,11 @@ func (c *Changer) unload(ctx context.Context, o *Outcome, opts WaitOptions) erro
 // in time are reported as not unloaded.
 func (c *Changer) UnloadAll(ctx context.Context, opts WaitOptions) (*Outcome, error) {
 	return c.change(ctx, &Outcome{Action: "unload", All: true}, func(ctx context.Context, o *Outcome) error {
+		// The deadline is on the kernel's clock, as the waits it bounds.
+		clock := c.Live.Clock()
 		var deadline time.Time
 		if opts.Timeout > 0 {
-			deadline = time.Now().Add(opts.Timeout)
+			deadline = clock.Now().Add(opts.Timeout)
 		}
 		for {
 			names, err := c.LivepatchModules()
@@ -99,7 +103,7 @@ func (c *Changer) UnloadAll(ctx context.Context, opts WaitOptions) (*Outcome, er
 				start := time.Now()
 				subOpts := opts
 				if !deadline.IsZero() {
-					subOpts.Timeout = time.Until(deadline)
+					subOpts.Timeout = deadline.Sub(clock.Now())
 					if subOpts.Timeout <= 0 {
 						sub.Result, sub.Err = ResultFailed, fmt.Errorf("unload %s: %w: --timeout %s passed before its turn", name, livepatch.ErrStalled, opts.Timeout)
 						o.Outcomes = append(o.Outcomes, sub)

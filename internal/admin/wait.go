@@ -296,12 +296,11 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 			timeout = opts.Timeout
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	clock := c.Live.Clock()
 	var last int
 	var goneSince time.Time
 	forced := false
-	err := waitFor(wctx, func() (bool, error) {
+	err := c.pollFor(ctx, timeout, func() (bool, error) {
 		ref, err := c.Mod.Refcnt(name)
 		if errors.Is(err, kmod.ErrNotLoaded) {
 			return true, nil
@@ -319,8 +318,8 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 		// other module uses it) was forced: waiting longer is useless.
 		if _, perr := c.LP.Patch(name); errors.Is(perr, livepatch.ErrNotFound) && ref == 1 {
 			if goneSince.IsZero() {
-				goneSince = time.Now()
-			} else if time.Since(goneSince) > forcedGrace {
+				goneSince = clock.Now()
+			} else if clock.Now().Sub(goneSince) > forcedGrace {
 				if holders, herr := c.Mod.Holders(name); herr == nil && len(holders) == 0 {
 					forced = true
 					return true, nil
@@ -332,8 +331,11 @@ func (c *Changer) removeModule(ctx context.Context, name string, opts WaitOption
 		return false, nil
 	})
 	if !forced && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && last == 1 {
+		// The same test as above: the reference of a module another
+		// module uses is that module's, not a forced patch's.
 		_, perr := c.LP.Patch(name)
-		forced = errors.Is(perr, livepatch.ErrNotFound)
+		holders, herr := c.Mod.Holders(name)
+		forced = errors.Is(perr, livepatch.ErrNotFound) && herr == nil && len(holders) == 0
 	}
 	if forced {
 		return fmt.Errorf("unload %s: %w (the patch is gone but the kernel keeps its reference; reboot to remove it)", name, ErrForced)

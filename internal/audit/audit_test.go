@@ -2,8 +2,12 @@ package audit
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +181,60 @@ func TestDefault(t *testing.T) {
 		}
 	default:
 		t.Errorf("Default() = %T", a)
+	}
+}
+
+// TestSyslogGone: an audit log that goes away after klp connected, a nil
+// auditor and Discard lose the record and never the change: Record
+// returns without panicking.
+func TestSyslogGone(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "log")
+	recordAll := func(a Auditor) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("Record panicked: %v", r)
+			}
+		}()
+		for _, r := range []Record{good, bad, noRes} {
+			a.Record(r)
+		}
+		return nil
+	}
+	var nilSyslog *Syslog
+	for name, a := range map[string]Auditor{"nil": nilSyslog, "empty": &Syslog{}, "discard": Discard{}} {
+		if err := recordAll(a); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Skipf("no unix datagram socket: %v", err)
+	}
+	a := DialSyslog("unixgram", sock, root)
+	if a == nil {
+		t.Fatal("DialSyslog returned nil with a listening socket")
+	}
+	conn.Close()
+	os.Remove(sock)
+	if err := recordAll(a); err != nil {
+		t.Errorf("after the daemon went away: %v", err)
+	}
+}
+
+// TestCurrentIdentityNames names the user by name and id, and no sudo user
+// without sudo.
+func TestCurrentIdentityNames(t *testing.T) {
+	t.Setenv("SUDO_USER", "")
+	id := CurrentIdentity()
+	if id.UID != os.Getuid() || id.SudoUser != "" {
+		t.Errorf("CurrentIdentity() = %+v, want uid %d and no sudo user", id, os.Getuid())
+	}
+	want := strconv.Itoa(os.Getuid())
+	if u, err := user.LookupId(want); err == nil {
+		want = u.Username
+	}
+	if id.User != want {
+		t.Errorf("CurrentIdentity().User = %q, want %q", id.User, want)
 	}
 }

@@ -120,12 +120,21 @@ func TestBlockingWithoutStacks(t *testing.T) {
 	stdout, _, code = runArgs(t, withRoots(roots, "klp", "--json", "-vv", "blocking")...)
 	var doc struct {
 		Tasks []struct {
+			PID        int      `json:"pid"`
+			TID        int      `json:"tid"`
 			Stack      []string `json:"stack"`
 			StackError *string  `json:"stack_error"`
 		} `json:"tasks"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || code != cli.ExitOK {
 		t.Fatalf("klp --json -vv blocking: exit status %d, %v\n%s", code, err, stdout)
+	}
+	var tasks [][2]int
+	for _, task := range doc.Tasks {
+		tasks = append(tasks, [2]int{task.PID, task.TID})
+	}
+	if diff := cmp.Diff([][2]int{{387, 387}, {577, 577}, {601, 610}}, tasks); diff != "" {
+		t.Errorf("klp --json -vv blocking: tasks (pid, tid): unexpected diff (-want +got):\n%s", diff)
 	}
 	for i, task := range doc.Tasks {
 		if task.Stack != nil || task.StackError == nil || !strings.Contains(*task.StackError, "not available") {

@@ -55,9 +55,6 @@ func (a *auditLog) Record(r audit.Record) {
 
 func newVerbEnv(t *testing.T, opts fakekernel.Options) *verbEnv {
 	t.Helper()
-	if opts.AutoTick == 0 {
-		opts.AutoTick = 2 * time.Millisecond
-	}
 	k := fakekernel.New(t, opts)
 	if err := os.WriteFile(filepath.Join(k.ProcRoot(), "sys", "kernel", "osrelease"), []byte(fakeRelease+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -155,7 +152,8 @@ func TestLoadVerbStallReportAndExitCode(t *testing.T) {
 	v := newVerbEnv(t, fakekernel.Options{})
 	path := v.module("lp_busy", "busy_work")
 	v.k.BlockTask(15, "busy_work")
-	code := v.run("load", "--timeout", "100ms", path)
+	// The fake kernel's retry work switches every other task at 1 and 2 s.
+	code := v.run("load", "--timeout", "3s", path)
 	if code != ExitStalled {
 		t.Fatalf("stalled load: exit %d, want %d; stderr %q", code, ExitStalled, v.errOut)
 	}
@@ -183,7 +181,8 @@ func TestBlockingWhy(t *testing.T) {
 	v := newVerbEnv(t, fakekernel.Options{AutoTick: noTick})
 	path := v.module("lp_busy", "busy_work")
 	v.k.BlockTask(200, "busy_work")
-	if code := v.run("load", "--timeout", "50ms", "--on-stall", "leave", path); code != ExitStalled {
+	// The fake kernel's retry work switches every other task at 1 and 2 s.
+	if code := v.run("load", "--timeout", "3s", "--on-stall", "leave", path); code != ExitStalled {
 		t.Fatalf("exit %d; %s", code, v.errOut)
 	}
 	v.k.Tick() // the other tasks switch

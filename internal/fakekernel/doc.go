@@ -34,7 +34,11 @@
 //   - A controllable scheduler. Transitions stay open until [Kernel.Tick]
 //     (one run of the kernel's once-a-second retry work), unless
 //     Options.SwitchOnStart makes them complete at once as on an idle
-//     1-CPU machine; Options.AutoTick ticks from a goroutine.
+//     1-CPU machine. klp's waits run on the fake's own clock
+//     ([Kernel.Clock], handed to klp by [Kernel.Live]), which ticks every
+//     second of it and runs the events scheduled with [Kernel.After]: no
+//     result depends on the machine's speed. Options.AutoTick also ticks
+//     from a goroutine, on the machine's clock.
 //     [Kernel.BlockTask] pins a task (optionally only while it "sleeps
 //     in" given functions), [Kernel.HoldIdle] models an idle task that has
 //     not switched, [Kernel.SwitchTask] moves one task.

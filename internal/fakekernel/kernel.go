@@ -137,10 +137,17 @@ type Options struct {
 	// load or the write, as on a 1-CPU guest. Default: the transition
 	// stays open until Tick (as when other CPUs are busy).
 	SwitchOnStart bool
-	// AutoTick, if > 0, calls Tick at this interval from a goroutine until
-	// the test ends, standing in for the kernel's delayed work (1 s in a
-	// real kernel; a few ms keeps tests fast).
+	// AutoTick, if > 0, calls Tick at this interval of the machine's clock
+	// from a goroutine until the test ends, for tests of readers that run
+	// concurrently with the kernel's work. klp's own waits need no ticker:
+	// they run on the fake's clock (see Kernel.Clock), whose retry work
+	// ticks every second of it.
 	AutoTick time.Duration
+	// ReleaseDelay is how long, on the fake's clock, a freed patch's
+	// module keeps its reference after the patch directory went
+	// (klp_free_patch_finish removes the directory, then calls
+	// module_put). 0: both in the same work item.
+	ReleaseDelay time.Duration
 	// NoLivepatch imitates a kernel without CONFIG_LIVEPATCH: no
 	// /sys/kernel/livepatch, and livepatch modules fail with ENOEXEC.
 	NoLivepatch bool
@@ -218,7 +225,8 @@ type Kernel struct {
 	written map[string]fileSpec
 	dirs    map[string]bool
 
-	stop chan struct{}
+	stop  chan struct{}
+	clock *clock // the fake's time, see clock.go
 
 	faults faults   // injected read faults
 	sent   []Signal // signals sent with Kill
@@ -296,6 +304,7 @@ func New(tb TB, opts Options) *Kernel {
 	if err := os.WriteFile(filepath.Join(k.dev, "kmsg"), nil, 0o644); err != nil {
 		tb.Fatalf("fakekernel: %v", err)
 	}
+	k.clock = newClock(k)
 	k.mu.Lock()
 	for _, t := range opts.Tasks {
 		k.addTask(t)
@@ -369,10 +378,11 @@ func (k *Kernel) Handle() *kernel.Handle {
 }
 
 // Live returns the live handle of this kernel: its tree, read through
-// [Kernel.Handle], and every action (attribute writes, module syscalls,
-// signals) taken by the fake kernel itself, never by the host.
+// [Kernel.Handle], every action (attribute writes, module syscalls,
+// signals) taken by the fake kernel itself, never by the host, and waits
+// on the fake's clock ([Kernel.Clock]).
 func (k *Kernel) Live() *kernel.Live {
-	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Log: k})
+	return kernel.Simulate(k.Handle(), kernel.Seams{Attr: k, Modules: k, Signals: k, Log: k, Clock: k.clock})
 }
 
 // KmodOptions returns the kmod options this kernel needs: its

@@ -86,7 +86,7 @@ func (k *Kernel) WatchLog() (kernel.LogWatch, error) {
 		return nil, fmt.Errorf("%w: %w", kernel.ErrLogUnavailable, &os.PathError{Op: "open", Path: path, Err: l.openErr})
 	}
 	l.watches++
-	return &logWatch{l: l, seq: len(l.lines)}, nil
+	return &logWatch{l: l, clock: k.clock, seq: len(l.lines)}, nil
 }
 
 var _ kernel.LogWatcher = (*Kernel)(nil)
@@ -94,6 +94,7 @@ var _ kernel.LogWatcher = (*Kernel)(nil)
 // logWatch is one reader of the fake log.
 type logWatch struct {
 	l      *klog
+	clock  *clock
 	seq    int
 	closed bool
 }
@@ -101,6 +102,12 @@ type logWatch struct {
 // Next implements kernel.LogWatch with /dev/kmsg's semantics: the next
 // record, waiting for one; ErrLogLost once when the ring overwrote records
 // this reader had not read, after which it goes on with the oldest one.
+//
+// Under a context whose deadline is on the fake's clock (made by its
+// WithDeadline, as klp's waits on [Kernel.Live] do) it sleeps on that
+// clock instead of the machine's: with no record to read, it runs the
+// retry work and the scheduled events one by one until one logs a record
+// or the clock reaches the deadline (context.DeadlineExceeded).
 func (w *logWatch) Next(ctx context.Context) ([]byte, error) {
 	l := w.l
 	for {
@@ -125,6 +132,17 @@ func (w *logWatch) Next(ctx context.Context) ([]byte, error) {
 			w.seq++
 			l.mu.Unlock()
 			return []byte(line), nil
+		}
+		if t, ok := w.clock.deadlineOf(ctx); ok {
+			l.mu.Unlock()
+			if !w.clock.Now().Before(t) {
+				return nil, context.DeadlineExceeded
+			}
+			if err := w.clock.bound(t); err != nil {
+				return nil, err
+			}
+			w.clock.step(t)
+			continue
 		}
 		wake := l.wake
 		l.waiting++

@@ -555,9 +555,21 @@ func (k *Kernel) freePatchAsync(p *patch) {
 	p.objSysfs = false
 	k.work = append(k.work, func() {
 		k.removePatch(p)
-		if !p.forced {
-			p.mod.refcnt--
+		if p.forced {
+			return
 		}
+		if d := k.opts.ReleaseDelay; d > 0 {
+			// module_put comes after the directory's kobject_put: let
+			// the fake's clock show the moment in between.
+			k.clock.after(d, func() {
+				k.mu.Lock()
+				defer k.mu.Unlock()
+				p.mod.refcnt--
+				k.sync()
+			})
+			return
+		}
+		p.mod.refcnt--
 	})
 }
 

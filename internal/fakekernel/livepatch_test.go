@@ -1,7 +1,9 @@
 package fakekernel_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -771,5 +773,47 @@ func TestAutoTick(t *testing.T) {
 	}
 	if err := e.fs.Unload("p", 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClock: the fake's clock stands still until a wait sleeps on it, then
+// runs the retry work at every whole second and the scheduled events at
+// their times, an event before the retry work due at the same time.
+func TestClock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fakekernel.Options{})
+	e.mustLoad(lp("p", "f"))
+	if e.k.TransitionPatch() != "p" {
+		t.Fatal("the transition completed without the retry work")
+	}
+	c := e.k.Clock()
+	start := c.Now()
+	var order []string
+	e.k.After(time.Second, func() {
+		order = append(order, fmt.Sprintf("event at %v, transition %q", e.k.Elapsed(), e.k.TransitionPatch()))
+	})
+	e.k.After(1500*time.Millisecond, func() {
+		order = append(order, fmt.Sprintf("event at %v, transition %q", e.k.Elapsed(), e.k.TransitionPatch()))
+	})
+	if err := c.Sleep(t.Context(), 999*time.Millisecond); err != nil || len(order) != 0 || e.k.TransitionPatch() != "p" {
+		t.Fatalf("before 1s: %v, events %q, transition %q", err, order, e.k.TransitionPatch())
+	}
+	if err := c.Sleep(t.Context(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`event at 1s, transition "p"`, `event at 1.5s, transition ""`}
+	if fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("events %q, want %q", order, want)
+	}
+	if got := c.Now().Sub(start); got != 1999*time.Millisecond || e.k.Elapsed() != got {
+		t.Errorf("clock moved %v (Elapsed %v), want 1.999s", got, e.k.Elapsed())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := c.Sleep(ctx, time.Second); !errors.Is(err, context.Canceled) || e.k.Elapsed() != 1999*time.Millisecond {
+		t.Errorf("Sleep with ctx done: %v, clock at %v", err, e.k.Elapsed())
+	}
+	if err := c.Sleep(t.Context(), 2*time.Hour); err == nil {
+		t.Error("a sleep past the clock's limit did not fail")
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,6 +182,43 @@ func TestKindString(t *testing.T) {
 	}
 }
 
+// tools are the command-line decompressors the fuzz test compares with:
+// the programs kbuild compresses modules with, independent of the Go
+// decoders.
+var tools = map[Kind][]string{Gzip: {"gzip", "-dc"}, XZ: {"xz", "-dc"}, Zstd: {"zstd", "-dcq"}}
+
+// reference decompresses b with the command-line tool of kind. It reads at
+// most max bytes of the tool's output and then stops the tool: a bomb
+// costs nothing.
+func reference(t *testing.T, kind Kind, b []byte, max int) ([]byte, error) {
+	t.Helper()
+	argv := tools[kind]
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		t.Skipf("no reference decompressor for %v: %v", kind, err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(b), &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, rerr := io.ReadAll(io.LimitReader(stdout, int64(max)))
+	if len(out) == max {
+		_ = cmd.Process.Kill() // enough to tell: the tool's output is longer
+	}
+	if err := cmd.Wait(); err != nil && len(out) < max {
+		return out, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, stderr.String())
+	}
+	return out, rerr
+}
+
+// FuzzDecompress: whatever the input, the image stays within the limit,
+// and an image Decompress returns is what the format's own command-line
+// tool makes of the same bytes, byte for byte.
 func FuzzDecompress(f *testing.F) {
 	for _, p := range []string{"klp_vmlinux.ko.xz", "klp_vmlinux.ko.zst", "klp_vmlinux.ko.gz"} {
 		f.Add(read(f, filepath.Join(modDir, p)))
@@ -187,10 +226,24 @@ func FuzzDecompress(f *testing.F) {
 	for _, p := range []string{"testdata/multiblock.xz", "testdata/multistream.xz"} {
 		f.Add(read(f, p))
 	}
+	const limit = 1 << 20
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, _, err := Decompress(b, 1<<20)
-		if err == nil && len(out) > 1<<20 {
+		out, kind, err := Decompress(b, limit)
+		if err != nil || kind == None {
+			if err == nil && !bytes.Equal(out, b) {
+				t.Fatalf("an uncompressed input came back changed")
+			}
+			return
+		}
+		if len(out) > limit {
 			t.Fatalf("%d bytes past the limit", len(out))
+		}
+		want, rerr := reference(t, kind, b, len(out)+1)
+		if rerr != nil {
+			t.Fatalf("Decompress accepted %d bytes of %v (%d out) that the reference refuses: %v", len(b), kind, len(out), rerr)
+		}
+		if !bytes.Equal(out, want) {
+			t.Fatalf("%v: Decompress gave %d bytes, the reference %d, and they differ", kind, len(out), len(want))
 		}
 	})
 }

@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"golang.org/x/sys/unix"
 )
 
 func TestUntilImmediate(t *testing.T) {
 	calls := 0
-	err := Until(context.Background(), func() (bool, error) { calls++; return true, nil }, Options{})
+	err := Until(context.Background(), func() (bool, error) { calls++; return true, nil }, Options{Clock: newClock()})
 	if err != nil || calls != 1 {
 		t.Errorf("err %v, calls %d", err, calls)
 	}
@@ -30,43 +32,144 @@ func TestUntilError(t *testing.T) {
 			return false, boom
 		}
 		return false, nil
-	}, Options{})
+	}, Options{Clock: newClock()})
 	if !errors.Is(err, boom) || calls != 3 {
 		t.Errorf("err %v, calls %d", err, calls)
 	}
 }
 
-func TestUntilTimeout(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	calls := 0
-	start := time.Now()
-	err := Until(ctx, func() (bool, error) { calls++; return false, nil }, Options{})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("err = %v", err)
+// clock is a fake Clock: Sleep advances it at once and records the sleep;
+// then calls at, which may change what the condition sees or cancel ctx.
+type clock struct {
+	now    time.Time
+	sleeps []time.Duration
+	at     func(now time.Time)
+}
+
+func newClock() *clock { return &clock{now: time.Unix(1000, 0)} }
+
+func (c *clock) Now() time.Time { return c.now }
+
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	// 1 + 1,2,4,8 ms + ~3-4 × 10 ms + the last check: no busy loop.
-	if calls < 4 || calls > 15 {
-		t.Errorf("%d checks in %v", calls, time.Since(start))
+	c.sleeps = append(c.sleeps, d)
+	c.now = c.now.Add(d)
+	if c.at != nil {
+		c.at(c.now)
+	}
+	return ctx.Err()
+}
+
+func ms(ds ...int) []time.Duration {
+	var out []time.Duration
+	for _, d := range ds {
+		out = append(out, time.Duration(d)*time.Millisecond)
+	}
+	return out
+}
+
+// TestUntilTimeout: the back-off runs 1, 2, 4, 8 ms, then 10 ms, and the
+// last sleep ends exactly at the deadline, where one last check is made.
+func TestUntilTimeout(t *testing.T) {
+	c := newClock()
+	start := c.now
+	var checks []time.Duration
+	err := Until(context.Background(), func() (bool, error) {
+		checks = append(checks, c.now.Sub(start))
+		return false, nil
+	}, Options{Timeout: 50 * time.Millisecond, Clock: c})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want DeadlineExceeded", err)
+	}
+	if diff := cmp.Diff(ms(1, 2, 4, 8, 10, 10, 10, 5), c.sleeps); diff != "" {
+		t.Errorf("sleeps: unexpected diff (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(ms(0, 1, 3, 7, 15, 25, 35, 45, 50), checks); diff != "" {
+		t.Errorf("checks at: unexpected diff (-want +got):\n%s", diff)
 	}
 }
 
 func TestUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := Until(ctx, func() (bool, error) { return false, nil }, Options{})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v", err)
+	calls := 0
+	err := Until(ctx, func() (bool, error) { calls++; return false, nil }, Options{Clock: newClock()})
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Errorf("err = %v after %d checks, want Canceled after 1", err, calls)
 	}
 }
 
-// A condition that became true by the deadline is not a timeout.
+// TestUntilLastCheck: a condition that became true by the deadline, or
+// while ctx was being cancelled, is not a timeout.
 func TestUntilLastCheck(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	c := newClock()
+	deadline := c.now.Add(20 * time.Millisecond)
+	err := Until(context.Background(), func() (bool, error) { return !c.now.Before(deadline), nil }, Options{Initial: time.Hour, Timeout: 20 * time.Millisecond, Clock: c})
+	if err != nil || !c.now.Equal(deadline) {
+		t.Errorf("err = %v at %v, want nil at the deadline", err, c.now.Sub(deadline))
+	}
+
+	c = newClock()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := Until(ctx, func() (bool, error) { return ctx.Err() != nil, nil }, Options{Initial: time.Hour})
-	if err != nil {
-		t.Errorf("err = %v", err)
+	done := false
+	c.at = func(time.Time) { done = true; cancel() }
+	if err := Until(ctx, func() (bool, error) { return done, nil }, Options{Clock: c}); err != nil {
+		t.Errorf("true when ctx ended: err = %v", err)
+	}
+	c = newClock()
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	c.at = func(time.Time) { cancel() }
+	boom := errors.New("boom")
+	checks := 0
+	err = Until(ctx, func() (bool, error) {
+		checks++
+		if checks == 2 {
+			return false, boom
+		}
+		return false, nil
+	}, Options{Clock: c})
+	if !errors.Is(err, boom) {
+		t.Errorf("last check failed: err = %v, want boom", err)
+	}
+}
+
+// TestUntilLatency: a change is noticed at most Max after it happens,
+// however long the wait has run.
+func TestUntilLatency(t *testing.T) {
+	for _, after := range []time.Duration{0, time.Millisecond, 60 * time.Millisecond, 10 * time.Minute} {
+		c := newClock()
+		flip := c.now.Add(after)
+		err := Until(context.Background(), func() (bool, error) { return !c.now.Before(flip), nil }, Options{Clock: c})
+		if late := c.now.Sub(flip); err != nil || late < 0 || late >= DefaultMax {
+			t.Errorf("change after %v: err %v, noticed %v late", after, err, late)
+		}
+	}
+}
+
+// TestSystemClock: the system clock's Sleep sleeps, and returns at once
+// with ctx's error when ctx is done.
+func TestSystemClock(t *testing.T) {
+	before := time.Now()
+	now := System.Now()
+	if now.Before(before) || now.After(time.Now()) {
+		t.Errorf("System.Now() = %v, not between two time.Now()", now)
+	}
+	if err := System.Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Errorf("Sleep: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := System.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep with ctx done: %v", err)
+	}
+	// Until on the system clock, with no clock given: its timeout ends
+	// the wait.
+	if err := Until(context.Background(), func() (bool, error) { return false, nil }, Options{Timeout: time.Millisecond}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Until with a timeout on the system clock: %v", err)
 	}
 }
 
@@ -94,23 +197,6 @@ func TestBackoff(t *testing.T) {
 	}
 	if o := (Options{Initial: time.Second, Max: time.Millisecond}).withDefaults(); o.Max != time.Second {
 		t.Errorf("Max below Initial: %v", o.Max)
-	}
-}
-
-func TestUntilLatency(t *testing.T) {
-	var flag atomic.Bool
-	var flipped atomic.Int64
-	go func() {
-		time.Sleep(60 * time.Millisecond)
-		flipped.Store(time.Now().UnixNano())
-		flag.Store(true)
-	}()
-	if err := Until(context.Background(), func() (bool, error) { return flag.Load(), nil }, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	lat := time.Since(time.Unix(0, flipped.Load()))
-	if lat > 100*time.Millisecond { // 10 ms cap plus generous scheduling slack
-		t.Errorf("noticed %v late", lat)
 	}
 }
 

@@ -104,7 +104,8 @@ func upstreamPatch(p livepatch.Patch) Patch {
 }
 
 func kgraftPatch(p livepatch.KGraftPatch) *KGraft {
-	k := &KGraft{Refs: p.Refs, ReplaceAll: p.ReplaceAll}
+	// A patch without a state table still has a list of functions: [].
+	k := &KGraft{Refs: p.Refs, ReplaceAll: p.ReplaceAll, Functions: []KGraftFunction{}}
 	for _, f := range p.Functions {
 		k.Functions = append(k.Functions, KGraftFunction{Name: f.Name, Object: f.Object, Sympos: f.Sympos, State: f.State})
 	}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -20,6 +21,9 @@ type Console struct {
 	Checks []Check
 	Notes  []string // "<scenario>/<key> <value>" from KLPNOTE lines
 	Done   bool     // KLPTEST-DONE seen: the guest ran to the end
+	// Passed and Failed are the guest's own counts, from KLPTEST-DONE
+	// (-1 when it is missing or garbled).
+	Passed, Failed int
 	// scenarios maps a scenario to its range of lines [first, end).
 	scenarios map[string][2]int
 }
@@ -27,7 +31,7 @@ type Console struct {
 // ParseConsole parses the console lines of a guest that ran kernel. Lines
 // of other kernels are ignored, so a stray line cannot pose as a result.
 func ParseConsole(lines []string, kernel string) *Console {
-	c := &Console{Lines: lines, scenarios: map[string][2]int{}}
+	c := &Console{Lines: lines, scenarios: map[string][2]int{}, Passed: -1, Failed: -1}
 	cur := ""
 	closeScenario := func(i int) {
 		if cur != "" {
@@ -59,11 +63,46 @@ func ParseConsole(lines []string, kernel string) *Console {
 			c.Notes = append(c.Notes, strings.Join(f[2:], " "))
 		case f[0] == "KLPTEST-DONE":
 			c.Done = true
+			c.Passed, c.Failed = -1, -1
+			if len(f) == 4 {
+				p, perr := strconv.Atoi(f[2])
+				n, ferr := strconv.Atoi(f[3])
+				if perr == nil && ferr == nil {
+					c.Passed, c.Failed = p, n
+				}
+			}
 			closeScenario(i)
 			cur = ""
 		}
 	}
 	return c
+}
+
+// CheckCounts compares the guest's own counts of passed and failed checks
+// (its KLPTEST-DONE line) with the check lines parsed from the console: a
+// check line garbled on the way (a kernel message printed into it, a
+// verdict that is neither PASS nor FAIL) would otherwise vanish, and with it
+// a failure.
+func (c *Console) CheckCounts() error {
+	if !c.Done {
+		return fmt.Errorf("no KLPTEST-DONE line")
+	}
+	if c.Passed < 0 || c.Failed < 0 {
+		return fmt.Errorf("garbled KLPTEST-DONE line: no counts of passed and failed checks")
+	}
+	passed, failed := 0, 0
+	for _, ch := range c.Checks {
+		if ch.Pass {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	if passed != c.Passed || failed != c.Failed {
+		return fmt.Errorf("the guest counted %d passed and %d failed checks, the console shows %d and %d: a check line was lost or garbled",
+			c.Passed, c.Failed, passed, failed)
+	}
+	return nil
 }
 
 // Excerpt returns the console lines of a scenario (its checks, and the

@@ -24,8 +24,11 @@ func TestParseConsole(t *testing.T) {
 		"[    9.0] reboot: Power down",
 	}
 	c := ParseConsole(lines, k)
-	if !c.Done {
-		t.Error("Done = false, want true")
+	if !c.Done || c.Passed != 1 || c.Failed != 1 {
+		t.Errorf("Done %v, counts %d passed %d failed; want true, 1 and 1", c.Done, c.Passed, c.Failed)
+	}
+	if err := c.CheckCounts(); err != nil {
+		t.Errorf("CheckCounts: %v", err)
 	}
 	if len(c.Checks) != 2 {
 		t.Fatalf("got %d checks, want 2: %+v", len(c.Checks), c.Checks)
@@ -54,6 +57,32 @@ func TestParseConsole(t *testing.T) {
 	}
 }
 
+// TestCheckCounts: a check line that does not parse, or a DONE line whose
+// counts disagree with the lines, fails the run.
+func TestCheckCounts(t *testing.T) {
+	const k = "6.1.0-56-cloud-amd64"
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string // "" for agreement, else a part of the error
+	}{
+		{"agree", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/c FAIL x", "KLPTEST-DONE " + k + " 1 1"}, ""},
+		{"garbled FAIL", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/c FA[  3.1] oops IL x", "KLPTEST-DONE " + k + " 1 1"}, "1 passed and 1 failed checks, the console shows 1 and 0"},
+		{"lost PASS", []string{"KLPTEST-DONE " + k + " 1 0"}, "shows 0 and 0"},
+		{"extra line", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST " + k + " a/b PASS", "KLPTEST-DONE " + k + " 1 0"}, "shows 2 and 0"},
+		{"garbled DONE", []string{"KLPTEST " + k + " a/b PASS", "KLPTEST-DONE " + k + " 1"}, "garbled KLPTEST-DONE"},
+		{"no DONE", []string{"KLPTEST " + k + " a/b PASS"}, "no KLPTEST-DONE"},
+	} {
+		err := ParseConsole(tc.lines, k).CheckCounts()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestParseConsoleCrash(t *testing.T) {
 	const k = "6.12.117+deb12-cloud-amd64"
 	c := ParseConsole([]string{"KLPTEST-BOOT " + k, "KLPTEST-SCENARIO " + k + " idle", "Kernel panic - not syncing"}, k)
@@ -76,6 +105,14 @@ func TestHashSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	hash := func() string {
+		t.Helper()
+		h, _, err := hashSources(dir)
+		if err != nil || len(h) != 12 {
+			t.Fatalf("hashSources = %q, %v", h, err)
+		}
+		return h
+	}
 	write("Kbuild", "obj-m += a.o\n")
 	write("a.c", "int x;\n")
 	write("a.lds", "SECTIONS { }\n")
@@ -88,17 +125,32 @@ func TestHashSources(t *testing.T) {
 		t.Errorf("files = %q, want Kbuild, a.c and a.lds only", files)
 	}
 	write("notes.txt", "still ignored\n")
-	if h2, _, _ := hashSources(dir); h2 != h1 {
+	if h2 := hash(); h2 != h1 {
 		t.Error("editing a non-source file changed the hash")
 	}
 	write("a.c", "int y;\n")
-	h3, _, _ := hashSources(dir)
+	h3 := hash()
 	if h3 == h1 {
 		t.Error("editing a source file kept the hash")
 	}
 	write("a.lds", "SECTIONS { .x : { } }\n")
-	if h4, _, _ := hashSources(dir); h4 == h3 {
+	if h4 := hash(); h4 == h3 {
 		t.Error("editing a linker script kept the hash")
+	}
+	write("b.h", "#define B 1\n")
+	if h5 := hash(); h5 == h3 {
+		t.Error("adding a header kept the hash")
+	}
+	// A source that cannot be read, or no directory: an error, never the
+	// hash of what could be read.
+	if err := os.Mkdir(dir+"/c.c", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, err := hashSources(dir); err == nil {
+		t.Errorf("unreadable source: hash %q, no error", h)
+	}
+	if h, _, err := hashSources(dir + "/missing"); err == nil {
+		t.Errorf("missing directory: hash %q, no error", h)
 	}
 }
 
