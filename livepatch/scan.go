@@ -77,10 +77,10 @@ type ScanOptions struct {
 	// Context, when set, stops the scan once it is done: ScanTasks then
 	// returns its error with what it read so far.
 	Context context.Context
-	// Busy, between 0 and 1, paces the scan: after each batch of tasks a
-	// worker rests so that it reads for at most that share of the time
-	// (0.1: a tenth of a CPU per worker, and ten times as long a scan).
-	// 0 scans at full speed.
+	// Busy, between 0 and 1, paces the scan: the process's CPU time
+	// stays within that share of a CPU per worker since the scan began
+	// (0.1 with one worker: a tenth of a CPU, and ten times as long a
+	// scan). 0 scans at full speed.
 	Busy float64
 }
 
@@ -133,6 +133,10 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	checkType := !fs.k.KernelFS()
 
 	q := newWorkQueue(workers)
+	var pace *pacer
+	if opts.Busy > 0 && opts.Busy < 1 {
+		pace = newPacer(opts.Busy*float64(workers), time.Now, processCPU)
+	}
 	results := make([]ScanStats, workers)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -150,11 +154,10 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 					q.done() // stopped: drain the queue unread
 					continue
 				}
-				t0 := time.Now()
 				s.scan(item)
 				q.done()
-				if opts.Busy > 0 && opts.Busy < 1 {
-					rest(ctx, time.Duration(float64(time.Since(t0))*(1/opts.Busy-1)))
+				if pace != nil {
+					rest(ctx, pace.due())
 				}
 			}
 		}(&results[w])
@@ -182,6 +185,60 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		return total, fmt.Errorf("scan tasks: read %s: %w", proc, walkErr)
 	}
 	return total, ctx.Err()
+}
+
+// minRest is the shortest rest of a paced scan. The pacing measures the
+// process's CPU, not the reading's time: each rest costs a wake-up of the
+// Go runtime's threads (under emulation as much as reading a few hundred
+// tasks), which a per-batch rest of the reading's time ignored: the progress line's
+// "fiftieth of a CPU" took more than twice that at 100,000 threads. Resting
+// seldom and long keeps those wake-ups to about two a second.
+const minRest = 500 * time.Millisecond
+
+// pacer keeps a scan's CPU within its share of the time since it began.
+type pacer struct {
+	mu    sync.Mutex
+	share float64 // of one CPU
+	now   func() time.Time
+	cpu   func() (time.Duration, bool)
+	start time.Time
+	cpu0  time.Duration
+	ok    bool // cpu could be read: pace on it, else on nothing
+}
+
+func newPacer(share float64, now func() time.Time, cpu func() (time.Duration, bool)) *pacer {
+	p := &pacer{share: share, now: now, cpu: cpu, start: now()}
+	p.cpu0, p.ok = cpu()
+	return p
+}
+
+// due returns how long to rest now: until the CPU used since the start is
+// within the share of the time elapsed, and nothing when that is less
+// than minRest away (the next batch reads first).
+func (p *pacer) due() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ok {
+		return 0
+	}
+	used, ok := p.cpu()
+	if !ok {
+		return 0
+	}
+	owed := time.Duration(float64(used-p.cpu0)/p.share) - p.now().Sub(p.start)
+	if owed < minRest {
+		return 0
+	}
+	return owed
+}
+
+// processCPU is the CPU time used by this process, all threads.
+func processCPU() (time.Duration, bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+		return 0, false
+	}
+	return time.Duration(ts.Nano()), true
 }
 
 // rest sleeps for d, or until ctx is done.

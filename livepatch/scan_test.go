@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/txtar"
@@ -132,6 +133,39 @@ func TestScanTasksPacedAndStopped(t *testing.T) {
 	}
 	if n, _, err := fs.CountBlocking(StateUnpatched, ScanOptions{}); err != nil || n != 1 {
 		t.Errorf("CountBlocking(unpatched) = %d, %v; want 1 (100)", n, err)
+	}
+}
+
+// The pacer owes rest for the CPU used beyond its share, counted from the
+// scan's start, and none until that is at least minRest.
+func TestPacer(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1000, 0)
+	now, cpu, cpuOK := start, 3*time.Second, true
+	p := newPacer(0.02, func() time.Time { return now }, func() (time.Duration, bool) { return cpu, cpuOK })
+	for _, tc := range []struct {
+		elapsed, used, want time.Duration
+	}{
+		{0, 0, 0},
+		// 5 ms of CPU at 2% is owed 250 ms of time: under minRest.
+		{0, 5 * time.Millisecond, 0},
+		// 20 ms is owed 1 s, of which 100 ms has passed.
+		{100 * time.Millisecond, 20 * time.Millisecond, 900 * time.Millisecond},
+		// The share is of the whole time since the start.
+		{time.Second, 20 * time.Millisecond, 0},
+		{10 * time.Second, 220 * time.Millisecond, time.Second},
+	} {
+		now, cpu = start.Add(tc.elapsed), 3*time.Second+tc.used
+		if got := p.due(); got != tc.want {
+			t.Errorf("after %v with %v of CPU: rest %v, want %v", tc.elapsed, tc.used, got, tc.want)
+		}
+	}
+	cpuOK = false
+	if got := p.due(); got != 0 {
+		t.Errorf("CPU unreadable: rest %v, want 0", got)
+	}
+	if got := newPacer(0.02, time.Now, func() (time.Duration, bool) { return 0, false }).due(); got != 0 {
+		t.Errorf("CPU unreadable from the start: rest %v, want 0", got)
 	}
 }
 

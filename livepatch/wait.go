@@ -22,11 +22,15 @@ var ErrStalled = errors.New("transition stalled")
 
 // Default intervals of [Control.WaitTransition].
 const (
-	// DefaultRecheck is how often a wait that sleeps on the kernel log
-	// reads the transition attribute all the same: a net under the log,
-	// so that no completion is ever noticed later than a once-a-second
-	// poll (kpatch's) would notice it, whatever the log said.
-	DefaultRecheck = time.Second
+	// DefaultRecheck is how soon a wait that sleeps on the kernel log
+	// first reads the transition attribute all the same: a net under the
+	// log, for a completion the log did not announce. The interval then
+	// doubles up to DefaultRecheckMax: each read wakes the Go runtime's
+	// threads, which costs more than the read (under emulation most of
+	// the wait's CPU), and the log has announced every completion on the
+	// real kernels, so a long stall need not pay a read a second.
+	DefaultRecheck    = time.Second
+	DefaultRecheckMax = 4 * time.Second
 	// DefaultPollMax caps the interval of the polling that replaces the
 	// log where it cannot be read: 1 ms doubling to 100 ms, ten reads a
 	// second once the transition has run a while. A completion is then
@@ -55,9 +59,12 @@ type WaitOptions struct {
 	// [ErrUnsupportedAttr] on those kernels.
 	SignalAfter time.Duration
 	OnSignal    func(err error)
-	// Recheck is how often the transition attribute is read while the
-	// wait sleeps on the kernel log (default [DefaultRecheck]).
-	Recheck time.Duration
+	// Recheck is how soon the transition attribute is first read again
+	// while the wait sleeps on the kernel log (default [DefaultRecheck]);
+	// the interval doubles up to RecheckMax (default [DefaultRecheckMax],
+	// and never less than Recheck).
+	Recheck    time.Duration
+	RecheckMax time.Duration
 	// Poll tunes the polling where the kernel log cannot be read (default
 	// 1 ms doubling to [DefaultPollMax]). Its Clock is the one the wait
 	// runs on (default: the kernel handle's): the timeout, the rechecks,
@@ -136,8 +143,8 @@ type WaitResult struct {
 // patching complete", or unpatching), and a read of /dev/kmsg sleeps until
 // the next record. So the wait sleeps on the kernel log and reads the
 // attribute when a livepatch record arrives, when records were lost, and
-// every opts.Recheck: the record is a reason to look, the attribute is the
-// answer. Where the log cannot be read (no CAP_SYSLOG with
+// after opts.Recheck, then ever less often (up to opts.RecheckMax): the
+// record is a reason to look, the attribute is the answer. Where the log cannot be read (no CAP_SYSLOG with
 // kernel.dmesg_restrict, a handle without a log), it polls the attribute
 // instead (opts.Poll). The cost of the wait does not depend on the number
 // of tasks: it never scans them.
@@ -156,6 +163,10 @@ func (c Control) WaitTransition(ctx context.Context, name string, opts WaitOptio
 	if opts.Recheck <= 0 {
 		opts.Recheck = DefaultRecheck
 	}
+	if opts.RecheckMax <= 0 {
+		opts.RecheckMax = DefaultRecheckMax
+	}
+	opts.RecheckMax = max(opts.RecheckMax, opts.Recheck)
 	if opts.Poll.Max <= 0 {
 		opts.Poll.Max = DefaultPollMax
 	}
@@ -212,7 +223,8 @@ func (w *waiter) run(ctx context.Context) error {
 	if delay <= 0 {
 		delay = poll.DefaultInitial
 	}
-	nextCheck := w.opts.Recheck // since start: the next read of the attribute
+	recheck := w.opts.Recheck
+	nextCheck := recheck // since start: the next read of the attribute
 	if watch == nil {
 		nextCheck = delay
 	}
@@ -264,7 +276,8 @@ func (w *waiter) run(ctx context.Context) error {
 				delay = nextDelay(delay, w.opts.Poll)
 				nextCheck = elapsed + delay
 			} else {
-				nextCheck = elapsed + w.opts.Recheck
+				recheck = min(2*recheck, w.opts.RecheckMax)
+				nextCheck = elapsed + recheck
 			}
 		}
 		due := nextCheck

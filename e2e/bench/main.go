@@ -281,6 +281,7 @@ func build(ctx context.Context, repo, work, bash string) ([]harness.File, harnes
 		{"gcc", "-O2", "-static", "-o", filepath.Join(work, "cscan"), "bench/c/cscan.c"},
 		{"gcc", "-O2", "-static", "-pthread", "-o", filepath.Join(work, "spawn"), "bench/c/spawn.c"},
 		{"gcc", "-O2", "-static", "-o", filepath.Join(work, "measure"), "bench/c/measure.c"},
+		{"gcc", "-O2", "-static", "-o", filepath.Join(work, "kmsgwait"), "bench/c/kmsgwait.c"},
 	}
 	for _, c := range cmds {
 		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
@@ -295,6 +296,7 @@ func build(ctx context.Context, repo, work, bash string) ([]harness.File, harnes
 		{From: filepath.Join(work, "cscan"), Path: "bin/cscan", Mode: 0o755},
 		{From: filepath.Join(work, "spawn"), Path: "bin/spawn", Mode: 0o755},
 		{From: filepath.Join(work, "measure"), Path: "bin/measure", Mode: 0o755},
+		{From: filepath.Join(work, "kmsgwait"), Path: "bin/kmsgwait", Mode: 0o755},
 		{From: bash, Path: "bin/bash", Mode: 0o755},
 	}, bins, nil
 }

@@ -21,12 +21,13 @@ log.
 Every command that waits for a transition (load, unload, disable, enable,
 wait) sleeps on the kernel log (/dev/kmsg), where the kernel announces the
 end of every transition, and reads the patch's transition attribute when a
-live patching record arrives and once a second: the end is noticed within
-milliseconds, at almost no cost, however many tasks there are. Where the log
+live patching record arrives, and as a safety net after 1 s, then ever less
+often, up to every 4 s: the end is noticed within milliseconds, at almost no
+cost, however many tasks there are. Where the log
 cannot be read (without CAP_SYSLOG when kernel.dmesg_restrict is 1), it reads
 the attribute instead, up to ten times a second. On a terminal a progress
 line shows the time waited and the tasks left: every task is counted once in
-the background with a fiftieth of a CPU, then at most every 5 seconds only
+the background within a fiftieth of a CPU, then at most every 5 seconds only
 those still blocking. -v says how the end was noticed.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: patchNameCompletion(opts),

@@ -60,6 +60,18 @@ func TestParseStatTicks(t *testing.T) {
 	}
 }
 
+func TestParseSchedstatRuns(t *testing.T) {
+	got, err := parseSchedstatRuns("1207532 88113 37\n")
+	if err != nil || got != 37 {
+		t.Errorf("parseSchedstatRuns = %d, %v; want 37", got, err)
+	}
+	for _, bad := range []string{"", "1 2", "1 2 x", "1 2 3 4"} {
+		if _, err := parseSchedstatRuns(bad); err == nil {
+			t.Errorf("parseSchedstatRuns(%q): no error", bad)
+		}
+	}
+}
+
 func TestParseCPUStatUsage(t *testing.T) {
 	in := "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n"
 	got, err := parseCPUStatUsage(strings.NewReader(in))

@@ -211,6 +211,40 @@ func monoNow() int64 {
 	return ts.Nano()
 }
 
+// runCount returns how many times the threads of a process were put on a
+// CPU: the sum of the second field after the run and wait times of
+// /proc/<pid>/task/*/schedstat. Threads that ended are not counted.
+func runCount(pid int) (int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, t := range tids {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		runs, err := parseSchedstatRuns(string(b))
+		if err != nil {
+			return 0, err
+		}
+		n += runs
+	}
+	return n, nil
+}
+
+// parseSchedstatRuns returns the third field of a schedstat line ("run
+// time, wait time, timeslices run").
+func parseSchedstatRuns(line string) (int64, error) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return 0, fmt.Errorf("parse schedstat %q: want 3 fields", line)
+	}
+	return strconv.ParseInt(f[2], 10, 64)
+}
+
 // cpuTicks returns the user and system time of a process and of its
 // waited-for children, in clock ticks, from /proc/<pid>/stat.
 func cpuTicks(pid int) (int64, error) {

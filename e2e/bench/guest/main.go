@@ -49,7 +49,9 @@ const (
 	klpBin   = "/bin/klp"
 	cscanBin = "/bin/cscan"
 	spawnBin = "/bin/spawn"
-	bashBin  = "/bin/bash"
+	// kmsgwaitBin is the floor of a wait (bench/c/kmsgwait.c).
+	kmsgwaitBin = "/bin/kmsgwait"
+	bashBin     = "/bin/bash"
 	// measureBin runs a command and reports its times and peak memory
 	// (bench/c/measure.c).
 	measureBin = "/bin/measure"

@@ -225,6 +225,7 @@ func (b *bench) waiters() []waiter {
 		{benchdata.CmdKlpWait, []string{klpBin, "wait", "--timeout", timeout}, false},
 		{benchdata.CmdKlpWaitTTY, []string{klpBin, "wait", "--timeout", timeout}, true},
 		{benchdata.CmdPoll, []string{bashBin, "-c", pollScript, "bash", patchModule}, false},
+		{benchdata.CmdKmsgWait, []string{kmsgwaitBin, patchModule}, false},
 	}
 }
 
@@ -272,10 +273,12 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 	defer p.kill()
 	time.Sleep(warmUp)
 	c0, err0 := cpuTicks(p.pid)
+	r0, rerr0 := runCount(p.pid)
 	u0, uerr0 := b.waiterUsage()
 	t0 := time.Now()
 	time.Sleep(b.cfg.stall - warmUp)
 	c1, err1 := cpuTicks(p.pid)
+	r1, rerr1 := runCount(p.pid)
 	u1, uerr1 := b.waiterUsage()
 	t1 := time.Now()
 	select {
@@ -288,6 +291,10 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 	if err0 == nil && err1 == nil {
 		v := float64(c1-c0) / 100 / window // USER_HZ is 100
 		s.CPUPerSecTicks, s.Window = &v, window
+	}
+	if rerr0 == nil && rerr1 == nil {
+		v := float64(r1-r0) / window
+		s.RunsPerSec = &v
 	}
 	switch {
 	case b.cgroup == nil:

@@ -31,12 +31,13 @@ const (
 	CmdKlpWait         = "klp wait"
 	CmdKlpWaitTTY      = "klp wait (terminal)"
 	CmdPoll            = "1 s poll loop"
+	CmdKmsgWait        = "C log reader (floor)"
 )
 
 // ScanCommands and WaitCommands are the commands in table order.
 var (
 	ScanCommands = []string{CmdKlpBlocking, CmdKlpBlockingJSON, CmdKlpMetrics, CmdCScan, CmdBash, CmdKpatch}
-	WaitCommands = []string{CmdKlpWait, CmdKlpWaitTTY, CmdPoll}
+	WaitCommands = []string{CmdKlpWait, CmdKlpWaitTTY, CmdPoll, CmdKmsgWait}
 )
 
 // Sample is one run of one command.
@@ -72,6 +73,11 @@ type Sample struct {
 	// whoever runs when the tick fires), over the same window.
 	CPUPerSecTicks *float64 `json:"cpu_per_s_ticks,omitempty"`
 	Window         float64  `json:"window_s,omitempty"`
+	// RunsPerSec is how many times per second of the same window the
+	// waiter's threads were put on a CPU (the run counts of
+	// /proc/<pid>/task/*/schedstat): whether a waiter's CPU comes from
+	// waking often or from costly wake-ups.
+	RunsPerSec *float64 `json:"runs_per_s,omitempty"`
 	// Error says why the sample does not count (wrong output, a failed
 	// command, a waiter that did not return).
 	Error string `json:"error,omitempty"`

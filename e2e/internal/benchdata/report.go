@@ -47,7 +47,10 @@ type Figure struct {
 	// CPUPerSecTicks is CPUPerSec as /proc/<pid>/stat's clock ticks
 	// count it (results with a cgroup's exact figure only).
 	CPUPerSecTicks *Stat `json:"cpu_per_s_ticks,omitempty"`
-	MaxRSS         *Stat `json:"max_rss_kib,omitempty"`
+	// RunsPerSec is how often the waiter was put on a CPU (results
+	// from before it was measured have none).
+	RunsPerSec *Stat `json:"runs_per_s,omitempty"`
+	MaxRSS     *Stat `json:"max_rss_kib,omitempty"`
 	// Errors are the errors of the samples left out.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -135,7 +138,7 @@ func NewReport(g *Guest, host HostEnv, date string) *Report {
 
 func summarise(samples []Sample, threads int, cmd string) (Figure, bool) {
 	f := Figure{Threads: threads, Command: cmd}
-	var wall, lat, cpu, ticks, rss []float64
+	var wall, lat, cpu, ticks, runs, rss []float64
 	seen := false
 	for _, s := range samples {
 		if s.Threads != threads || s.Command != cmd {
@@ -163,9 +166,12 @@ func summarise(samples []Sample, threads int, cmd string) (Figure, bool) {
 		if s.CPUPerSecTicks != nil {
 			ticks = append(ticks, *s.CPUPerSecTicks)
 		}
+		if s.RunsPerSec != nil {
+			runs = append(runs, *s.RunsPerSec)
+		}
 	}
 	f.Wall, f.Latency, f.CPUPerSec, f.MaxRSS = NewStat(wall), NewStat(lat), NewStat(cpu), NewStat(rss)
-	f.CPUPerSecTicks = NewStat(ticks)
+	f.CPUPerSecTicks, f.RunsPerSec = NewStat(ticks), NewStat(runs)
 	return f, seen
 }
 
@@ -342,10 +348,16 @@ func (r *Report) targets() []Target {
 		if r.Guest.CPUs <= 1 {
 			for _, n := range r.Threads {
 				if m, ok := r.median(n, w.cmd, latOf); ok {
+					floor := ""
+					if f, ok := r.median(n, CmdKmsgWait, latOf); ok {
+						// What the kernel and the emulator take
+						// to wake a reader of the log and reap it.
+						floor = fmt.Sprintf("; the %s returns after %.1f ms", CmdKmsgWait, 1000*f)
+					}
 					out = append(out, Target{
 						Name: "completion noticed", Threads: n, Command: w.cmd, Value: &m,
 						Limit: WaitLatencyOne, Pass: m <= WaitLatencyOne,
-						Detail: fmt.Sprintf("%s returns %.1f ms (median) after the kernel completes the transition (target: within %.0f ms on one vCPU)", w.cmd, 1000*m, 1000*WaitLatencyOne),
+						Detail: fmt.Sprintf("%s returns %.1f ms (median) after the kernel completes the transition (target: within %.0f ms on one vCPU%s)", w.cmd, 1000*m, 1000*WaitLatencyOne, floor),
 					})
 				}
 			}

@@ -38,6 +38,9 @@ func Seconds(s float64) string {
 // Percent writes a fraction of a CPU as a percentage.
 func Percent(f float64) string { return sig(100*f) + " %" }
 
+// PerSecond writes a rate.
+func PerSecond(v float64) string { return sig(v) + "/s" }
+
 // MiB writes a size given in KiB in MiB.
 func MiB(kib float64) string { return sig(kib/1024) + " MiB" }
 
@@ -140,6 +143,11 @@ func (r *Report) Markdown() string {
 			t.add(r.row(cmd+": the same in clock ticks (/proc/<pid>/stat)", cmd, func(f *Figure) string { return statText(f.CPUPerSecTicks, Percent) })...)
 		}
 	}
+	if r.hasRuns() {
+		for _, cmd := range WaitCommands {
+			t.add(r.row(cmd+": times put on a CPU (schedstat)", cmd, func(f *Figure) string { return statText(f.RunsPerSec, PerSecond) })...)
+		}
+	}
 	b.WriteString(t.String() + "\n")
 
 	b.WriteString("Peak memory (max RSS, median):\n\n")
@@ -200,6 +208,17 @@ func (r *Report) Markdown() string {
 func (r *Report) hasTicks() bool {
 	for _, f := range r.Figures {
 		if f.CPUPerSecTicks != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// hasRuns reports whether any waiter's figure counts its runs (results
+// from before schedstat was read do not).
+func (r *Report) hasRuns() bool {
+	for _, f := range r.Figures {
+		if f.RunsPerSec != nil {
 			return true
 		}
 	}
