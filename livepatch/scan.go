@@ -145,6 +145,9 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 			defer wg.Done()
 			s := newScanner(proc, procfd, file, opts.Processes, visit, st, q)
 			s.checkType = checkType
+			if pace != nil {
+				s.pause = func() { rest(ctx, pace.due()) }
+			}
 			for {
 				item, ok := q.pop()
 				if !ok {
@@ -156,8 +159,8 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 				}
 				s.scan(item)
 				q.done()
-				if pace != nil {
-					rest(ctx, pace.due())
+				if s.pause != nil {
+					s.pause()
 				}
 			}
 		}(&results[w])
@@ -339,6 +342,10 @@ type scanner struct {
 	tids      []int32
 	batch     []int32
 	queue     *workQueue
+	// pause, when set, rests as a paced scan must: after each work item
+	// and between the reads of a big process's thread list, whose
+	// listing alone is seconds of CPU at 100,000 threads under emulation.
+	pause func()
 }
 
 func newScanner(root string, procfd int, file string, processes bool, visit func(TaskState), st *ScanStats, q *workQueue) *scanner {
@@ -388,6 +395,9 @@ func (s *scanner) scanPID(pid int) {
 	s.tids = s.tids[:0]
 	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) {
 		s.tids = append(s.tids, batch...)
+		if s.pause != nil {
+			s.pause()
+		}
 	})
 	if err != nil {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)

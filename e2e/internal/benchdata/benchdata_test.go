@@ -1,6 +1,7 @@
 package benchdata
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -150,26 +151,30 @@ func TestReport(t *testing.T) {
 	}
 	verdicts := map[string]bool{}
 	for _, tg := range r.Targets {
-		verdicts[tg.Name+"/"+tg.Command] = tg.Pass
+		verdicts[fmt.Sprintf("%s/%s/%d", tg.Name, tg.Command, tg.Threads)] = tg.Pass
 	}
 	want := map[string]bool{
-		"scan vs the C floor/klp blocking":             true, // 1.2 at 30,000
-		"wait CPU vs a 1 s poll/klp wait":              true,
-		"wait CPU vs a 1 s poll/klp wait (terminal)":   false,
-		"wait CPU flat in threads/klp wait":            true,
-		"wait CPU flat in threads/klp wait (terminal)": false,
-		"completion noticed/klp wait":                  true,
-		"completion noticed/klp wait (terminal)":       true,
-		"memory flat in threads/klp blocking":          true,
-		"memory flat in threads/klp blocking --json":   true,
-		"memory flat in threads/klp wait":              true,
-		"memory flat in threads/klp wait (terminal)":   true,
+		"scan vs the C floor/klp blocking/30000":       true, // 1.2 at 30,000
+		"wait CPU vs a 1 s poll/klp wait/30000":        true,
+		"wait CPU flat in threads/klp wait/30000":      true,
+		"completion noticed/klp wait/1000":             true,
+		"completion noticed/klp wait/30000":            true,
+		"completion noticed/klp wait (terminal)/1000":  true,
+		"completion noticed/klp wait (terminal)/30000": true,
+		// On a terminal: 1 % and 30 % of a CPU against the plain
+		// wait's 0.2 %, held to the count's pace of 2 %.
+		"progress count within its pace/klp wait (terminal)/1000":  true,
+		"progress count within its pace/klp wait (terminal)/30000": false,
+		"memory flat in threads/klp blocking/30000":                true,
+		"memory flat in threads/klp blocking --json/30000":         true,
+		"memory flat in threads/klp wait/30000":                    true,
+		"memory flat in threads/klp wait (terminal)/30000":         true,
 	}
 	if diff := cmp.Diff(want, verdicts); diff != "" {
 		t.Errorf("targets: unexpected diff (-want +got):\n%s", diff)
 	}
 	md := r.Markdown()
-	for _, s := range []string{"| klp blocking | 12.0 ms (11.0 ms–13.0 ms) | 360 ms (330 ms–390 ms) |", "MISSED, 30,000 threads: wait CPU vs a 1 s poll", "left out: C scanner, 30,000 threads: printed nothing", "| kpatch (fork per task) | 30.0 s | – |",
+	for _, s := range []string{"| klp blocking | 12.0 ms (11.0 ms–13.0 ms) | 360 ms (330 ms–390 ms) |", "MISSED, 30,000 threads: progress count within its pace", "left out: C scanner, 30,000 threads: printed nothing", "| kpatch (fork per task) | 30.0 s | – |",
 		"| klp wait: the same in clock ticks (/proc/<pid>/stat) | 1.20 % | 1.20 % |",
 		"| klp metrics / klp blocking | 1.50 | 1.50 |",
 		"| klp wait (terminal): times put on a CPU (schedstat) | 10.0/s | 300/s |",

@@ -284,10 +284,13 @@ const (
 	ScanFloorFrom   = 10000
 	// WaitCPUVsPoll: at 30,000 threads, waiting costs at most a tenth of
 	// the CPU of a 1 s bash poll loop.
-	WaitCPUVsPoll   = 0.1
-	WaitCPUThreads  = 30000
-	WaitLatencyOne  = 0.010 // median seconds from completion to return, one vCPU
-	MemoryFlatLimit = 1.2   // peak RSS at the most threads / at the fewest
+	WaitCPUVsPoll  = 0.1
+	WaitCPUThreads = 30000
+	WaitLatencyOne = 0.010 // median seconds from completion to return, one vCPU
+	// ProgressPace is the share of a CPU the progress line's count of the
+	// tasks may take on a terminal (internal/admin's countBusy).
+	ProgressPace    = 0.02
+	MemoryFlatLimit = 1.2 // peak RSS at the most threads / at the fewest
 	// tick is the resolution of /proc/<pid>/stat times (USER_HZ is 100
 	// on x86).
 	tick = 0.01
@@ -320,18 +323,24 @@ func (r *Report) targets() []Target {
 		}
 		out = append(out, t)
 	}
-	for _, w := range []struct{ cmd, ratio, growth string }{
-		{CmdKlpWait, RatioWaitPoll, RatioWaitGrowth},
-		{CmdKlpWaitTTY, RatioWaitTTYPoll, RatioWaitTTYGrow},
+	for _, w := range []struct {
+		cmd, ratio, growth string
+		paced              bool // the progress line's count: held to its pace instead
+	}{
+		{CmdKlpWait, RatioWaitPoll, RatioWaitGrowth, false},
+		{CmdKlpWaitTTY, RatioWaitTTYPoll, RatioWaitTTYGrow, true},
 	} {
-		if v := r.Ratio(w.ratio, WaitCPUThreads); v != nil {
+		if w.paced {
+			out = append(out, r.pacedTargets(w.cmd)...)
+		}
+		if v := r.Ratio(w.ratio, WaitCPUThreads); v != nil && !w.paced {
 			out = append(out, Target{
 				Name: "wait CPU vs a 1 s poll", Threads: WaitCPUThreads, Command: w.cmd, Value: v,
 				Limit: WaitCPUVsPoll, Pass: *v <= WaitCPUVsPoll,
 				Detail: fmt.Sprintf("%s uses %.2f times the CPU of the 1 s bash poll loop per second of waiting (target: at most %.1f)", w.cmd, *v, WaitCPUVsPoll),
 			})
 		}
-		if last > first {
+		if last > first && !w.paced {
 			a, ok1 := r.median(first, w.cmd, cpuOf)
 			b, ok2 := r.median(last, w.cmd, cpuOf)
 			if ok1 && ok2 {
@@ -373,6 +382,31 @@ func (r *Report) targets() []Target {
 				})
 			}
 		}
+	}
+	return out
+}
+
+// pacedTargets holds a waiter on a terminal to the pace of its progress
+// line's count at every thread count: its CPU at most ProgressPace more
+// than the plain wait's. The wait targets (a tenth of the poll
+// loop, flat in threads) are the wait's; on a terminal the line shows the
+// tasks left, which costs a count of every task, paced.
+func (r *Report) pacedTargets(cmd string) []Target {
+	var out []Target
+	for _, n := range r.Threads {
+		tty, ok1 := r.median(n, cmd, cpuOf)
+		plain, ok2 := r.median(n, CmdKlpWait, cpuOf)
+		if !ok1 || !ok2 {
+			continue
+		}
+		slack := tick / r.window(cmd)
+		v := tty - plain
+		out = append(out, Target{
+			Name: "progress count within its pace", Threads: n, Command: cmd, Value: &v,
+			Limit: ProgressPace, Pass: v <= ProgressPace+slack,
+			Detail: fmt.Sprintf("%s uses %.2f%% of a CPU, %.2f%% more than klp wait (target: at most %.0f%% more; resolution %.2f%%)",
+				cmd, 100*tty, 100*v, 100*ProgressPace, 100*slack),
+		})
 	}
 	return out
 }
