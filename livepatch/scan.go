@@ -145,6 +145,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 			defer wg.Done()
 			s := newScanner(proc, procfd, file, opts.Processes, visit, st, q)
 			s.checkType = checkType
+			s.ctx = ctx
 			if pace != nil {
 				s.pause = func() { rest(ctx, pace.due()) }
 			}
@@ -166,11 +167,16 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		}(&results[w])
 	}
 
-	walkErr := forEachNumericEntry(procfd, 32, func(batch []int32) {
-		if ctx.Err() == nil {
-			q.push(workItem{pids: append([]int32(nil), batch...)})
+	walkErr := forEachNumericEntry(procfd, 32, func(batch []int32) error {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		q.push(workItem{pids: append([]int32(nil), batch...)})
+		return nil
 	})
+	if errors.Is(walkErr, ctx.Err()) {
+		walkErr = nil // stopped: said below
+	}
 	q.close()
 	wg.Wait()
 
@@ -342,6 +348,7 @@ type scanner struct {
 	tids      []int32
 	batch     []int32
 	queue     *workQueue
+	ctx       context.Context // the scan's: done, it stops
 	// pause, when set, rests as a paced scan must: after each work item
 	// and between the reads of a big process's thread list, whose
 	// listing alone is seconds of CPU at 100,000 threads under emulation.
@@ -355,6 +362,7 @@ func newScanner(root string, procfd int, file string, processes bool, visit func
 		// getdents64 call on /proc/<pid>/task walks the thread list from
 		// the start to find its position.
 		path: make([]byte, 0, 64), dirents: make([]byte, 64<<10), batch: make([]int32, 0, 64<<10/24), queue: q,
+		ctx: context.Background(),
 	}
 }
 
@@ -393,12 +401,19 @@ func (s *scanner) scanPID(pid int) {
 	}
 	defer unix.Close(taskfd)
 	s.tids = s.tids[:0]
-	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) {
+	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) error {
 		s.tids = append(s.tids, batch...)
 		if s.pause != nil {
+			// A paced listing may take minutes: it stops with
+			// the scan (the tasks listed so far go unread).
 			s.pause()
+			return s.ctx.Err()
 		}
+		return nil
 	})
+	if s.ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)
 		return
@@ -554,15 +569,16 @@ func rawClose(fd int) {
 }
 
 // forEachNumericEntry streams the numeric entries of a directory (pids or
-// tids) in batches of up to batchSize.
-func forEachNumericEntry(dirfd, batchSize int, fn func([]int32)) error {
+// tids) in batches of up to batchSize; an error from fn stops it and is
+// returned.
+func forEachNumericEntry(dirfd, batchSize int, fn func([]int32) error) error {
 	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), make([]int32, 0, batchSize), batchSize, fn)
 }
 
 // forEachNumericEntryBuf is forEachNumericEntry with the caller's buffers,
 // so that a worker reading 100,000 task directories allocates nothing; a
 // batchSize of 0 delivers each getdents64 buffer's worth at once.
-func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, fn func([]int32)) error {
+func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, fn func([]int32) error) error {
 	batch = batch[:0]
 	for {
 		n, err := unix.Getdents(dirfd, buf)
@@ -590,17 +606,21 @@ func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int,
 			}
 			batch = append(batch, id)
 			if batchSize > 0 && len(batch) == batchSize {
-				fn(batch)
+				if err := fn(batch); err != nil {
+					return err
+				}
 				batch = batch[:0]
 			}
 		}
 		if batchSize == 0 && len(batch) > 0 {
-			fn(batch)
+			if err := fn(batch); err != nil {
+				return err
+			}
 			batch = batch[:0]
 		}
 	}
 	if len(batch) > 0 {
-		fn(batch)
+		return fn(batch)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/txtar"
+	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/fakefs"
 )
@@ -557,6 +558,53 @@ func TestScanTasksUnreadableSorted(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%d workers: unreadable (pid, tid): unexpected diff (-want +got):\n%s", workers, diff)
+		}
+	}
+}
+
+// A paced listing of a big process's threads stops when the scan is
+// stopped: at 100,000 threads it is paced over minutes, and a wait that
+// ended must not wait for it. The scanner is cancelled at its first pause,
+// after the first getdents64 batch, and reads no task.
+func TestScanListingStops(t *testing.T) {
+	t.Parallel()
+	proc := filepath.Join(memDir(t), "proc")
+	const threads = 6000 // three batches of the 64 KiB buffer
+	for tid := 1000; tid < 1000+threads; tid++ {
+		dir := filepath.Join(proc, "1000", "task", strconv.Itoa(tid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "patch_state"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(procfd)
+	for _, stop := range []bool{false, true} {
+		read, pauses := 0, 0
+		var st ScanStats
+		s := newScanner(proc, procfd, "patch_state", false, func(TaskState) { read++ }, &st, newWorkQueue(1))
+		ctx, cancel := context.WithCancel(context.Background())
+		s.ctx = ctx
+		s.pause = func() {
+			pauses++
+			if stop {
+				cancel()
+			}
+		}
+		s.scanPID(1000)
+		cancel()
+		switch {
+		case stop && (pauses != 1 || read != 0):
+			t.Errorf("stopped at the first pause: %d pause(s), %d task(s) read; want 1 and 0", pauses, read)
+		case !stop && (pauses < 2 || read == 0):
+			// The tasks past the first chunk are queued for the
+			// workers; this scanner reads the rest itself.
+			t.Errorf("not stopped: %d pause(s), %d task(s) read; want a pause per batch and the tasks read", pauses, read)
 		}
 	}
 }
