@@ -199,9 +199,10 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 // minRest is the shortest rest of a paced scan. The pacing measures the
 // process's CPU, not the reading's time: each rest costs a wake-up of the
 // Go runtime's threads (under emulation as much as reading a few hundred
-// tasks), which a per-batch rest of the reading's time ignored: the progress line's
-// "fiftieth of a CPU" took more than twice that at 100,000 threads. Resting
-// seldom and long keeps those wake-ups to about two a second.
+// tasks), which a per-batch rest of the reading's time ignored, so that the
+// progress line's "fiftieth of a CPU" took more than twice that at 100,000
+// threads. Resting seldom and long keeps those wake-ups to about two a
+// second.
 const minRest = 500 * time.Millisecond
 
 // pacer keeps a scan's CPU within its share of the time since it began.
