@@ -141,6 +141,11 @@ func TestReadIntTruncatesGarbage(t *testing.T) {
 	if !strings.Contains(err.Error(), strings.Repeat("x", 40)+"...") || strings.Contains(err.Error(), strings.Repeat("x", 41)) {
 		t.Errorf("error %q: want the content cut at 40 bytes", err)
 	}
+	// Exactly 40 bytes are quoted whole.
+	_, err = ReadInt(writeFile(t, t.TempDir(), "forty", strings.Repeat("y", 40)))
+	if err == nil || !strings.Contains(err.Error(), strings.Repeat("y", 40)+`"`) {
+		t.Errorf("error %v: want the 40 bytes quoted whole", err)
+	}
 }
 
 func TestReadBool(t *testing.T) {
@@ -237,8 +242,9 @@ func TestWriteStringWriteError(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("writeOpened(/dev/full) = %v, want ENOSPC", err)
 	}
-	if !strings.Contains(err.Error(), "/dev/full") {
-		t.Errorf("error %q does not name the file", err)
+	// The message names the file and the data written, once.
+	if want := `write "1" to /dev/full: no space left on device`; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
 	}
 }
 
