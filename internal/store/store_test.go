@@ -37,6 +37,13 @@ func TestStore(t *testing.T) {
 	if in.Path != filepath.Join(s.Dir, release, "livepatch_fix.ko") || in.Name != "livepatch_fix" {
 		t.Errorf("installed %+v", in)
 	}
+	// Readable by all, as modules are, with the module's bytes.
+	if fi, err := os.Stat(in.Path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("installed file: %v, %v; want mode 0644", fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(in.Path); err != nil || string(b) != "module" {
+		t.Errorf("installed file holds %q, %v; want the module's bytes", b, err)
+	}
 	if _, err := s.Install(src, "livepatch_fix", release); err == nil {
 		t.Error("second install did not fail")
 	}
@@ -66,6 +73,16 @@ func TestStore(t *testing.T) {
 	}
 	if _, err := s.Find("livepatch_fix", release); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("Find after uninstall: %v", err)
+	}
+}
+
+// A release names a directory: at most 255 bytes, a file name's limit.
+func TestValidateReleaseLength(t *testing.T) {
+	if err := ValidateRelease(strings.Repeat("r", 255)); err != nil {
+		t.Errorf("255 bytes: %v, want accepted", err)
+	}
+	if err := ValidateRelease(strings.Repeat("r", 256)); err == nil {
+		t.Error("256 bytes accepted")
 	}
 }
 
