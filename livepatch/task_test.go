@@ -201,6 +201,28 @@ func TestStackFunction(t *testing.T) {
 	}
 }
 
+// FrameModule names the module of a frame that ends in "[mod]", and nothing
+// for a vmlinux frame or a line that only ends in a bracket.
+func TestFrameModule(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"[<0>] svc_recv+0x7e/0x8a0 [sunrpc]":                          "sunrpc",
+		"[<0>] klp_e2e_patched_work+0x4a/0x70 [klp_e2e_target_patch]": "klp_e2e_target_patch",
+		"  [<0>] nfs4_call_sync_sequence+0x72/0xb0 [nfsv4]\n":         "nfsv4",
+		"[<0>] f+0x1/0x2 [a] [b]":                                     "b",
+		"[<0>] f+0x1/0x2 []":                                          "",
+		"[<0>] msleep+0x2d/0x40":                                      "",
+		"[<ffffffffffffffff>] 0xffffffffffffffff":                     "",
+		"[<0>]": "",
+		"[mod]": "",
+		"":      "",
+	} {
+		if got := FrameModule(in); got != want {
+			t.Errorf("FrameModule(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestParseStat(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
