@@ -186,6 +186,7 @@ func TestStackFunction(t *testing.T) {
 		"[<0>] do_pselect.constprop.0+0xac/0x100":                     "do_pselect.constprop.0",
 		"[<0>] foo":                         "foo",
 		"bar+0x1/0x2":                       "bar",
+		"[<0>] +0x10/0x20":                  "", // no function name
 		"[<0>] __x64_sys_futex+0x112/0x1d0": "__x64_sys_futex",
 		"[<0>] entry_SYSCALL_64_after_hwframe+0x76/0x7e":                                      "entry_SYSCALL_64_after_hwframe",
 		"[<0>] rpc_wait_bit_killable+0x11/0x70 [sunrpc]":                                      "rpc_wait_bit_killable",
