@@ -570,3 +570,21 @@ func TestWaitOnTheKernelClockReadErrorAfterRecord(t *testing.T) {
 		t.Fatalf("WaitTransition = %+v, %v; want EIO at 1s", res, err)
 	}
 }
+
+// A polling wait whose context ends as the transition ends still takes
+// its last look, and reports the end rather than the interruption.
+func TestWaitOnTheKernelClockPollInterruptedAtTheEnd(t *testing.T) {
+	k, c := stalledOnFake(t)
+	k.InjectLogOpenFault(unix.EPERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k.After(1500*time.Millisecond, func() {
+		k.UnblockTask(100)
+		k.Tick()
+		cancel()
+	})
+	res, err := c.WaitTransition(ctx, "a", livepatch.WaitOptions{Timeout: time.Minute})
+	if err != nil || res.Enabled || res.Noticed != livepatch.NoticedRecheck {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched, seen by the last look", res, err)
+	}
+}
