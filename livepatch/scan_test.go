@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,6 +151,8 @@ func TestPacer(t *testing.T) {
 		{0, 0, 0},
 		// 5 ms of CPU at 2% is owed 250 ms of time: under minRest.
 		{0, 5 * time.Millisecond, 0},
+		// 10 ms is owed 500 ms: minRest itself is rested.
+		{0, 10 * time.Millisecond, minRest},
 		// 20 ms is owed 1 s, of which 100 ms has passed.
 		{100 * time.Millisecond, 20 * time.Millisecond, 900 * time.Millisecond},
 		// The share is of the whole time since the start.
@@ -167,6 +170,15 @@ func TestPacer(t *testing.T) {
 	}
 	if got := newPacer(0.02, time.Now, func() (time.Duration, bool) { return 0, false }).due(); got != 0 {
 		t.Errorf("CPU unreadable from the start: rest %v, want 0", got)
+	}
+}
+
+// processCPU reads the CPU time this process has used, which is not
+// nothing by the time a test runs.
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	if d, ok := processCPU(); !ok || d <= 0 {
+		t.Errorf("processCPU() = %v, %v; want a positive time", d, ok)
 	}
 }
 
@@ -481,9 +493,72 @@ func TestParseStateBytes(t *testing.T) {
 			t.Errorf("parseStateBytes(%q) = %d, %v, want %d, true", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{"", "\n", "-", "--1", "1x", "x", "0x1", "1234567890"} {
+	for _, in := range []string{"", "\n", "-", "--1", "1x", "x", "0x1", "10", "-10", "1234567890"} {
 		if got, ok := parseStateBytes([]byte(in)); ok {
 			t.Errorf("parseStateBytes(%q) = %d, true, want false", in, got)
+		}
+	}
+}
+
+// forEachNumericEntry hands the numeric entries over in full batches (the
+// last one shorter); with a batchSize of 0, one batch per buffer read, none
+// of them empty; a directory without numeric entries gives no batch.
+func TestForEachNumericEntry(t *testing.T) {
+	t.Parallel()
+	dir, other := t.TempDir(), t.TempDir()
+	want := map[int32]bool{}
+	for i := 1; i <= 100; i++ {
+		if err := os.Mkdir(filepath.Join(dir, strconv.Itoa(i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		want[int32(i)] = true
+	}
+	for _, d := range []string{dir, other} {
+		for _, name := range []string{"self", "x1", "1x"} {
+			if err := os.WriteFile(filepath.Join(d, name), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func(t *testing.T, dir string, want map[int32]bool, each func(fd int, fn func([]int32)) error) []int {
+		t.Helper()
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		seen := map[int32]bool{}
+		var sizes []int
+		if err := each(fd, func(batch []int32) {
+			sizes = append(sizes, len(batch))
+			for _, id := range batch {
+				if seen[id] {
+					t.Errorf("%d seen twice", id)
+				}
+				seen[id] = true
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(want, seen) {
+			t.Errorf("entries %v, want %v", seen, want)
+		}
+		return sizes
+	}
+	batched := func(fd int, fn func([]int32)) error { return forEachNumericEntry(fd, 32, fn) }
+	// A 256-byte buffer holds about ten entries.
+	perBuffer := func(fd int, fn func([]int32)) error {
+		return forEachNumericEntryBuf(fd, make([]byte, 256), make([]int32, 0, 8), 0, fn)
+	}
+	if sizes, want := read(t, dir, want, batched), []int{32, 32, 32, 4}; !cmp.Equal(want, sizes) {
+		t.Errorf("batches of %v, want %v", sizes, want)
+	}
+	if sizes := read(t, dir, want, perBuffer); len(sizes) < 5 || slices.Contains(sizes, 0) {
+		t.Errorf("batches of %v, want one per buffer read, none empty", sizes)
+	}
+	for _, each := range []func(int, func([]int32)) error{batched, perBuffer} {
+		if sizes := read(t, other, map[int32]bool{}, each); len(sizes) != 0 {
+			t.Errorf("no numeric entry: batches of %v, want none", sizes)
 		}
 	}
 }

@@ -186,6 +186,7 @@ func TestStackFunction(t *testing.T) {
 		"[<0>] do_pselect.constprop.0+0xac/0x100":                     "do_pselect.constprop.0",
 		"[<0>] foo":                         "foo",
 		"bar+0x1/0x2":                       "bar",
+		"[<0>] +0x10/0x20":                  "", // no function name
 		"[<0>] __x64_sys_futex+0x112/0x1d0": "__x64_sys_futex",
 		"[<0>] entry_SYSCALL_64_after_hwframe+0x76/0x7e":                                      "entry_SYSCALL_64_after_hwframe",
 		"[<0>] rpc_wait_bit_killable+0x11/0x70 [sunrpc]":                                      "rpc_wait_bit_killable",
@@ -197,6 +198,28 @@ func TestStackFunction(t *testing.T) {
 	} {
 		if got := StackFunction(in); got != want {
 			t.Errorf("StackFunction(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FrameModule names the module of a frame that ends in "[mod]", and nothing
+// for a vmlinux frame or a line that only ends in a bracket.
+func TestFrameModule(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"[<0>] svc_recv+0x7e/0x8a0 [sunrpc]":                          "sunrpc",
+		"[<0>] klp_e2e_patched_work+0x4a/0x70 [klp_e2e_target_patch]": "klp_e2e_target_patch",
+		"  [<0>] nfs4_call_sync_sequence+0x72/0xb0 [nfsv4]\n":         "nfsv4",
+		"[<0>] f+0x1/0x2 [a] [b]":                                     "b",
+		"[<0>] f+0x1/0x2 []":                                          "",
+		"[<0>] msleep+0x2d/0x40":                                      "",
+		"[<ffffffffffffffff>] 0xffffffffffffffff":                     "",
+		"[<0>]": "",
+		"[mod]": "",
+		"":      "",
+	} {
+		if got := FrameModule(in); got != want {
+			t.Errorf("FrameModule(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -55,6 +55,14 @@ func TestParseTransitionLogRestarts(t *testing.T) {
 	}
 }
 
+// A thread may set an empty name (prctl PR_SET_NAME): its id still parses.
+func TestParseSwitchReasonEmptyComm(t *testing.T) {
+	sr, ok := parseSwitchReason("klp_try_switch_task: :5 is running")
+	if want := (SwitchReason{Reason: ReasonRunning, PID: 5}); !ok || sr != want {
+		t.Errorf("parseSwitchReason = %+v, %v; want %+v", sr, ok, want)
+	}
+}
+
 func TestParseSwitchReasonRejects(t *testing.T) {
 	for _, msg := range []string{
 		"klp_try_switch_task: nopid has an unreliable stack",
@@ -89,6 +97,7 @@ fs/ext4/super.c:100 [ext4]ext4_fill_super =p "x"
 		{"on", on, true, true},
 		{"partly on", strings.Replace(off, "klp_try_switch_task =_", "klp_try_switch_task =pmf", 1), true, false},
 		{"before 5.16", "kernel/livepatch/transition.c:290 [livepatch]klp_check_stack =p \"%s\"\n", true, true},
+		{"no format", "kernel/livepatch/transition.c:290 [livepatch]klp_check_stack =p\n", true, true},
 		{"no dynamic debug for livepatch", "fs/ext4/super.c:100 [ext4]ext4_fill_super =p \"x\"\n", false, false},
 	} {
 		found, enabled, err := ParseDynamicDebug(strings.NewReader(tc.file))

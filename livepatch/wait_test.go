@@ -3,12 +3,15 @@ package livepatch_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/internal/poll"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/livepatch"
 )
@@ -366,5 +369,222 @@ func TestParseLogEvent(t *testing.T) {
 		if ok != tc.ok || got != tc.want {
 			t.Errorf("ParseLogEvent(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// stalledOnFake returns a fake kernel whose patch a is unpatching, held
+// back by task 100, on the kernel handle's clock (the fake's).
+func stalledOnFake(t *testing.T) (*fakekernel.Kernel, livepatch.Control) {
+	t.Helper()
+	k, c := onFake(t, fakekernel.Linux6_12, "a")
+	k.BlockTask(100)
+	if err := c.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	return k, c
+}
+
+// The rechecks double from Recheck up to RecheckMax, and a RecheckMax
+// below Recheck keeps them at Recheck.
+func TestWaitOnTheKernelClockRecheckMax(t *testing.T) {
+	for _, tc := range []struct {
+		recheck, max time.Duration
+		checks       int
+	}{
+		// At once; at 1, 3, 5, 7 and 9 s; at the deadline.
+		{time.Second, 2 * time.Second, 7},
+		// At once; at 5 s; at the deadline.
+		{5 * time.Second, time.Second, 3},
+	} {
+		_, c := stalledOnFake(t)
+		res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 10 * time.Second, Recheck: tc.recheck, RecheckMax: tc.max})
+		if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != 10*time.Second || res.Checks != tc.checks {
+			t.Errorf("Recheck %v, RecheckMax %v: WaitTransition = %+v, %v; want ErrStalled at 10s after %d reads", tc.recheck, tc.max, res, err, tc.checks)
+		}
+	}
+}
+
+// Without a timeout the wait goes on until the transition ends.
+func TestWaitOnTheKernelClockNoTimeout(t *testing.T) {
+	k, c := stalledOnFake(t)
+	k.After(2500*time.Millisecond, func() { k.UnblockTask(100) })
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{})
+	if err != nil || res.Enabled || res.Noticed != livepatch.NoticedLog || res.Elapsed != 3*time.Second {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched at 3s, noticed through the log", res, err)
+	}
+}
+
+// The polling where the log cannot be read follows Poll.Initial and
+// Poll.Max, from the start or from when the log broke.
+func TestWaitOnTheKernelClockPollOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		breakAt time.Duration // -1: the log cannot be opened
+		poll    poll.Options
+		want    time.Duration
+	}{
+		// 0, 10, 30, 70 ms, then every 40 ms: 1030 ms is the first
+		// poll after the retry work at 1 s.
+		{"no log", -1, poll.Options{Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond}, 1030 * time.Millisecond},
+		// At once when the log broke (500 ms), then the doubled
+		// interval: 520, 560 ms, then every 40 ms.
+		{"log breaks", 500 * time.Millisecond, poll.Options{Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond}, time.Second},
+		// 500, 502, 506, ..., 626, 726, 826, 926, 1026 ms.
+		{"log breaks, default polling", 500 * time.Millisecond, poll.Options{}, 1026 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, c := onFake(t, fakekernel.Linux6_12, "a")
+			if tc.breakAt < 0 {
+				k.InjectLogOpenFault(unix.EPERM)
+			} else {
+				k.After(tc.breakAt, func() { k.InjectLogReadFault(unix.EIO) })
+			}
+			if err := c.Disable("a"); err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: time.Minute, Recheck: time.Hour, Poll: tc.poll})
+			if err != nil || res.Noticed != livepatch.NoticedPoll || res.LogErr == nil || res.Elapsed != tc.want {
+				t.Fatalf("WaitTransition = %+v, %v; want noticed by polling at %v", res, err, tc.want)
+			}
+		})
+	}
+}
+
+// Progress is reported every ProgressInterval (1 s by default) with the
+// state the tasks move to, and its read of the attribute notices an end
+// the log did not show.
+func TestWaitOnTheKernelClockProgress(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		calls    []time.Duration
+	}{
+		{1500 * time.Millisecond, []time.Duration{1500 * time.Millisecond}},
+		{0, []time.Duration{time.Second, 2 * time.Second}},
+	} {
+		t.Run(tc.interval.String(), func(t *testing.T) {
+			k, c := stalledOnFake(t)
+			k.HoldLog()
+			defer k.ReleaseLog()
+			k.After(2500*time.Millisecond, func() { k.UnblockTask(100) })
+			var calls []time.Duration
+			res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{
+				Timeout: time.Minute, Recheck: time.Hour, ProgressInterval: tc.interval,
+				Progress: func(elapsed time.Duration, target livepatch.PatchState) {
+					if target != livepatch.StateUnpatched {
+						t.Errorf("progress target %v, want unpatched", target)
+					}
+					calls = append(calls, elapsed)
+					if len(calls) > len(tc.calls) {
+						t.Fatalf("progress at %v, want %v", calls, tc.calls)
+					}
+				},
+			})
+			if err != nil || res.Enabled || res.Noticed != livepatch.NoticedRecheck || res.Elapsed != 3*time.Second {
+				t.Fatalf("WaitTransition = %+v, %v; want unpatched at 3s, noticed by the progress read", res, err)
+			}
+			if !slices.Equal(calls, tc.calls) {
+				t.Fatalf("progress at %v, want %v", calls, tc.calls)
+			}
+		})
+	}
+}
+
+// SignalAfter 0 never signals; a positive one without OnSignal signals
+// all the same.
+func TestWaitOnTheKernelClockSignalAfter(t *testing.T) {
+	k, c := onFake(t, fakekernel.Linux4_15, "a")
+	k.BlockTask(100)
+	if err := c.Disable("a"); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{
+		Timeout: 3 * time.Second, OnSignal: func(error) { called = true },
+	})
+	if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != 3*time.Second || called {
+		t.Fatalf("WaitTransition = %+v, %v, signalled %v; want ErrStalled at 3s, no signal", res, err, called)
+	}
+	if slices.Contains(k.Messages(), "livepatch: signaling remaining tasks") {
+		t.Errorf("the kernel signalled: log %q", k.Messages())
+	}
+	res, err = c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 3 * time.Second, SignalAfter: time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || !slices.Contains(k.Messages(), "livepatch: signaling remaining tasks") {
+		t.Errorf("WaitTransition = %+v, %v; want ErrStalled after a signal: log %q", res, err, k.Messages())
+	}
+}
+
+// Another patch's completion record is only a reason to look once.
+func TestWaitOnTheKernelClockOtherPatchCompletes(t *testing.T) {
+	k, c := stalledOnFake(t)
+	k.After(1500*time.Millisecond, func() { k.Printk(5, "livepatch: 'b': patching complete") })
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 3 * time.Second, Recheck: time.Hour})
+	// At once, on the record, at the deadline.
+	if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != 3*time.Second || res.Checks != 3 {
+		t.Fatalf("WaitTransition = %+v, %v; want ErrStalled at 3s after 3 reads", res, err)
+	}
+}
+
+// After the patch's completion record the wait reads the attribute for a
+// grace period (the kernel logs the completion just before it clears the
+// transition), within the wait's timeout, and goes back to the log when
+// the attribute does not confirm it.
+func TestWaitOnTheKernelClockCompletionGrace(t *testing.T) {
+	for _, tc := range []struct {
+		record, timeout time.Duration
+	}{
+		{1500 * time.Millisecond, 2 * time.Second}, // the grace ends at the timeout
+		{time.Second, 5 * time.Second},             // back to the log after the grace
+	} {
+		k, c := stalledOnFake(t)
+		k.After(tc.record, func() { k.Printk(5, "livepatch: 'a': unpatching complete") })
+		res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: tc.timeout, Recheck: time.Hour})
+		if !errors.Is(err, livepatch.ErrStalled) || res.Elapsed != tc.timeout {
+			t.Errorf("record at %v: WaitTransition = %+v, %v; want ErrStalled at %v", tc.record, res, err, tc.timeout)
+		}
+	}
+	// Without a timeout too: the attribute changes during the grace, with
+	// the log held since, and the wait notices it there.
+	k, c := stalledOnFake(t)
+	k.After(2500*time.Millisecond, func() {
+		k.Printk(5, "livepatch: 'a': unpatching complete")
+		k.UnblockTask(100)
+		k.HoldLog()
+	})
+	defer k.ReleaseLog()
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Recheck: 10 * time.Second})
+	if err != nil || res.Enabled || res.Noticed != livepatch.NoticedLog || res.Elapsed < 3*time.Second || res.Elapsed > 3500*time.Millisecond {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched, noticed after the record at 3s", res, err)
+	}
+}
+
+// A read error of the attribute after a completion record ends the wait
+// then, with the error.
+func TestWaitOnTheKernelClockReadErrorAfterRecord(t *testing.T) {
+	k, c := stalledOnFake(t)
+	k.After(time.Second, func() {
+		k.InjectReadFault(filepath.Join(k.SysRoot(), "kernel", "livepatch", "a", "transition"), unix.EIO)
+		k.Printk(5, "livepatch: 'a': unpatching complete")
+	})
+	res, err := c.WaitTransition(context.Background(), "a", livepatch.WaitOptions{Timeout: 5 * time.Second, Recheck: time.Hour})
+	if !errors.Is(err, unix.EIO) || errors.Is(err, livepatch.ErrStalled) || res.Elapsed != time.Second {
+		t.Fatalf("WaitTransition = %+v, %v; want EIO at 1s", res, err)
+	}
+}
+
+// A polling wait whose context ends as the transition ends still takes
+// its last look, and reports the end rather than the interruption.
+func TestWaitOnTheKernelClockPollInterruptedAtTheEnd(t *testing.T) {
+	k, c := stalledOnFake(t)
+	k.InjectLogOpenFault(unix.EPERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k.After(1500*time.Millisecond, func() {
+		k.UnblockTask(100)
+		k.Tick()
+		cancel()
+	})
+	res, err := c.WaitTransition(ctx, "a", livepatch.WaitOptions{Timeout: time.Minute})
+	if err != nil || res.Enabled || res.Noticed != livepatch.NoticedRecheck {
+		t.Fatalf("WaitTransition = %+v, %v; want unpatched, seen by the last look", res, err)
 	}
 }
