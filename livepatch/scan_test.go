@@ -520,7 +520,7 @@ func TestForEachNumericEntry(t *testing.T) {
 			}
 		}
 	}
-	read := func(t *testing.T, dir string, want map[int32]bool, each func(fd int, fn func([]int32)) error) []int {
+	read := func(t *testing.T, dir string, want map[int32]bool, each func(fd int, fn func([]int32) error) error) []int {
 		t.Helper()
 		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -529,7 +529,7 @@ func TestForEachNumericEntry(t *testing.T) {
 		defer unix.Close(fd)
 		seen := map[int32]bool{}
 		var sizes []int
-		if err := each(fd, func(batch []int32) {
+		if err := each(fd, func(batch []int32) error {
 			sizes = append(sizes, len(batch))
 			for _, id := range batch {
 				if seen[id] {
@@ -537,6 +537,7 @@ func TestForEachNumericEntry(t *testing.T) {
 				}
 				seen[id] = true
 			}
+			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -545,9 +546,9 @@ func TestForEachNumericEntry(t *testing.T) {
 		}
 		return sizes
 	}
-	batched := func(fd int, fn func([]int32)) error { return forEachNumericEntry(fd, 32, fn) }
+	batched := func(fd int, fn func([]int32) error) error { return forEachNumericEntry(fd, 32, fn) }
 	// A 256-byte buffer holds about ten entries.
-	perBuffer := func(fd int, fn func([]int32)) error {
+	perBuffer := func(fd int, fn func([]int32) error) error {
 		return forEachNumericEntryBuf(fd, make([]byte, 256), make([]int32, 0, 8), 0, fn)
 	}
 	if sizes, want := read(t, dir, want, batched), []int{32, 32, 32, 4}; !cmp.Equal(want, sizes) {
@@ -556,9 +557,21 @@ func TestForEachNumericEntry(t *testing.T) {
 	if sizes := read(t, dir, want, perBuffer); len(sizes) < 5 || slices.Contains(sizes, 0) {
 		t.Errorf("batches of %v, want one per buffer read, none empty", sizes)
 	}
-	for _, each := range []func(int, func([]int32)) error{batched, perBuffer} {
+	for _, each := range []func(int, func([]int32) error) error{batched, perBuffer} {
 		if sizes := read(t, other, map[int32]bool{}, each); len(sizes) != 0 {
 			t.Errorf("no numeric entry: batches of %v, want none", sizes)
+		}
+		// An error from fn stops the listing at that batch, and is
+		// returned.
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop, calls := errors.New("stop"), 0
+		err = each(fd, func([]int32) error { calls++; return stop })
+		unix.Close(fd)
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("fn failing: %d call(s), %v; want 1 and its error", calls, err)
 		}
 	}
 }
