@@ -112,15 +112,18 @@ func TestScanMalformed(t *testing.T) {
 		"\n" +
 		"ffffffff81000000 t " + strings.Repeat("x", 3*maxLine) + "\n" +
 		"ffffffff81000000 t crlf_symbol\r\n" +
+		"ffffffff81000000 t empty_module\t[]\n" +
+		"ffffffff81000000 t one_letter_module\t[m]\n" +
 		"ffffffff81000001 t last_without_newline\t[mod]"
-	res, err := Scan(strings.NewReader(input), []Key{{Vmlinux, "ok_symbol"}, {Vmlinux, "crlf_symbol"}, {"mod", "last_without_newline"}})
+	keys := []Key{{Vmlinux, "ok_symbol"}, {Vmlinux, "crlf_symbol"}, {"m", "one_letter_module"}, {"mod", "last_without_newline"}}
+	res, err := Scan(strings.NewReader(input), keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Lines != 10 || res.Malformed != 7 {
-		t.Errorf("Lines %d Malformed %d, want 10 and 7", res.Lines, res.Malformed)
+	if res.Lines != 12 || res.Malformed != 8 {
+		t.Errorf("Lines %d Malformed %d, want 12 and 8", res.Lines, res.Malformed)
 	}
-	for _, k := range []Key{{Vmlinux, "ok_symbol"}, {Vmlinux, "crlf_symbol"}, {"mod", "last_without_newline"}} {
+	for _, k := range keys {
 		if res.Count(k.Object, k.Name) != 1 {
 			t.Errorf("Count(%v) = %d", k, res.Count(k.Object, k.Name))
 		}
