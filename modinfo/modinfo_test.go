@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,6 +160,41 @@ func TestParseReaderAt(t *testing.T) {
 	if _, err := Parse(bytes.NewReader(b), DefaultLimit+1); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Parse past the limit: %v, want ErrTooLarge", err)
 	}
+	// Exactly the limit is allowed: this reader then ends short of it.
+	if _, err := Parse(bytes.NewReader(b), DefaultLimit); !errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse of the limit from a shorter reader: %v, want ErrTruncated", err)
+	}
+	if _, err := Parse(bytes.NewReader(b), 0); !errors.Is(err, ErrNotELF) {
+		t.Errorf("Parse of 0 bytes: %v, want ErrNotELF", err)
+	}
+	if _, err := Parse(bytes.NewReader(b), -1); err == nil || !strings.Contains(err.Error(), "negative size -1") {
+		t.Errorf("Parse of -1 bytes: %v, want a negative size error", err)
+	}
+	// A read error other than EOF is passed on, not taken for a short file.
+	errDisk := errors.New("input/output error")
+	_, err = Parse(failingReader{b[:100], errDisk}, int64(len(b)))
+	if !errors.Is(err, errDisk) || errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse from a failing reader: %v, want %v and not ErrTruncated", err, errDisk)
+	}
+	// A short read that ends with EOF is a truncated file.
+	_, err = Parse(failingReader{b[:100], io.EOF}, int64(len(b)))
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse from a reader ending early: %v, want ErrTruncated", err)
+	}
+}
+
+// failingReader returns its data, then err.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	n := copy(p, r.data[min(off, int64(len(r.data))):])
+	if n < len(p) {
+		return n, r.err
+	}
+	return n, nil
 }
 
 func TestOpenErrors(t *testing.T) {
@@ -259,6 +295,49 @@ func TestMalformed(t *testing.T) {
 		{"gzip cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.gz"); return b[:len(b)/2] }(), ErrTruncated, "gzip"},
 		{"xz cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.xz"); return b[:len(b)/2] }(), ErrMalformed, "xz"},
 		{"zstd cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.zst"); return b[:len(b)/2] }(), nil, "zstd"},
+		// Boundaries: exactly at each limit of the header checks.
+		{"identification only", basicModule()[:elf.EI_NIDENT], ErrTruncated, "16-byte file, ELF header needs 64"},
+		{"32-bit, machine readable", func() []byte {
+			b := basicModule()[:20]
+			b[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+			return b
+		}(), ErrWrongArch, "32-bit ELF file for EM_X86_64;"},
+		{"32-bit, machine cut", func() []byte {
+			b := basicModule()[:19]
+			b[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+			return b
+		}(), ErrWrongArch, "32-bit ELF file;"},
+		{"header only", func() []byte {
+			b := basicModule()[:64]
+			le.PutUint64(b[40:], 0)
+			return b
+		}(), ErrNotModule, "no section header table"},
+		{"program header one byte past the end", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[32:], uint64(len(b))+1)
+			le.PutUint16(b[54:], 56)
+			le.PutUint16(b[56:], 1)
+			return append(b, make([]byte, 56)...)
+		}(), ErrTruncated, "1 program headers at"},
+		{"one section header ending the file", func() []byte {
+			b := append(basicModule()[:64], make([]byte, 64)...)
+			le.PutUint64(b[40:], 64)
+			le.PutUint16(b[60:], 1)
+			le.PutUint16(b[62:], 0)
+			return b
+		}(), ErrMalformed, "section name table index 0 of 1"},
+		{"shstrndx = shnum", func() []byte {
+			b := basicModule()
+			le.PutUint16(b[62:], le.Uint16(b[60:]))
+			return b
+		}(), ErrMalformed, "name table index"},
+		{"name index past the name table", func() []byte {
+			b := basicModule()
+			h := sectionHeader(t, b, ".modinfo")
+			le.PutUint32(h[0:], uint32(le.Uint64(sectionHeader(t, b, ".shstrtab")[32:])))
+			return b
+		}(), ErrMalformed, "bad section name index"},
+		{"names one byte over", namesOver(t, 1), ErrMalformed, "section names add up to more than the file size"},
 		{"long section name", func() []byte {
 			b := newELF(le, elf.EM_X86_64)
 			b.modBase("x")
@@ -421,6 +500,125 @@ func BenchmarkParse(b *testing.B) {
 				if _, err := ParseBytes(img); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// basicModule is a small well-formed module (little-endian x86_64) for the
+// boundary cases below: .modinfo, .gnu.linkonce.this_module, a symbol table.
+func basicModule() []byte {
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("edge", "license=GPL", "vermagic=6.1.0 SMP mod_unload ")
+	return b.bytes(true)
+}
+
+// sectionHeader returns the header of the section named name in a
+// little-endian image (a slice of the image: writes change it).
+func sectionHeader(t *testing.T, img []byte, name string) []byte {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range f.Sections {
+		if s.Name == name {
+			return img[shoff(img)+uint64(i)*64:][:64]
+		}
+	}
+	t.Fatalf("no section %s", name)
+	return nil
+}
+
+// appendModinfo appends entries after the section header table and points
+// .modinfo at them, so that the section ends exactly at the end of the file.
+func appendModinfo(t *testing.T, img []byte, entries string) []byte {
+	t.Helper()
+	img = bytes.Clone(img)
+	off := uint64(len(img))
+	img = append(img, entries...)
+	h := sectionHeader(t, img, ".modinfo")
+	binary.LittleEndian.PutUint64(h[24:], off)
+	binary.LittleEndian.PutUint64(h[32:], uint64(len(entries)))
+	return img
+}
+
+// namesOver builds a module whose section names add up to over bytes more
+// than the file size plus namesSlack: 300 sections share one 4096-byte name
+// (section names may share .shstrtab bytes), and bytes appended after the
+// section header table set the file size.
+func namesOver(t *testing.T, over int) []byte {
+	t.Helper()
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("names")
+	long := strings.Repeat("s", maxSectionName)
+	b.section(long, elf.SHT_PROGBITS, 0, nil)
+	for range 299 {
+		b.section("x", elf.SHT_PROGBITS, 0, nil)
+	}
+	img := b.bytes(false)
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := binary.LittleEndian.Uint32(sectionHeader(t, img, long)[0:])
+	total := 0
+	for i, s := range f.Sections[1:] {
+		if s.Name == "x" {
+			binary.LittleEndian.PutUint32(img[shoff(img)+uint64(i+1)*64:], shared)
+			total += len(long)
+		} else {
+			total += len(s.Name)
+		}
+	}
+	size := total - namesSlack - over
+	if size < len(img) {
+		t.Fatalf("names add up to %d bytes, too few for a %d-byte file", total, len(img))
+	}
+	return append(img, make([]byte, size-len(img))...)
+}
+
+// Files that sit exactly at a limit of the checks parse.
+func TestELFLimitsAccepted(t *testing.T) {
+	t.Parallel()
+	le := binary.LittleEndian
+	for _, tc := range []struct {
+		name string
+		img  []byte
+		info Info
+	}{
+		{"program header ending the file", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[32:], uint64(len(b)))
+			le.PutUint16(b[54:], 56)
+			le.PutUint16(b[56:], 1)
+			return append(b, make([]byte, 56)...)
+		}(), Info{{"license", "GPL"}, {"vermagic", "6.1.0 SMP mod_unload "}}},
+		{"empty .modinfo at the end of the file", appendModinfo(t, basicModule(), ""), Info{}},
+		{".modinfo ending the file", appendModinfo(t, basicModule(), "license=GPL\x00name=edge\x00"),
+			Info{{"license", "GPL"}, {"name", "edge"}}},
+		{"section without a name", func() []byte {
+			b := newELF(le, elf.EM_X86_64)
+			b.modBase("edge", "license=GPL")
+			b.section("", elf.SHT_PROGBITS, 0, []byte{1})
+			return b.bytes(true)
+		}(), Info{{"license", "GPL"}}},
+		{"longest section name", func() []byte {
+			b := newELF(le, elf.EM_X86_64)
+			b.modBase("edge", "license=GPL")
+			b.section(strings.Repeat("n", maxSectionName), elf.SHT_PROGBITS, 0, nil)
+			return b.bytes(true)
+		}(), Info{{"license", "GPL"}}},
+		{"names add up to the limit", namesOver(t, 0), Info{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := ParseBytes(tc.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.info, m.Info); diff != "" {
+				t.Errorf("Info (-want +got):\n%s", diff)
 			}
 		})
 	}

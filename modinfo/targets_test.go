@@ -175,6 +175,11 @@ func TestUndeterminedTargets(t *testing.T) {
 		{"no symtab", synthPatch(t, binary.LittleEndian, elf.EM_X86_64, 1, "klp", false), "no .symtab"},
 		{"unknown machine", synthPatch(t, binary.BigEndian, elf.EM_MIPS, 2, "klp", true), "pointer relocation type of EM_MIPS"},
 		{"wrong relocation type", synthPatch(t, binary.LittleEndian, elf.EM_AARCH64, 1, "klp", true), "no klp_func array"},
+		{"symtab linked past the sections", func() []byte {
+			b := synthPatch(t, binary.LittleEndian, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", true)
+			binary.LittleEndian.PutUint32(sectionHeader(t, b, ".symtab")[40:], uint32(binary.LittleEndian.Uint16(b[60:])))
+			return b
+		}(), "cannot read .symtab: malformed ELF file: .symtab string table index"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := ParseBytes(tc.img)
