@@ -3,7 +3,9 @@ package modinfo
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/x509/pkix"
 	"debug/elf"
+	"encoding/asn1"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -319,6 +321,11 @@ func TestMalformed(t *testing.T) {
 			le.PutUint16(b[56:], 1)
 			return append(b, make([]byte, 56)...)
 		}(), ErrTruncated, "1 program headers at"},
+		{"section header table cut", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[40:], uint64(len(b))-32)
+			return b
+		}(), ErrTruncated, "section header table at"},
 		{"one section header ending the file", func() []byte {
 			b := append(basicModule()[:64], make([]byte, 64)...)
 			le.PutUint64(b[40:], 64)
@@ -469,6 +476,145 @@ func TestSignatureVariants(t *testing.T) {
 			}
 			if len(m.Notes) != tc.notes {
 				t.Errorf("Notes = %q, want %d", m.Notes, tc.notes)
+			}
+		})
+	}
+}
+
+// splitSignature at the limits of its length checks: a signature that
+// fills everything before it leaves an empty ELF part, one byte more is
+// past the start.
+func TestSplitSignatureLimits(t *testing.T) {
+	t.Parallel()
+	pkcs7Err := "cannot parse PKCS#7 signature: content info: "
+	for _, tc := range []struct {
+		name    string
+		img     []byte
+		elfPart string
+		want    Signature // Undetermined is compared by prefix
+	}{
+		{"struct only", sign(nil, 0, 0, 2, nil, nil, nil, 0), "",
+			Signature{IDType: "pkcs7", Undetermined: pkcs7Err}},
+		{"struct cut by one byte", sign(nil, 0, 0, 2, nil, nil, nil, 0)[1:], "\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+			Signature{IDType: "unknown", Undetermined: "signature marker present but struct module_signature is truncated"}},
+		{"pkcs7 filling the image", sign(nil, 0, 0, 2, nil, nil, []byte("abc"), 3), "",
+			Signature{IDType: "pkcs7", Length: 3, Undetermined: pkcs7Err}},
+		{"pkcs7 one byte past the start", sign(nil, 0, 0, 2, nil, nil, []byte("abc"), 4), "abc",
+			Signature{IDType: "pkcs7", Length: 4, Undetermined: "sig_len 4 exceeds the 3 bytes before it"}},
+		{"x509 filling the image", sign(nil, 1, 7, 1, []byte("S"), []byte{0xc1}, []byte("z"), 1), "",
+			Signature{IDType: "x509", Signer: "S", KeyID: "C1", HashAlgorithm: "sha224", SignatureAlgorithm: "rsa", Length: 1}},
+		{"x509 one byte past the start", sign(nil, 1, 7, 1, []byte("S"), []byte{0xc1}, []byte("z"), 2), "S\xc1z",
+			Signature{IDType: "x509", Length: 2, Undetermined: "signature lengths (4) exceed the 3 bytes before them"}},
+		{"pgp, unknown hash", sign([]byte("elf"), 0, 8, 0, nil, []byte{1, 2}, []byte("z"), 1), "elf",
+			Signature{IDType: "pgp", KeyID: "01:02", HashAlgorithm: "unknown(8)", SignatureAlgorithm: "dsa", Length: 1}},
+		{"x509, unknown algorithm", sign([]byte("elf"), 2, 0, 1, nil, nil, []byte("z"), 1), "elf",
+			Signature{IDType: "x509", HashAlgorithm: "md4", SignatureAlgorithm: "unknown(2)", Length: 1}},
+		{"unknown type filling the image", sign(nil, 0, 0, 9, nil, nil, []byte("abc"), 3), "",
+			Signature{IDType: "unknown(9)", Length: 3, Undetermined: "unknown signature id_type 9"}},
+		{"unknown type one byte past the start", sign(nil, 0, 0, 9, nil, nil, []byte("abc"), 4), "abc",
+			Signature{IDType: "unknown(9)", Length: 4, Undetermined: "unknown signature id_type 9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			elfPart, sig, _ := splitSignature(tc.img)
+			if string(elfPart) != tc.elfPart {
+				t.Errorf("ELF part %q, want %q", elfPart, tc.elfPart)
+			}
+			if sig == nil {
+				t.Fatal("no signature")
+			}
+			if strings.HasPrefix(sig.Undetermined, tc.want.Undetermined) {
+				sig.Undetermined = tc.want.Undetermined
+			}
+			if diff := cmp.Diff(&tc.want, sig); diff != "" {
+				t.Errorf("signature (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// der builds DER values for the PKCS#7 cases.
+type der struct{ t *testing.T }
+
+func (d der) raw(class, tag int, compound bool, elems ...[]byte) []byte {
+	b, err := asn1.Marshal(asn1.RawValue{Class: class, Tag: tag, IsCompound: compound, Bytes: bytes.Join(elems, nil)})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return b
+}
+
+func (d der) val(v any) []byte {
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return b
+}
+
+func (d der) seq(elems ...[]byte) []byte {
+	return d.raw(asn1.ClassUniversal, asn1.TagSequence, true, elems...)
+}
+func (d der) set(elems ...[]byte) []byte {
+	return d.raw(asn1.ClassUniversal, asn1.TagSet, true, elems...)
+}
+func (d der) alg(oid ...int) []byte { return d.seq(d.val(asn1.ObjectIdentifier(oid))) }
+
+// signedData wraps signer infos (and the fields before them) in a
+// ContentInfo of type signedData.
+func (d der) signedData(fields ...[]byte) []byte {
+	head := [][]byte{d.val(1), d.set(d.alg(2, 16, 840, 1, 101, 3, 4, 2, 1)), d.seq(d.val(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}))}
+	return d.seq(d.val(oidSignedData), d.raw(asn1.ClassContextSpecific, 0, true, d.seq(append(head, fields...)...)))
+}
+
+// The PKCS#7 reader on the SignerInfo shapes sign-file does not make:
+// a subject key identifier, authenticated attributes, an issuer without a
+// common name, unknown algorithms, and broken structures.
+func TestPKCS7Shapes(t *testing.T) {
+	t.Parallel()
+	d := der{t}
+	sha256, rsa, ecdsa := d.alg(2, 16, 840, 1, 101, 3, 4, 2, 1), d.alg(1, 2, 840, 113549, 1, 1, 1), d.alg(1, 2, 840, 10045, 4, 3, 2)
+	issuer := func(n pkix.Name, serial []byte) []byte {
+		return d.seq(d.val(n.ToRDNSequence()), d.raw(asn1.ClassUniversal, asn1.TagInteger, false, serial))
+	}
+	ski := d.raw(asn1.ClassContextSpecific, 0, false, []byte{0xab, 0xcd})
+	attrs := d.raw(asn1.ClassContextSpecific, 0, true, d.seq(d.val(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3})))
+	sigValue := d.raw(asn1.ClassUniversal, asn1.TagOctetString, false, []byte{1, 2, 3})
+	one := d.val(1)
+	info := func(elems ...[]byte) []byte { return d.signedData(d.set(d.seq(elems...))) }
+	for _, tc := range []struct {
+		name string
+		der  []byte
+		want Signature
+		err  string
+	}{
+		{"subject key identifier, authenticated attributes", info(one, ski, sha256, attrs, ecdsa, sigValue),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "sha256", SignatureAlgorithm: "ecdsa"}, ""},
+		{"issuer without a common name", info(one, issuer(pkix.Name{Organization: []string{"Example"}}, []byte{0, 0x42}), sha256, rsa, sigValue),
+			Signature{Signer: "O=Example", KeyID: "42", HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, ""},
+		{"unknown algorithms", info(one, ski, d.alg(1, 2, 3), d.alg(1, 2, 4), sigValue),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "unknown(1.2.3)", SignatureAlgorithm: "unknown(1.2.4)"}, ""},
+		{"certificates before the signer infos", d.signedData(d.raw(asn1.ClassContextSpecific, 0, true), d.set(d.seq(one, ski, sha256, rsa, sigValue))),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, ""},
+		{"unknown signer identifier", info(one, one, sha256, rsa, sigValue),
+			Signature{HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, "unknown signer identifier"},
+		{"bad algorithms", info(one, ski, one, attrs, one, sigValue),
+			Signature{KeyID: "AB:CD"}, "digest algorithm: asn1: structure error"},
+		{"signer info of four elements", info(one, ski, sha256, rsa), Signature{}, "signer info too short"},
+		{"no signer infos", d.signedData(), Signature{}, "no signer infos"},
+		{"empty signer infos", d.signedData(d.set()), Signature{}, "no signer info"},
+		{"not signed data", d.seq(d.val(asn1.ObjectIdentifier{1, 2, 3}), d.raw(asn1.ClassContextSpecific, 0, true, d.seq())), Signature{}, "content type 1.2.3 is not signedData"},
+		{"trailing data", append(info(one, ski, sha256, rsa, sigValue), 0), Signature{}, "trailing data after content info"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sig Signature
+			err := parsePKCS7(tc.der, &sig)
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)) {
+				t.Errorf("parsePKCS7 = %v, want an error starting %q", err, tc.err)
+			}
+			if diff := cmp.Diff(tc.want, sig); diff != "" {
+				t.Errorf("signature (-want +got):\n%s", diff)
 			}
 		})
 	}
