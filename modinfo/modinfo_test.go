@@ -326,6 +326,12 @@ func TestMalformed(t *testing.T) {
 			le.PutUint64(b[40:], uint64(len(b))-32)
 			return b
 		}(), ErrTruncated, "section header table at"},
+		{"section one byte past the end", func() []byte {
+			b := appendModinfo(t, basicModule(), "license=GPL\x00")
+			h := sectionHeader(t, b, ".modinfo")
+			le.PutUint64(h[32:], le.Uint64(h[32:])+1)
+			return b
+		}(), ErrTruncated, "extends past end of file"},
 		{"one section header ending the file", func() []byte {
 			b := append(basicModule()[:64], make([]byte, 64)...)
 			le.PutUint64(b[40:], 64)

@@ -1,6 +1,7 @@
 package modinfo
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"strings"
@@ -246,5 +247,144 @@ func TestKernelBefore(t *testing.T) {
 		if got := kernelBefore(tc.vermagic, 5, 5); got != tc.want {
 			t.Errorf("kernelBefore(%q, 5, 5) = %v, want %v", tc.vermagic, got, tc.want)
 		}
+	}
+}
+
+// finder returns a targetFinder over a module holding the given sections
+// (little-endian x86_64), and the sections' indexes by name.
+func finder(t *testing.T, secs ...tsec) (*targetFinder, map[string]int) {
+	t.Helper()
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("finder")
+	idx := map[string]int{}
+	for _, s := range secs {
+		idx[s.name] = b.section(s.name, s.typ, s.flags, s.data)
+	}
+	f, err := openELF(b.bytes(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &targetFinder{f: f, t: &Targets{}}, idx
+}
+
+// The string reader takes printable NUL-terminated strings shorter than
+// KSYM_NAME_LEN from string or read-only data (any data when lenient).
+func TestStrIn(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("l", ksymNameLen-1)
+	data := []byte("\x00ok\x00sp ace\x00tilde~\x00del\x7f\x00" + long + "\x00" + long + "l\x00")
+	str, ro, rw := elf.SHF_ALLOC|elf.SHF_MERGE|elf.SHF_STRINGS, elf.SHF_ALLOC, elf.SHF_ALLOC|elf.SHF_WRITE
+	tf, sec := finder(t,
+		tsec{name: ".str", typ: elf.SHT_PROGBITS, flags: str, data: data},
+		tsec{name: ".rodata", typ: elf.SHT_PROGBITS, flags: ro, data: data},
+		tsec{name: ".data", typ: elf.SHT_PROGBITS, flags: rw, data: data},
+		tsec{name: ".text", typ: elf.SHT_PROGBITS, flags: elf.SHF_ALLOC | elf.SHF_EXECINSTR, data: data},
+		tsec{name: ".bss", typ: elf.SHT_NOBITS, flags: rw, data: data},
+	)
+	at := func(s string) uint64 { return uint64(bytes.Index(data, []byte(s+"\x00"))) }
+	for _, tc := range []struct {
+		name    string
+		p       pointer
+		lenient bool
+		want    string // "" for none
+	}{
+		{"string section", pointer{sec: sec[".str"], off: 1}, false, "ok"},
+		{"read-only data", pointer{sec: sec[".rodata"], off: 1}, false, "ok"},
+		{"writable data", pointer{sec: sec[".data"], off: 1}, false, ""},
+		{"writable data, lenient", pointer{sec: sec[".data"], off: 1}, true, "ok"},
+		{"code", pointer{sec: sec[".text"], off: 1}, true, ""},
+		{"no bits", pointer{sec: sec[".bss"], off: 1}, true, ""},
+		{"outside the sections", pointer{sec: -1}, true, ""},
+		{"empty string", pointer{sec: sec[".str"], off: 0}, false, ""},
+		{"last byte", pointer{sec: sec[".str"], off: uint64(len(data)) - 1}, false, ""},
+		{"past the end", pointer{sec: sec[".str"], off: uint64(len(data))}, false, ""},
+		{"a space", pointer{sec: sec[".str"], off: at("sp ace")}, false, ""},
+		{"a tilde", pointer{sec: sec[".str"], off: at("tilde~")}, false, "tilde~"},
+		{"DEL", pointer{sec: sec[".str"], off: at("del\x7f")}, false, ""},
+		{"longest name", pointer{sec: sec[".str"], off: at(long)}, false, long},
+		{"name too long", pointer{sec: sec[".str"], off: at(long + "l")}, false, ""},
+	} {
+		got, ok := tf.strIn(tc.p, tc.lenient)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s: strIn = %q, %v; want %q", tc.name, got, ok, tc.want)
+		}
+	}
+}
+
+// word reads 8 bytes only when all 8 are in the section.
+func TestWord(t *testing.T) {
+	t.Parallel()
+	tf, _ := finder(t)
+	tf.data = map[int][]byte{1: {1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0}}
+	for _, tc := range []struct {
+		off  uint64
+		want uint64
+		ok   bool
+	}{{0, 1, true}, {8, 2, true}, {9, 0, false}, {16, 0, false}, {17, 0, false}, {1 << 63, 0, false}} {
+		if got, ok := tf.word(1, tc.off); got != tc.want || ok != tc.ok {
+			t.Errorf("word(%d) = %d, %v; want %d, %v", tc.off, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// klpStates reads up to maxStates entries and the terminator after them.
+func TestKlpStates(t *testing.T) {
+	t.Parallel()
+	states := func(n int, terminated bool) []byte {
+		b := make([]byte, 24*n)
+		for i := range n {
+			binary.LittleEndian.PutUint64(b[24*i:], uint64(i+1))
+			binary.LittleEndian.PutUint32(b[24*i+8:], uint32(i%3))
+		}
+		if terminated {
+			b = append(b, make([]byte, 24)...)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		p    func(sec map[string]int) pointer
+		n    int    // states read; -1 for unknown (nil)
+		note string // the note when unknown
+	}{
+		{"two", states(2, true), nil, 2, ""},
+		{"none", states(0, true), nil, 0, ""},
+		{"maxStates", states(maxStates, true), nil, maxStates, ""},
+		{"one more than maxStates", states(maxStates+1, true), nil, -1, "more than 256 klp_state entries; its states are unknown"},
+		{"no terminator", states(2, false), nil, -1, "the klp_state array in .data.states runs past its end without a terminator; its states are unknown"},
+		{"terminator cut", states(2, true)[:2*24+23], nil, -1, "runs past its end without a terminator"},
+		{"past the section", states(2, true), func(sec map[string]int) pointer { return pointer{sec: sec[".data.states"], off: 1 << 40} }, -1, "runs past its end"},
+		{"outside the sections", states(2, true), func(map[string]int) pointer { return pointer{sec: -1} }, -1, "klp_patch.states points outside the module's sections; its states are unknown"},
+		{"into code", states(2, true), func(sec map[string]int) pointer { return pointer{sec: sec[".text"]} }, -1, "klp_patch.states points into .text, which holds no data klp can read"},
+		{"into no bits", states(2, true), func(sec map[string]int) pointer { return pointer{sec: sec[".bss"]} }, -1, "klp_patch.states points into .bss"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tf, sec := finder(t,
+				tsec{name: ".data.states", typ: elf.SHT_PROGBITS, flags: elf.SHF_ALLOC | elf.SHF_WRITE, data: tc.data},
+				tsec{name: ".text", typ: elf.SHT_PROGBITS, flags: elf.SHF_ALLOC | elf.SHF_EXECINSTR, data: make([]byte, 64)},
+				tsec{name: ".bss", typ: elf.SHT_NOBITS, flags: elf.SHF_ALLOC | elf.SHF_WRITE, data: make([]byte, 64)},
+			)
+			p := pointer{sec: sec[".data.states"]}
+			if tc.p != nil {
+				p = tc.p(sec)
+			}
+			got := tf.klpStates(p)
+			if tc.n < 0 {
+				if got != nil || len(tf.t.Notes) != 1 || !strings.Contains(tf.t.Notes[0], tc.note) {
+					t.Errorf("klpStates = %v, notes %q; want nil and a note %q", got, tf.t.Notes, tc.note)
+				}
+				return
+			}
+			if len(got) != tc.n || got == nil || len(tf.t.Notes) != 0 {
+				t.Fatalf("klpStates = %d states, notes %q; want %d", len(got), tf.t.Notes, tc.n)
+			}
+			for i, s := range got {
+				if s != (KlpState{ID: uint64(i + 1), Version: uint32(i % 3)}) {
+					t.Errorf("state %d = %+v", i, s)
+				}
+			}
+		})
 	}
 }
