@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -19,8 +20,20 @@ import (
 // two klp_state entries.
 func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32, layout string, symtab bool) []byte {
 	t.Helper()
+	return synthPatchWith(t, bo, m, reltype, layout, symtab, nil)
+}
+
+// synthPatchWith is synthPatch with a hook that adds to the module before it
+// is laid out; data is the index of the section holding the klp structures
+// (layouts "klp*"), the vermagic entry is given to the hook as well.
+func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32, layout string, symtab bool, hook func(b *elfBuilder, data int)) []byte {
+	t.Helper()
 	b := newELF(bo, m)
-	this := b.modBase("synth", "livepatch=Y", "license=GPL", "name=synth", "vermagic=6.1.0 SMP mod_unload ")
+	vermagic := "vermagic=6.1.0 SMP mod_unload "
+	if layout == "klp-5.4" {
+		vermagic = "vermagic=5.4.0-100-generic SMP mod_unload "
+	}
+	this := b.modBase("synth", "livepatch=Y", "license=GPL", "name=synth", vermagic)
 	text := b.section(".text", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_EXECINSTR, make([]byte, 32))
 	strData, so := strs("cmdline_proc_show", "ext4_foo", "ext4", "vmlinux")
 	rodata := b.section(".rodata.str1.1", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_MERGE|elf.SHF_STRINGS, strData)
@@ -28,8 +41,9 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 	thisSym := b.symbol("__this_module", elf.STB_GLOBAL, elf.STT_OBJECT, uint16(this), 0, 0x380)
 	abs := func(off uint64, sym uint32, add int64) trel { return trel{off, sym, reltype, add} }
 
+	dataSec := 0
 	switch layout {
-	case "klp", "klp-set7", "klp-states":
+	case "klp", "klp-set7", "klp-states", "klp-5.4", "klp-at16", "klp-secsym":
 		const fsz, osz = 0x98, 0x60 // config-dependent sizes; klp must not need them
 		size := 0x40 + 3*osz + 4*fsz
 		if layout == "klp-states" {
@@ -38,9 +52,18 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 		data := make([]byte, size)
 		ds := b.section(".data", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, data)
 		dataSym := b.sectionSym(ds)
+		dataSec = ds
 		objs, f1, f2 := uint64(0x40), uint64(0x40+3*osz), uint64(0x40+3*osz+2*fsz)
 		states := uint64(0x40 + 3*osz + 4*fsz)
 		data[0x18] = 1 // replace = true
+		if layout == "klp-5.4" || layout == "klp-at16" {
+			// 5.1-5.4: replace at +16, a list_head (zero in the file) after.
+			data[0x10], data[0x18] = 1, 0
+		}
+		mod := abs(0, thisSym, 0)
+		if layout == "klp-secsym" {
+			mod = abs(0, b.sectionSym(this), 0)
+		}
 		if layout == "klp-set7" {
 			bo.PutUint32(data[0x18:], 7) // replace_set = 7
 		}
@@ -56,7 +79,7 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 		b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
 		b.symbol("f2", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f2, 2*fsz)
 		b.rela(".rela.data", ds, 0,
-			abs(0, thisSym, 0), abs(8, dataSym, int64(objs)),
+			mod, abs(8, dataSym, int64(objs)),
 			abs(objs+8, dataSym, int64(f1)),
 			abs(objs+osz, strSym, int64(so[2])), abs(objs+osz+8, dataSym, int64(f2)),
 			abs(objs+osz+16, textSym, 16), // a callback
@@ -96,6 +119,9 @@ func synthPatch(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype uint32
 			abs(56, textSym, 16), abs(56+40, ksym, int64(ko[2])), abs(56+48, ksym, int64(ko[3])))
 	default:
 		t.Fatalf("unknown layout %q", layout)
+	}
+	if hook != nil {
+		hook(b, dataSec)
 	}
 	return b.bytes(symtab)
 }
@@ -140,6 +166,13 @@ func TestSyntheticTargets(t *testing.T) {
 		{"klp_state big-endian", be, elf.EM_S390, uint32(elf.R_390_64), "klp-states", "s390x",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one,
 				States: []KlpState{{ID: 0x5e7, Version: 2}, {ID: 9, Version: 1}}}},
+		{"5.4 layout", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-5.4", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
+		{"5.4 layout on 6.1", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-at16", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc),
+				Notes: []string{"struct klp_patch layout not recognized (non-zero word at +16); replace is unknown"}}},
+		{"mod against the section symbol", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-secsym", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"klp-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild", "x86_64",
 			Targets{Objects: objs(SourceKlpBuild), Functions: funcs(SourceKlpBuild), Notes: []string{klpBuildReplaceNote}}},
 		{"klp-build .init sections", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild-init", "x86_64",
@@ -243,6 +276,13 @@ func TestKernelBefore(t *testing.T) {
 		{"4.12.14-122.37-default SMP mod_unload modversions ", true},
 		{"", false},
 		{"garbage", false},
+		{"5.4", true},
+		{"5", false},
+		{"5.4+ SMP", true},
+		{"5.10.0 SMP", false},
+		{"5.19.0 SMP", false},
+		{"6.0.0", false},
+		{"5.x", false},
 	} {
 		if got := kernelBefore(tc.vermagic, 5, 5); got != tc.want {
 			t.Errorf("kernelBefore(%q, 5, 5) = %v, want %v", tc.vermagic, got, tc.want)
@@ -386,5 +426,86 @@ func TestKlpStates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Indexes one past the end (of the section table, of the symbol table) in
+// relocations and symbols are ignored, not followed.
+func TestIndexesPastTheEnd(t *testing.T) {
+	t.Parallel()
+	le := binary.LittleEndian
+	img := synthPatchWith(t, le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", true, func(b *elfBuilder, data int) {
+		abs := uint32(elf.R_X86_64_64)
+		far := b.symbol("far", elf.STB_LOCAL, elf.STT_OBJECT, 0, 0, 8)
+		// Symbol index len(symbols) (the null symbol is index 0), and a symbol
+		// whose section index is set to the section count below.
+		b.rela(".rela.data.far", data, 0, trel{0x30, uint32(len(b.syms) + 1), abs, 0}, trel{0x38, far, abs, 0})
+		b.rela(".rela.nowhere", 0, 0, trel{0, far, abs, 0})
+		b.rela(".klp.rela.vmlinux..nowhere", 0, shfRelaLivepatch)
+	})
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := uint32(len(f.Sections))
+	le.PutUint32(sectionHeader(t, img, ".rela.nowhere")[44:], n)
+	le.PutUint32(sectionHeader(t, img, ".klp.rela.vmlinux..nowhere")[44:], n)
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	symtab := sectionHeader(t, img, ".symtab")
+	for i, s := range syms {
+		if s.Name == "far" {
+			le.PutUint16(img[le.Uint64(symtab[24:])+uint64(i+1)*24+6:], uint16(n))
+		}
+	}
+	m, err := ParseBytes(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, one := true, uint32(1)
+	want := &Targets{
+		Objects: []TargetObject{{Name: "vmlinux", Sources: []Source{SourceKlpObject, SourceKlpRela}}, {Name: "ext4", Sources: []Source{SourceKlpObject}}},
+		Functions: []Target{
+			{Object: "vmlinux", Function: "cmdline_proc_show", Sympos: 0, Source: SourceKlpFunc},
+			{Object: "ext4", Function: "ext4_foo", Sympos: 3, Source: SourceKlpFunc},
+		},
+		Symbols:     []KlpSymbol{},
+		Relocations: []KlpRelocation{{Section: ".klp.rela.vmlinux..nowhere", Object: "vmlinux"}},
+		Replace:     &yes, ReplaceSet: &one, States: []KlpState{},
+	}
+	if diff := cmp.Diff(want, m.Targets); diff != "" {
+		t.Errorf("unexpected diff (-want +got):\n%s", diff)
+	}
+}
+
+// .klp.sym symbols are listed once each, sorted by object, name and
+// sympos; the notes stop at maxNotes.
+func TestKlpSymbolsSortedAndNotesBounded(t *testing.T) {
+	t.Parallel()
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("syms", "livepatch=Y")
+	for _, n := range []string{"vmlinux.b,1", "btrfs.z,0", "vmlinux.a,2", "vmlinux.a,10", "btrfs.z,0", "vmlinux.a,1"} {
+		b.symbol(".klp.sym."+n, elf.STB_GLOBAL, elf.STT_NOTYPE, uint16(shnLivepatch), 0, 0)
+	}
+	var notes []string
+	for i := range maxNotes + 5 {
+		name := fmt.Sprintf(".klp.sym.bad%d", i)
+		b.symbol(name, elf.STB_GLOBAL, elf.STT_NOTYPE, uint16(shnLivepatch), 0, 0)
+		if i < maxNotes {
+			notes = append(notes, fmt.Sprintf("symbol %q is not .klp.sym.<object>.<name>,<sympos>", name))
+		}
+	}
+	m, err := ParseBytes(b.bytes(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []KlpSymbol{{"btrfs", "z", 0}, {"vmlinux", "a", 1}, {"vmlinux", "a", 2}, {"vmlinux", "a", 10}, {"vmlinux", "b", 1}}
+	if diff := cmp.Diff(want, m.Targets.Symbols); diff != "" {
+		t.Errorf("symbols (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(append(notes, "more notes omitted"), m.Targets.Notes); diff != "" {
+		t.Errorf("notes (-want +got):\n%s", diff)
 	}
 }
