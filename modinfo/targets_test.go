@@ -43,7 +43,7 @@ func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype ui
 
 	dataSec := 0
 	switch layout {
-	case "klp", "klp-set7", "klp-states", "klp-5.4", "klp-at16", "klp-secsym":
+	case "klp", "klp-set7", "klp-states", "klp-5.4", "klp-at16", "klp-secsym", "klp-objs0":
 		const fsz, osz = 0x98, 0x60 // config-dependent sizes; klp must not need them
 		size := 0x40 + 3*osz + 4*fsz
 		if layout == "klp-states" {
@@ -55,12 +55,16 @@ func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype ui
 		dataSec = ds
 		objs, f1, f2 := uint64(0x40), uint64(0x40+3*osz), uint64(0x40+3*osz+2*fsz)
 		states := uint64(0x40 + 3*osz + 4*fsz)
-		data[0x18] = 1 // replace = true
+		patch := uint64(0)
+		if layout == "klp-objs0" { // the klp_object array starts the section
+			objs, patch = 0, 3*osz
+		}
+		data[patch+0x18] = 1 // replace = true
 		if layout == "klp-5.4" || layout == "klp-at16" {
 			// 5.1-5.4: replace at +16, a list_head (zero in the file) after.
 			data[0x10], data[0x18] = 1, 0
 		}
-		mod := abs(0, thisSym, 0)
+		mod := abs(patch, thisSym, 0)
 		if layout == "klp-secsym" {
 			mod = abs(0, b.sectionSym(this), 0)
 		}
@@ -79,7 +83,7 @@ func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype ui
 		b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
 		b.symbol("f2", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f2, 2*fsz)
 		b.rela(".rela.data", ds, 0,
-			mod, abs(8, dataSym, int64(objs)),
+			mod, abs(patch+8, dataSym, int64(objs)),
 			abs(objs+8, dataSym, int64(f1)),
 			abs(objs+osz, strSym, int64(so[2])), abs(objs+osz+8, dataSym, int64(f2)),
 			abs(objs+osz+16, textSym, 16), // a callback
@@ -171,6 +175,8 @@ func TestSyntheticTargets(t *testing.T) {
 		{"5.4 layout on 6.1", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-at16", "x86_64",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc),
 				Notes: []string{"struct klp_patch layout not recognized (non-zero word at +16); replace is unknown"}}},
+		{"klp_object array at the section start", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-objs0", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"mod against the section symbol", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-secsym", "x86_64",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"klp-build", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klpbuild", "x86_64",
@@ -430,13 +436,16 @@ func TestKlpStates(t *testing.T) {
 }
 
 // Indexes one past the end (of the section table, of the symbol table) in
-// relocations and symbols are ignored, not followed.
-func TestIndexesPastTheEnd(t *testing.T) {
+// relocations and symbols are ignored, not followed; so is a size-0 symbol.
+func TestIgnoredIndexesAndSizes(t *testing.T) {
 	t.Parallel()
 	le := binary.LittleEndian
 	img := synthPatchWith(t, le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", true, func(b *elfBuilder, data int) {
 		abs := uint32(elf.R_X86_64_64)
 		far := b.symbol("far", elf.STB_LOCAL, elf.STT_OBJECT, 0, 0, 8)
+		// A symbol of size 0 at the start of a klp_func array does not
+		// bound the array (f1, at 0x160, has its size).
+		b.symbol("f1_start", elf.STB_LOCAL, elf.STT_OBJECT, uint16(data), 0x160, 0)
 		// Symbol index len(symbols) (the null symbol is index 0), and a symbol
 		// whose section index is set to the section count below.
 		b.rela(".rela.data.far", data, 0, trel{0x30, uint32(len(b.syms) + 1), abs, 0}, trel{0x38, far, abs, 0})
