@@ -202,7 +202,7 @@ func TestKlpBuild(t *testing.T) {
 
 		{name: "not allocated", mod: func(k *kbModule) { k.noAlloc = true }, funcs: all, notes: []string{cbNote, klpBuildReplaceNote}},
 		{name: "no functions, no funcs relocation", funcs: all[2:],
-			mod: func(k *kbModule) { k.objs[0].funcs = nil; k.funcsRel = true },
+			mod:   func(k *kbModule) { k.objs[0].funcs = nil; k.funcsRel = true },
 			notes: []string{"object vmlinux has no functions (nr_funcs 0)", cbNote, klpBuildReplaceNote}},
 		{name: "no functions, funcs word set", mod: func(k *kbModule) { k.objs[0].funcs = nil; k.funcsRel = true; k.funcsWord = true },
 			why: "entry 0 (object vmlinux): nr_funcs is 0 but funcs has no relocation"},
