@@ -42,6 +42,8 @@ type kbModule struct {
 	cbData    bool   // object 0's pre_patch callback points at data
 	funcsUnd  bool   // object 0's funcs pointer is an undefined symbol
 	noSymtab  bool   // no .symtab
+	noAlloc   bool   // the klp-build sections are not SHF_ALLOC
+	funcsWord bool   // object 0's funcs is a non-zero word without relocation
 }
 
 // build writes the module: x86_64, sections __klp_objects and __klp_funcs.
@@ -107,8 +109,12 @@ func (k kbModule) build(t testing.TB) []byte {
 	if objType == 0 {
 		objType = elf.SHT_PROGBITS
 	}
-	fs := b.section("__klp_funcs", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, fd)
-	os := b.section("__klp_objects", objType, elf.SHF_ALLOC|elf.SHF_WRITE, od)
+	flags := elf.SHF_ALLOC | elf.SHF_WRITE
+	if k.noAlloc {
+		flags = elf.SHF_WRITE
+	}
+	fs := b.section("__klp_funcs", elf.SHT_PROGBITS, flags, fd)
+	os := b.section("__klp_objects", objType, flags, od)
 	fsym := b.sectionSym(fs)
 	for i := range k.objs {
 		base := uint64(64 * i)
@@ -123,6 +129,9 @@ func (k kbModule) build(t testing.TB) []byte {
 		default:
 			orel = append(orel, abs(base+8, fsym, int64(24*start)))
 		}
+	}
+	if k.funcsWord {
+		bo.PutUint64(od[8:], 0x1000)
 	}
 	if k.nameWord {
 		bo.PutUint64(od[0:], 0x1000)
@@ -191,6 +200,12 @@ func TestKlpBuild(t *testing.T) {
 			mod:   func(k *kbModule) { k.objs = []kbObject{{name: long, funcs: []kbFunc{{"f", 0}}}} },
 			notes: []string{"object name " + long + " is 56 bytes; the kernel refuses names of 56 or more (EINVAL)", klpBuildReplaceNote}},
 
+		{name: "not allocated", mod: func(k *kbModule) { k.noAlloc = true }, funcs: all, notes: []string{cbNote, klpBuildReplaceNote}},
+		{name: "no functions, no funcs relocation", funcs: all[2:],
+			mod:   func(k *kbModule) { k.objs[0].funcs = nil; k.funcsRel = true },
+			notes: []string{"object vmlinux has no functions (nr_funcs 0)", cbNote, klpBuildReplaceNote}},
+		{name: "no functions, funcs word set", mod: func(k *kbModule) { k.objs[0].funcs = nil; k.funcsRel = true; k.funcsWord = true },
+			why: "entry 0 (object vmlinux): nr_funcs is 0 but funcs has no relocation"},
 		{name: "not progbits", mod: func(k *kbModule) { k.objType = elf.SHT_NOTE }, why: "it is SHT_NOTE, not SHT_PROGBITS"},
 		{name: "empty", mod: func(k *kbModule) { k.objs = k.objs[:0]; k.objExtra = 0 }, why: "holds no klp_object_ext entry"},
 		{name: "ragged size", mod: func(k *kbModule) { k.objExtra = 8 }, why: "136 bytes is not a whole number of 64-byte klp_object_ext entries"},
@@ -234,6 +249,9 @@ func TestKlpBuild(t *testing.T) {
 				}
 				if tg.Replace != nil {
 					t.Errorf("Replace = %v", *tg.Replace)
+				}
+				if diff := cmp.Diff(tc.notes, tg.Notes); diff != "" {
+					t.Errorf("notes (-want +got):\n%s", diff)
 				}
 				return
 			}

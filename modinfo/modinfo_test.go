@@ -3,9 +3,12 @@ package modinfo
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/x509/pkix"
 	"debug/elf"
+	"encoding/asn1"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,6 +162,41 @@ func TestParseReaderAt(t *testing.T) {
 	if _, err := Parse(bytes.NewReader(b), DefaultLimit+1); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Parse past the limit: %v, want ErrTooLarge", err)
 	}
+	// Exactly the limit is allowed: this reader then ends short of it.
+	if _, err := Parse(bytes.NewReader(b), DefaultLimit); !errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse of the limit from a shorter reader: %v, want ErrTruncated", err)
+	}
+	if _, err := Parse(bytes.NewReader(b), 0); !errors.Is(err, ErrNotELF) {
+		t.Errorf("Parse of 0 bytes: %v, want ErrNotELF", err)
+	}
+	if _, err := Parse(bytes.NewReader(b), -1); err == nil || !strings.Contains(err.Error(), "negative size -1") {
+		t.Errorf("Parse of -1 bytes: %v, want a negative size error", err)
+	}
+	// A read error other than EOF is passed on, not taken for a short file.
+	errDisk := errors.New("input/output error")
+	_, err = Parse(failingReader{b[:100], errDisk}, int64(len(b)))
+	if !errors.Is(err, errDisk) || errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse from a failing reader: %v, want %v and not ErrTruncated", err, errDisk)
+	}
+	// A short read that ends with EOF is a truncated file.
+	_, err = Parse(failingReader{b[:100], io.EOF}, int64(len(b)))
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("Parse from a reader ending early: %v, want ErrTruncated", err)
+	}
+}
+
+// failingReader returns its data, then err.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	n := copy(p, r.data[min(off, int64(len(r.data))):])
+	if n < len(p) {
+		return n, r.err
+	}
+	return n, nil
 }
 
 func TestOpenErrors(t *testing.T) {
@@ -259,6 +297,60 @@ func TestMalformed(t *testing.T) {
 		{"gzip cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.gz"); return b[:len(b)/2] }(), ErrTruncated, "gzip"},
 		{"xz cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.xz"); return b[:len(b)/2] }(), ErrMalformed, "xz"},
 		{"zstd cut", func() []byte { b := readTestdata(t, "klp_vmlinux.ko.zst"); return b[:len(b)/2] }(), nil, "zstd"},
+		// Boundaries: exactly at each limit of the header checks.
+		{"identification only", basicModule()[:elf.EI_NIDENT], ErrTruncated, "16-byte file, ELF header needs 64"},
+		{"32-bit, machine readable", func() []byte {
+			b := basicModule()[:20]
+			b[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+			return b
+		}(), ErrWrongArch, "32-bit ELF file for EM_X86_64;"},
+		{"32-bit, machine cut", func() []byte {
+			b := basicModule()[:19]
+			b[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+			return b
+		}(), ErrWrongArch, "32-bit ELF file;"},
+		{"header only", func() []byte {
+			b := basicModule()[:64]
+			le.PutUint64(b[40:], 0)
+			return b
+		}(), ErrNotModule, "no section header table"},
+		{"program header one byte past the end", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[32:], uint64(len(b))+1)
+			le.PutUint16(b[54:], 56)
+			le.PutUint16(b[56:], 1)
+			return append(b, make([]byte, 56)...)
+		}(), ErrTruncated, "1 program headers at"},
+		{"section header table cut", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[40:], uint64(len(b))-32)
+			return b
+		}(), ErrTruncated, "section header table at"},
+		{"section one byte past the end", func() []byte {
+			b := appendModinfo(t, basicModule(), "license=GPL\x00")
+			h := sectionHeader(t, b, ".modinfo")
+			le.PutUint64(h[32:], le.Uint64(h[32:])+1)
+			return b
+		}(), ErrTruncated, "extends past end of file"},
+		{"one section header ending the file", func() []byte {
+			b := append(basicModule()[:64], make([]byte, 64)...)
+			le.PutUint64(b[40:], 64)
+			le.PutUint16(b[60:], 1)
+			le.PutUint16(b[62:], 0)
+			return b
+		}(), ErrMalformed, "section name table index 0 of 1"},
+		{"shstrndx = shnum", func() []byte {
+			b := basicModule()
+			le.PutUint16(b[62:], le.Uint16(b[60:]))
+			return b
+		}(), ErrMalformed, "name table index"},
+		{"name index past the name table", func() []byte {
+			b := basicModule()
+			h := sectionHeader(t, b, ".modinfo")
+			le.PutUint32(h[0:], uint32(le.Uint64(sectionHeader(t, b, ".shstrtab")[32:])))
+			return b
+		}(), ErrMalformed, "bad section name index"},
+		{"names one byte over", namesOver(t, 1), ErrMalformed, "section names add up to more than the file size"},
 		{"long section name", func() []byte {
 			b := newELF(le, elf.EM_X86_64)
 			b.modBase("x")
@@ -395,6 +487,145 @@ func TestSignatureVariants(t *testing.T) {
 	}
 }
 
+// splitSignature at the limits of its length checks: a signature that
+// fills everything before it leaves an empty ELF part, one byte more is
+// past the start.
+func TestSplitSignatureLimits(t *testing.T) {
+	t.Parallel()
+	pkcs7Err := "cannot parse PKCS#7 signature: content info: "
+	for _, tc := range []struct {
+		name    string
+		img     []byte
+		elfPart string
+		want    Signature // Undetermined is compared by prefix
+	}{
+		{"struct only", sign(nil, 0, 0, 2, nil, nil, nil, 0), "",
+			Signature{IDType: "pkcs7", Undetermined: pkcs7Err}},
+		{"struct cut by one byte", sign(nil, 0, 0, 2, nil, nil, nil, 0)[1:], "\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+			Signature{IDType: "unknown", Undetermined: "signature marker present but struct module_signature is truncated"}},
+		{"pkcs7 filling the image", sign(nil, 0, 0, 2, nil, nil, []byte("abc"), 3), "",
+			Signature{IDType: "pkcs7", Length: 3, Undetermined: pkcs7Err}},
+		{"pkcs7 one byte past the start", sign(nil, 0, 0, 2, nil, nil, []byte("abc"), 4), "abc",
+			Signature{IDType: "pkcs7", Length: 4, Undetermined: "sig_len 4 exceeds the 3 bytes before it"}},
+		{"x509 filling the image", sign(nil, 1, 7, 1, []byte("S"), []byte{0xc1}, []byte("z"), 1), "",
+			Signature{IDType: "x509", Signer: "S", KeyID: "C1", HashAlgorithm: "sha224", SignatureAlgorithm: "rsa", Length: 1}},
+		{"x509 one byte past the start", sign(nil, 1, 7, 1, []byte("S"), []byte{0xc1}, []byte("z"), 2), "S\xc1z",
+			Signature{IDType: "x509", Length: 2, Undetermined: "signature lengths (4) exceed the 3 bytes before them"}},
+		{"pgp, unknown hash", sign([]byte("elf"), 0, 8, 0, nil, []byte{1, 2}, []byte("z"), 1), "elf",
+			Signature{IDType: "pgp", KeyID: "01:02", HashAlgorithm: "unknown(8)", SignatureAlgorithm: "dsa", Length: 1}},
+		{"x509, unknown algorithm", sign([]byte("elf"), 2, 0, 1, nil, nil, []byte("z"), 1), "elf",
+			Signature{IDType: "x509", HashAlgorithm: "md4", SignatureAlgorithm: "unknown(2)", Length: 1}},
+		{"unknown type filling the image", sign(nil, 0, 0, 9, nil, nil, []byte("abc"), 3), "",
+			Signature{IDType: "unknown(9)", Length: 3, Undetermined: "unknown signature id_type 9"}},
+		{"unknown type one byte past the start", sign(nil, 0, 0, 9, nil, nil, []byte("abc"), 4), "abc",
+			Signature{IDType: "unknown(9)", Length: 4, Undetermined: "unknown signature id_type 9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			elfPart, sig, _ := splitSignature(tc.img)
+			if string(elfPart) != tc.elfPart {
+				t.Errorf("ELF part %q, want %q", elfPart, tc.elfPart)
+			}
+			if sig == nil {
+				t.Fatal("no signature")
+			}
+			if strings.HasPrefix(sig.Undetermined, tc.want.Undetermined) {
+				sig.Undetermined = tc.want.Undetermined
+			}
+			if diff := cmp.Diff(&tc.want, sig); diff != "" {
+				t.Errorf("signature (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// der builds DER values for the PKCS#7 cases.
+type der struct{ t *testing.T }
+
+func (d der) raw(class, tag int, compound bool, elems ...[]byte) []byte {
+	b, err := asn1.Marshal(asn1.RawValue{Class: class, Tag: tag, IsCompound: compound, Bytes: bytes.Join(elems, nil)})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return b
+}
+
+func (d der) val(v any) []byte {
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return b
+}
+
+func (d der) seq(elems ...[]byte) []byte {
+	return d.raw(asn1.ClassUniversal, asn1.TagSequence, true, elems...)
+}
+func (d der) set(elems ...[]byte) []byte {
+	return d.raw(asn1.ClassUniversal, asn1.TagSet, true, elems...)
+}
+func (d der) alg(oid ...int) []byte { return d.seq(d.val(asn1.ObjectIdentifier(oid))) }
+
+// signedData wraps signer infos (and the fields before them) in a
+// ContentInfo of type signedData.
+func (d der) signedData(fields ...[]byte) []byte {
+	head := [][]byte{d.val(1), d.set(d.alg(2, 16, 840, 1, 101, 3, 4, 2, 1)), d.seq(d.val(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}))}
+	return d.seq(d.val(oidSignedData), d.raw(asn1.ClassContextSpecific, 0, true, d.seq(append(head, fields...)...)))
+}
+
+// The PKCS#7 reader on the SignerInfo shapes sign-file does not make:
+// a subject key identifier, authenticated attributes, an issuer without a
+// common name, unknown algorithms, and broken structures.
+func TestPKCS7Shapes(t *testing.T) {
+	t.Parallel()
+	d := der{t}
+	sha256, rsa, ecdsa := d.alg(2, 16, 840, 1, 101, 3, 4, 2, 1), d.alg(1, 2, 840, 113549, 1, 1, 1), d.alg(1, 2, 840, 10045, 4, 3, 2)
+	issuer := func(n pkix.Name, serial []byte) []byte {
+		return d.seq(d.val(n.ToRDNSequence()), d.raw(asn1.ClassUniversal, asn1.TagInteger, false, serial))
+	}
+	ski := d.raw(asn1.ClassContextSpecific, 0, false, []byte{0xab, 0xcd})
+	attrs := d.raw(asn1.ClassContextSpecific, 0, true, d.seq(d.val(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3})))
+	sigValue := d.raw(asn1.ClassUniversal, asn1.TagOctetString, false, []byte{1, 2, 3})
+	one := d.val(1)
+	info := func(elems ...[]byte) []byte { return d.signedData(d.set(d.seq(elems...))) }
+	for _, tc := range []struct {
+		name string
+		der  []byte
+		want Signature
+		err  string
+	}{
+		{"subject key identifier, authenticated attributes", info(one, ski, sha256, attrs, ecdsa, sigValue),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "sha256", SignatureAlgorithm: "ecdsa"}, ""},
+		{"issuer without a common name", info(one, issuer(pkix.Name{Organization: []string{"Example"}}, []byte{0, 0x42}), sha256, rsa, sigValue),
+			Signature{Signer: "O=Example", KeyID: "42", HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, ""},
+		{"unknown algorithms", info(one, ski, d.alg(1, 2, 3), d.alg(1, 2, 4), sigValue),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "unknown(1.2.3)", SignatureAlgorithm: "unknown(1.2.4)"}, ""},
+		{"certificates before the signer infos", d.signedData(d.raw(asn1.ClassContextSpecific, 0, true), d.set(d.seq(one, ski, sha256, rsa, sigValue))),
+			Signature{KeyID: "AB:CD", HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, ""},
+		{"unknown signer identifier", info(one, one, sha256, rsa, sigValue),
+			Signature{HashAlgorithm: "sha256", SignatureAlgorithm: "rsa"}, "unknown signer identifier"},
+		{"bad algorithms", info(one, ski, one, attrs, one, sigValue),
+			Signature{KeyID: "AB:CD"}, "digest algorithm: asn1: structure error"},
+		{"signer info of four elements", info(one, ski, sha256, rsa), Signature{}, "signer info too short"},
+		{"no signer infos", d.signedData(), Signature{}, "no signer infos"},
+		{"empty signer infos", d.signedData(d.set()), Signature{}, "no signer info"},
+		{"not signed data", d.seq(d.val(asn1.ObjectIdentifier{1, 2, 3}), d.raw(asn1.ClassContextSpecific, 0, true, d.seq())), Signature{}, "content type 1.2.3 is not signedData"},
+		{"trailing data", append(info(one, ski, sha256, rsa, sigValue), 0), Signature{}, "trailing data after content info"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sig Signature
+			err := parsePKCS7(tc.der, &sig)
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)) {
+				t.Errorf("parsePKCS7 = %v, want an error starting %q", err, tc.err)
+			}
+			if diff := cmp.Diff(tc.want, sig); diff != "" {
+				t.Errorf("signature (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // A compressed module that expands past the limit fails with ErrTooLarge
 // (the limit is lowered from DefaultLimit to keep the test small).
 func TestDecompressionBomb(t *testing.T) {
@@ -421,6 +652,125 @@ func BenchmarkParse(b *testing.B) {
 				if _, err := ParseBytes(img); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// basicModule is a small well-formed module (little-endian x86_64) for the
+// boundary cases below: .modinfo, .gnu.linkonce.this_module, a symbol table.
+func basicModule() []byte {
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("edge", "license=GPL", "vermagic=6.1.0 SMP mod_unload ")
+	return b.bytes(true)
+}
+
+// sectionHeader returns the header of the section named name in a
+// little-endian image (a slice of the image: writes change it).
+func sectionHeader(t *testing.T, img []byte, name string) []byte {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range f.Sections {
+		if s.Name == name {
+			return img[shoff(img)+uint64(i)*64:][:64]
+		}
+	}
+	t.Fatalf("no section %s", name)
+	return nil
+}
+
+// appendModinfo appends entries after the section header table and points
+// .modinfo at them, so that the section ends exactly at the end of the file.
+func appendModinfo(t *testing.T, img []byte, entries string) []byte {
+	t.Helper()
+	img = bytes.Clone(img)
+	off := uint64(len(img))
+	img = append(img, entries...)
+	h := sectionHeader(t, img, ".modinfo")
+	binary.LittleEndian.PutUint64(h[24:], off)
+	binary.LittleEndian.PutUint64(h[32:], uint64(len(entries)))
+	return img
+}
+
+// namesOver builds a module whose section names add up to over bytes more
+// than the file size plus namesSlack: 300 sections share one 4096-byte name
+// (section names may share .shstrtab bytes), and bytes appended after the
+// section header table set the file size.
+func namesOver(t *testing.T, over int) []byte {
+	t.Helper()
+	b := newELF(binary.LittleEndian, elf.EM_X86_64)
+	b.modBase("names")
+	long := strings.Repeat("s", maxSectionName)
+	b.section(long, elf.SHT_PROGBITS, 0, nil)
+	for range 299 {
+		b.section("x", elf.SHT_PROGBITS, 0, nil)
+	}
+	img := b.bytes(false)
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := binary.LittleEndian.Uint32(sectionHeader(t, img, long)[0:])
+	total := 0
+	for i, s := range f.Sections[1:] {
+		if s.Name == "x" {
+			binary.LittleEndian.PutUint32(img[shoff(img)+uint64(i+1)*64:], shared)
+			total += len(long)
+		} else {
+			total += len(s.Name)
+		}
+	}
+	size := total - namesSlack - over
+	if size < len(img) {
+		t.Fatalf("names add up to %d bytes, too few for a %d-byte file", total, len(img))
+	}
+	return append(img, make([]byte, size-len(img))...)
+}
+
+// Files that sit exactly at a limit of the checks parse.
+func TestELFLimitsAccepted(t *testing.T) {
+	t.Parallel()
+	le := binary.LittleEndian
+	for _, tc := range []struct {
+		name string
+		img  []byte
+		info Info
+	}{
+		{"program header ending the file", func() []byte {
+			b := basicModule()
+			le.PutUint64(b[32:], uint64(len(b)))
+			le.PutUint16(b[54:], 56)
+			le.PutUint16(b[56:], 1)
+			return append(b, make([]byte, 56)...)
+		}(), Info{{"license", "GPL"}, {"vermagic", "6.1.0 SMP mod_unload "}}},
+		{"empty .modinfo at the end of the file", appendModinfo(t, basicModule(), ""), Info{}},
+		{".modinfo ending the file", appendModinfo(t, basicModule(), "license=GPL\x00name=edge\x00"),
+			Info{{"license", "GPL"}, {"name", "edge"}}},
+		{"section without a name", func() []byte {
+			b := newELF(le, elf.EM_X86_64)
+			b.modBase("edge", "license=GPL")
+			b.section("", elf.SHT_PROGBITS, 0, []byte{1})
+			return b.bytes(true)
+		}(), Info{{"license", "GPL"}}},
+		{"longest section name", func() []byte {
+			b := newELF(le, elf.EM_X86_64)
+			b.modBase("edge", "license=GPL")
+			b.section(strings.Repeat("n", maxSectionName), elf.SHT_PROGBITS, 0, nil)
+			return b.bytes(true)
+		}(), Info{{"license", "GPL"}}},
+		{"names add up to the limit", namesOver(t, 0), Info{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := ParseBytes(tc.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.info, m.Info); diff != "" {
+				t.Errorf("Info (-want +got):\n%s", diff)
 			}
 		})
 	}

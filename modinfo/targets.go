@@ -690,7 +690,7 @@ func (tf *targetFinder) klpStates(p pointer) []KlpState {
 		return nil
 	}
 	out := []KlpState{}
-	for i, off := 0, p.off; i < maxStates; i, off = i+1, off+24 {
+	for off := p.off; ; off += 24 {
 		if off > uint64(len(data)) || uint64(len(data))-off < 24 {
 			tf.note(fmt.Sprintf("the klp_state array in %s runs past its end without a terminator; its states are unknown", sec.Name))
 			return nil
@@ -699,10 +699,12 @@ func (tf *targetFinder) klpStates(p pointer) []KlpState {
 		if id == 0 {
 			return out
 		}
+		if len(out) == maxStates {
+			tf.note(fmt.Sprintf("more than %d klp_state entries; its states are unknown", maxStates))
+			return nil
+		}
 		out = append(out, KlpState{ID: id, Version: tf.f.bo.Uint32(data[off+8:])})
 	}
-	tf.note(fmt.Sprintf("more than %d klp_state entries; its states are unknown", maxStates))
-	return nil
 }
 
 // kernelBefore reports whether vermagic names a kernel release older than
