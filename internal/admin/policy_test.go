@@ -255,3 +255,23 @@ func TestPokeContinuesWhenTheStateCannotBeRead(t *testing.T) {
 		t.Errorf("poke waited %d times for a state it could not read", slept)
 	}
 }
+
+// TestPokeNamesTheProcess: poke names a process by its leader's name, not
+// by the name of whichever of its threads blocks (rsyslogd, not
+// in:imjournal): it is the process that is stopped.
+func TestPokeNamesTheProcess(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	e.cfg.Getpid, e.cfg.Getppid, e.cfg.Getpgrp = func() int { return 9000 }, func() int { return 9001 }, func() int { return 9002 }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	e.k.BlockTask(201) // a worker thread of app (200)
+	if _, err := e.load(context.Background(), e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 3 * time.Second, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	plan, err := e.m.PlanPoke()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]PokeTarget{{PID: 200, Comm: "app"}}, plan.Targets); diff != "" {
+		t.Errorf("plan: unexpected diff (-want +got):\n%s", diff)
+	}
+}
