@@ -713,6 +713,10 @@ func TestPokePolicy(t *testing.T) {
 	if diff := cmp.Diff([]fakekernel.Signal{{PID: 400, Sig: syscall.SIGSTOP}, {PID: 400, Sig: syscall.SIGCONT}}, sent); diff != "" {
 		t.Errorf("signals: unexpected diff (-want +got):\n%s", diff)
 	}
+	// The poke is audited with what it did.
+	if got := e.audit.lines(); len(got) == 0 || got[len(got)-1] != "poke  poked 1, failed 0" {
+		t.Errorf("audit records %q, want the poke of one process last", got)
+	}
 	e.k.Tick()
 	if e.k.PatchState(400) != 1 {
 		t.Errorf("the poked process did not switch: patch_state %d", e.k.PatchState(400))
