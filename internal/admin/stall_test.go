@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +227,40 @@ func TestBPFFrame(t *testing.T) {
 	} {
 		if sym, bpf := bpfFrame(tc.frame); sym != tc.sym || bpf != tc.bpf {
 			t.Errorf("bpfFrame(%q) = %q, %v; want %q, %v", tc.frame, sym, bpf, tc.sym, tc.bpf)
+		}
+	}
+}
+
+// A kernel log that can be read only in part still tells what it holds:
+// here that the kernel signalled the blocking tasks; the report says why
+// the rest could not be read.
+func TestExplainPartlyReadLog(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1})
+	e.k.BlockTask(200, "busy_work")
+	if _, err := e.load(context.Background(), e.patchModule(t, "lp_busy", false, "busy_work"), WaitOptions{Timeout: time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatalf("load: %v", err)
+	}
+	e.k.Printk(6, "livepatch: signaling remaining tasks")
+	f, err := os.OpenFile(filepath.Join(e.k.DevRoot(), "kmsg"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("garbled\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.m.explain(0)
+	if r == nil {
+		t.Fatal("no stall report")
+	}
+	if r.Signalled == nil || !*r.Signalled || r.KernelLogErr == nil {
+		t.Errorf("signalled %v, log error %v; want signalled, from the part of the log read, and the error", r.Signalled, r.KernelLogErr)
+	}
+	for _, task := range r.Tasks {
+		if task.TID == 200 && task.Cause != CauseSignalledInVain {
+			t.Errorf("task 200: cause %s, want %s", task.Cause, CauseSignalledInVain)
 		}
 	}
 }
