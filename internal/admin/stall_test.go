@@ -159,6 +159,11 @@ func TestExplainWaited(t *testing.T) {
 		if tc.cause == CauseSignalledInVain && (r.Signalled == nil || !*r.Signalled) {
 			t.Errorf("waited %s: signalled %v", tc.waited, r.Signalled)
 		}
+		// The log holds the whole transition, and no signal: not
+		// signalled, which is known rather than unknown.
+		if tc.cause != CauseSignalledInVain && (r.Signalled == nil || *r.Signalled) {
+			t.Errorf("waited %s: signalled %v, want known false", tc.waited, r.Signalled)
+		}
 	}
 }
 
