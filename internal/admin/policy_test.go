@@ -275,3 +275,34 @@ func TestPokeNamesTheProcess(t *testing.T) {
 		t.Errorf("plan: unexpected diff (-want +got):\n%s", diff)
 	}
 }
+
+// TestRollbackFindsTheTransitionDone: when the stalled unpatching that
+// wait --on-stall=rollback reverses completes just as the rollback starts,
+// the rollback's disable finds the patch disabled already: it goes on and
+// removes the module, rather than failing. (A kernel before 5.1, which
+// keeps a disabled patch registered.)
+func TestRollbackFindsTheTransitionDone(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
+	ctx := context.Background()
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	e.k.BlockTask(15, "f") // it sleeps in the new f: unpatching waits
+	if err := e.m.Ctl.Disable("lp"); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Events = func(s string) {
+		if strings.Contains(s, "rolling back") {
+			e.k.UnblockTask(15)
+			e.k.Tick()
+		}
+	}
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	o, err := e.m.Wait(ctx, "lp", WaitOptions{Timeout: 2 * time.Second, OnStall: StallRollback, RefTimeout: 5 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack || strings.Contains(err.Error(), "rollback failed") {
+		t.Fatalf("Wait = %+v, %v; want rolled back after the stall", o, err)
+	}
+	if e.k.Loaded("lp") {
+		t.Error("the module is still loaded after the rollback")
+	}
+}
