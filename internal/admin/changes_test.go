@@ -316,6 +316,7 @@ func TestReferenceWait(t *testing.T) {
 	}{
 		{"lp", time.Minute, 15 * time.Second},
 		{"lpshort", 5 * time.Second, 5 * time.Second},
+		{"lpnone", 0, 15 * time.Second}, // no --timeout: the default still bounds it
 	} {
 		if _, err := e.load(ctx, e.patchModule(t, c.name, false, "f_"+c.name), WaitOptions{Timeout: 5 * time.Second}); err != nil {
 			t.Fatal(err)
