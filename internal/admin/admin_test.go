@@ -713,6 +713,10 @@ func TestPokePolicy(t *testing.T) {
 	if diff := cmp.Diff([]fakekernel.Signal{{PID: 400, Sig: syscall.SIGSTOP}, {PID: 400, Sig: syscall.SIGCONT}}, sent); diff != "" {
 		t.Errorf("signals: unexpected diff (-want +got):\n%s", diff)
 	}
+	// The poke is audited with what it did.
+	if got := e.audit.lines(); len(got) == 0 || got[len(got)-1] != "poke  poked 1, failed 0" {
+		t.Errorf("audit records %q, want the poke of one process last", got)
+	}
 	e.k.Tick()
 	if e.k.PatchState(400) != 1 {
 		t.Errorf("the poked process did not switch: patch_state %d", e.k.PatchState(400))
@@ -742,5 +746,50 @@ func TestUnloadAllTimeoutBoundsTheRun(t *testing.T) {
 		if s.Result == ResultRemoved || !errors.Is(s.Err, livepatch.ErrStalled) {
 			t.Errorf("%s: %q, %v", s.Patch, s.Result, s.Err)
 		}
+	}
+}
+
+// TestAuditNamesTheKernel: the audit record of a single change names the
+// kernel release it changed, as those of load --all do: a record read on
+// another machine, or after an upgrade, must say which kernel it was.
+func TestAuditNamesTheKernel(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	path := e.patchModule(t, "lp", false, "f")
+	if _, err := e.load(ctx, path, WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Unload(ctx, "lp", WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(e.audit.lines(), ", "), "load lp patched, unload lp removed"; got != want {
+		t.Fatalf("audit records %q, want %q", got, want)
+	}
+	for _, rec := range e.audit.records {
+		if rec.Release != release {
+			t.Errorf("audit record %+v: release %q, want %s", rec, rec.Release, release)
+		}
+	}
+	if rec := e.audit.records[0]; rec.File != path {
+		t.Errorf("load's audit record names the file %q, want %s", rec.File, path)
+	}
+}
+
+// TestLoadWarnsOfOverriders: after a load, klp says which of the patch's
+// functions a BPF program overrides (callers get the program's value, not
+// the patched code's); a program that only watches the function is not
+// worth a warning.
+func TestLoadWarnsOfOverriders(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp", false, "f", "g")
+	e.k.AttachBPF(fakekernel.BPFProgram{Name: "ret", Attach: kernel.AttachFmodRet, Function: "f"})
+	e.k.AttachBPF(fakekernel.BPFProgram{Name: "watch", Attach: kernel.AttachFexit, Function: "g"})
+	o, err := e.load(context.Background(), path, WaitOptions{Timeout: 5 * time.Second})
+	if err != nil || o.Result != ResultPatched {
+		t.Fatalf("Load = %+v, %v; want patched", o, err)
+	}
+	want := []string{"warning: BPF fmod_ret program ret (id 101, link 1) overrides the patch of f: callers get its value, not the patched code's (klp list)"}
+	if diff := cmp.Diff(want, o.Notes); diff != "" {
+		t.Errorf("notes: unexpected diff (-want +got):\n%s", diff)
 	}
 }

@@ -154,6 +154,60 @@ func TestUnloadAll(t *testing.T) {
 	}
 }
 
+// TestUnloadAllWithoutTimeout: unload --all without --timeout gives each
+// module as long as it needs, not a deadline already passed.
+func TestUnloadAllWithoutTimeout(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	ctx := context.Background()
+	for _, n := range []string{"lp_a", "lp_b"} {
+		if _, err := e.load(ctx, e.patchModule(t, n, false, "f_"+n), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := e.m.UnloadAll(ctx, WaitOptions{})
+	if err != nil || o.Result != ResultRemoved || len(o.Outcomes) != 2 {
+		t.Fatalf("UnloadAll = %+v, %v; want both removed", o, err)
+	}
+	if e.k.Loaded("lp_a") || e.k.Loaded("lp_b") {
+		t.Error("patches left loaded")
+	}
+}
+
+// TestUnloadAllReferenceWait: within unload --all, the wait for a module's
+// reference gets what is left of --timeout (not the 15 s default), or its
+// own --ref-timeout when that is shorter.
+func TestUnloadAllReferenceWait(t *testing.T) {
+	for _, tc := range []struct {
+		ref         time.Duration
+		least, most time.Duration // of the whole run, on the kernel's clock
+		message     string
+	}{
+		{0, 55 * time.Second, 65 * time.Second, "reference count still 1 after "},
+		{2 * time.Second, 2 * time.Second, 10 * time.Second, "reference count still 1 after 2s"},
+	} {
+		e := newEnv(t, fakekernel.Options{})
+		ctx := context.Background()
+		if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.k.Loader().Load(e.k.AddModule(t, fakekernel.Module{Name: "lp_user", Uses: []string{"lp"}}), ""); err != nil {
+			t.Fatal(err)
+		}
+		start := e.k.Elapsed()
+		o, err := e.m.UnloadAll(ctx, WaitOptions{Timeout: time.Minute, RefTimeout: tc.ref})
+		d := e.k.Elapsed() - start
+		if !errors.Is(err, ErrStillReferenced) || !strings.Contains(err.Error(), tc.message) || o.Result != ResultIncomplete {
+			t.Fatalf("--ref-timeout %v: UnloadAll of a module in use = %+v, %v; want incomplete, %q", tc.ref, o, err, tc.message)
+		}
+		if d < tc.least || d > tc.most {
+			t.Errorf("--ref-timeout %v: the run took %v on the kernel's clock, want %v to %v", tc.ref, d, tc.least, tc.most)
+		}
+		if !e.k.Loaded("lp") {
+			t.Errorf("--ref-timeout %v: the module in use was removed", tc.ref)
+		}
+	}
+}
+
 // TestForcedIsToldQuickly: a forced patch is recognised a second after
 // its directory went (the kernel frees the directory and drops the
 // reference in one work item), not at the end of the reference timeout;
@@ -262,6 +316,7 @@ func TestReferenceWait(t *testing.T) {
 	}{
 		{"lp", time.Minute, 15 * time.Second},
 		{"lpshort", 5 * time.Second, 5 * time.Second},
+		{"lpnone", 0, 15 * time.Second}, // no --timeout: the default still bounds it
 	} {
 		if _, err := e.load(ctx, e.patchModule(t, c.name, false, "f_"+c.name), WaitOptions{Timeout: 5 * time.Second}); err != nil {
 			t.Fatal(err)

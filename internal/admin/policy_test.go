@@ -255,3 +255,54 @@ func TestPokeContinuesWhenTheStateCannotBeRead(t *testing.T) {
 		t.Errorf("poke waited %d times for a state it could not read", slept)
 	}
 }
+
+// TestPokeNamesTheProcess: poke names a process by its leader's name, not
+// by the name of whichever of its threads blocks (rsyslogd, not
+// in:imjournal): it is the process that is stopped.
+func TestPokeNamesTheProcess(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	e.cfg.Getpid, e.cfg.Getppid, e.cfg.Getpgrp = func() int { return 9000 }, func() int { return 9001 }, func() int { return 9002 }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	e.k.BlockTask(201) // a worker thread of app (200)
+	if _, err := e.load(context.Background(), e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 3 * time.Second, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatal(err)
+	}
+	plan, err := e.m.PlanPoke()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]PokeTarget{{PID: 200, Comm: "app"}}, plan.Targets); diff != "" {
+		t.Errorf("plan: unexpected diff (-want +got):\n%s", diff)
+	}
+}
+
+// TestRollbackFindsTheTransitionDone: when the stalled unpatching that
+// wait --on-stall=rollback reverses completes just as the rollback starts,
+// the rollback's disable finds the patch disabled already: it goes on and
+// removes the module, rather than failing. (A kernel before 5.1, which
+// keeps a disabled patch registered.)
+func TestRollbackFindsTheTransitionDone(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
+	ctx := context.Background()
+	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	e.k.BlockTask(15, "f") // it sleeps in the new f: unpatching waits
+	if err := e.m.Ctl.Disable("lp"); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Events = func(s string) {
+		if strings.Contains(s, "rolling back") {
+			e.k.UnblockTask(15)
+			e.k.Tick()
+		}
+	}
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	o, err := e.m.Wait(ctx, "lp", WaitOptions{Timeout: 2 * time.Second, OnStall: StallRollback, RefTimeout: 5 * time.Second})
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack || strings.Contains(err.Error(), "rollback failed") {
+		t.Fatalf("Wait = %+v, %v; want rolled back after the stall", o, err)
+	}
+	if e.k.Loaded("lp") {
+		t.Error("the module is still loaded after the rollback")
+	}
+}

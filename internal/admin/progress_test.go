@@ -110,3 +110,35 @@ func TestWaitDetails(t *testing.T) {
 		t.Errorf("details %q: want the reason for polling", got)
 	}
 }
+
+// With -v, a wait whose kernel log records were overwritten before it
+// read them (a flooded log) says so, once, and still sees the end.
+func TestWaitDetailsFloodedLog(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{})
+	path := e.patchModule(t, "lp", false, "f")
+	var details []string
+	e.cfg.Details = func(s string) { details = append(details, s) }
+	e.m = NewChanger(e.k.Live(), e.cfg)
+	e.k.BlockTask(100)
+	e.k.After(500*time.Millisecond, func() {
+		e.k.HoldLog()
+		e.k.Flood(2 * fakekernel.DefaultLogCapacity)
+		e.k.ReleaseLog()
+		e.k.HoldLog()
+		e.k.Flood(2 * fakekernel.DefaultLogCapacity)
+		e.k.ReleaseLog()
+	})
+	e.k.After(1500*time.Millisecond, func() { e.k.UnblockTask(100) })
+	if o, err := e.load(context.Background(), path, WaitOptions{Timeout: 10 * time.Second}); err != nil || o.Result != ResultPatched {
+		t.Fatalf("Load = %+v, %v; want patched", o, err)
+	}
+	n := 0
+	for _, d := range details {
+		if strings.Contains(d, "wait for lp: kernel log records were overwritten before klp read them") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("details %q: want the loss of records said once", details)
+	}
+}

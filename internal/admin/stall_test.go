@@ -3,10 +3,13 @@ package admin
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/fakekernel"
 	"github.com/klp-project/klp/kernel"
 	"github.com/klp-project/klp/livepatch"
@@ -26,6 +29,8 @@ func TestDiagnose(t *testing.T) {
 	running.State = "R"
 	dstate := user
 	dstate.State = "D"
+	const tramp = "[<0>] bpf_trampoline_6442513548+0x2e/0x1000"
+	traced := map[string]ftrace.Func{"bpf_trampoline_6442513548": {Object: "vmlinux", Name: "f"}}
 	for _, tc := range []struct {
 		name     string
 		task     BlockingTask
@@ -74,6 +79,20 @@ func TestDiagnose(t *testing.T) {
 			CauseUserTask, nil, "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and the kernel signals it every 15 seconds"},
 		{"user task, signalling unknown", BlockingTask{Task: user}, stallContext{version: v612},
 			CauseUserTask, nil, "a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and Linux 5.1+ signals it every 15 seconds"},
+		// A BPF trampoline blocks on the kernels that cannot unwind
+		// through one; from 6.19 on, only when the kernel says so.
+		{"trampoline on 6.12", BlockingTask{Task: user, Stack: []string{tramp}}, stallContext{version: v612, bpfRead: true, direct: traced},
+			CauseBPFTrampoline, []string{"stack: " + tramp + " (traces f)"},
+			"detach the BPF program on f (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or wait until it leaves that function, reverse the transition (klp disable p), or as a last resort force it (klp force p)"},
+		{"trampoline, version unknown", BlockingTask{Task: user, Stack: []string{tramp}}, stallContext{versionErr: errors.New("no release"), bpfRead: true},
+			CauseBPFTrampoline, []string{"stack: " + tramp},
+			"detach the BPF program (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or wait until it leaves that function, reverse the transition (klp disable p), or as a last resort force it (klp force p)"},
+		{"trampoline on 6.19, unreliable", BlockingTask{Task: user, Stack: []string{tramp}}, stallContext{version: v619, bpfRead: true, log: logged(livepatch.ReasonUnreliableStack, 300)},
+			CauseBPFTrampoline, []string{"kernel log: livepatch: klp_try_switch_task: x:unreliable_stack", "stack: " + tramp},
+			"detach the BPF program (bpftool link lists the programs; an fexit, fmod_ret or LSM program's trampoline stays on the stack while the traced function runs), and the task switches at the kernel's next check; or wait until it leaves that function, reverse the transition (klp disable p), or as a last resort force it (klp force p)"},
+		{"trampoline on 6.19, kernel silent", BlockingTask{Task: user, Stack: []string{tramp}}, stallContext{version: v619, bpfRead: true},
+			CauseUserTask, []string{"stack: " + tramp},
+			"a user task: it switches on its next exit from the kernel; kgr poke (SIGSTOP and SIGCONT) makes it leave now, and Linux 5.1+ signals it every 15 seconds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.c.tr = tr
@@ -140,6 +159,11 @@ func TestExplainWaited(t *testing.T) {
 		if tc.cause == CauseSignalledInVain && (r.Signalled == nil || !*r.Signalled) {
 			t.Errorf("waited %s: signalled %v", tc.waited, r.Signalled)
 		}
+		// The log holds the whole transition, and no signal: not
+		// signalled, which is known rather than unknown.
+		if tc.cause != CauseSignalledInVain && (r.Signalled == nil || *r.Signalled) {
+			t.Errorf("waited %s: signalled %v, want known false", tc.waited, r.Signalled)
+		}
 	}
 }
 
@@ -189,6 +213,59 @@ func TestEither(t *testing.T) {
 	} {
 		if got := either(tc.ways...); got != tc.want {
 			t.Errorf("either(%q) = %q, want %q", tc.ways, got, tc.want)
+		}
+	}
+}
+
+// TestBPFFrame: a frame runs BPF code when it is a trampoline (named by
+// its key) or a program; a bare "bpf_trampoline_" with no key is neither.
+func TestBPFFrame(t *testing.T) {
+	for _, tc := range []struct {
+		frame string
+		sym   string
+		bpf   bool
+	}{
+		{"[<0>] bpf_trampoline_6442513548+0x2e/0x1000", "bpf_trampoline_6442513548", true},
+		{"[<0>] bpf_prog_3b185187f1855c4c_klp_e2e_fexit+0x4c/0x60", "bpf_prog_3b185187f1855c4c_klp_e2e_fexit", true},
+		{"[<0>] bpf_trampoline_+0x2e/0x1000", "bpf_trampoline_", false},
+		{"[<0>] schedule+0x2e/0x90", "schedule", false},
+	} {
+		if sym, bpf := bpfFrame(tc.frame); sym != tc.sym || bpf != tc.bpf {
+			t.Errorf("bpfFrame(%q) = %q, %v; want %q, %v", tc.frame, sym, bpf, tc.sym, tc.bpf)
+		}
+	}
+}
+
+// A kernel log that can be read only in part still tells what it holds:
+// here that the kernel signalled the blocking tasks; the report says why
+// the rest could not be read.
+func TestExplainPartlyReadLog(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{AutoTick: -1})
+	e.k.BlockTask(200, "busy_work")
+	if _, err := e.load(context.Background(), e.patchModule(t, "lp_busy", false, "busy_work"), WaitOptions{Timeout: time.Millisecond, OnStall: StallLeave}); !errors.Is(err, livepatch.ErrStalled) {
+		t.Fatalf("load: %v", err)
+	}
+	e.k.Printk(6, "livepatch: signaling remaining tasks")
+	f, err := os.OpenFile(filepath.Join(e.k.DevRoot(), "kmsg"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("garbled\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.m.explain(0)
+	if r == nil {
+		t.Fatal("no stall report")
+	}
+	if r.Signalled == nil || !*r.Signalled || r.KernelLogErr == nil {
+		t.Errorf("signalled %v, log error %v; want signalled, from the part of the log read, and the error", r.Signalled, r.KernelLogErr)
+	}
+	for _, task := range r.Tasks {
+		if task.TID == 200 && task.Cause != CauseSignalledInVain {
+			t.Errorf("task 200: cause %s, want %s", task.Cause, CauseSignalledInVain)
 		}
 	}
 }
