@@ -276,12 +276,11 @@ func TestPokeNamesTheProcess(t *testing.T) {
 	}
 }
 
-// TestRollbackFindsTheTransitionDone: when the stalled unpatching that
-// wait --on-stall=rollback reverses completes just as the rollback starts,
-// the rollback's disable finds the patch disabled already: it goes on and
-// removes the module, rather than failing. (A kernel before 5.1, which
-// keeps a disabled patch registered.)
-func TestRollbackFindsTheTransitionDone(t *testing.T) {
+// wait --on-stall=rollback on a stalled unpatching (someone's disable)
+// rolls nothing back: the kernel refuses a second disable, and reversing
+// would patch again what was being removed. It says so and changes
+// nothing.
+func TestRollbackLeavesAnUnpatching(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux4_15})
 	ctx := context.Background()
 	if _, err := e.load(ctx, e.patchModule(t, "lp", false, "f"), WaitOptions{Timeout: 5 * time.Second}); err != nil {
@@ -291,18 +290,12 @@ func TestRollbackFindsTheTransitionDone(t *testing.T) {
 	if err := e.m.Ctl.Disable("lp"); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.Events = func(s string) {
-		if strings.Contains(s, "rolling back") {
-			e.k.UnblockTask(15)
-			e.k.Tick()
-		}
-	}
-	e.m = NewChanger(e.k.Live(), e.cfg)
 	o, err := e.m.Wait(ctx, "lp", WaitOptions{Timeout: 2 * time.Second, OnStall: StallRollback, RefTimeout: 5 * time.Second})
-	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultRolledBack || strings.Contains(err.Error(), "rollback failed") {
-		t.Fatalf("Wait = %+v, %v; want rolled back after the stall", o, err)
+	if !errors.Is(err, livepatch.ErrStalled) || o.Result != ResultLeftInTransition || !strings.Contains(err.Error(), "lp is unpatching") {
+		t.Fatalf("Wait = %+v, %v; want left in transition, said unpatching", o, err)
 	}
-	if e.k.Loaded("lp") {
-		t.Error("the module is still loaded after the rollback")
+	p, perr := e.m.LP.Patch("lp")
+	if perr != nil || !p.InTransition() || p.Enabled || !e.k.Loaded("lp") {
+		t.Errorf("after the refused rollback: %+v, %v, loaded %v; want still unpatching, loaded", p, perr, e.k.Loaded("lp"))
 	}
 }

@@ -168,6 +168,14 @@ const MinRollbackWait = 30 * time.Second
 // transition), wait as long again (at least [MinRollbackWait]), then
 // remove the module.
 func (c *Changer) rollback(ctx context.Context, o *Outcome, start time.Time, opts WaitOptions, stall error) error {
+	if p, err := c.LP.Patch(o.Patch); err == nil && p.InTransition() && !p.Enabled {
+		// An unpatching (someone's disable) is no load to roll back:
+		// disabling again is refused by the kernel, and reversing it
+		// would patch again what was being removed. Say so, change
+		// nothing.
+		o.Result = ResultLeftInTransition
+		return fmt.Errorf("%w; not rolled back: %s is unpatching, and --on-stall=rollback reverses a load (enable %s to reverse the unpatching, or wait)", stall, o.Patch, o.Patch)
+	}
 	c.event(o, "%v; rolling back", stall)
 	if err := c.Ctl.Disable(o.Patch); err != nil && !errors.Is(err, livepatch.ErrAlreadyInState) {
 		o.Result = ResultLeftInTransition

@@ -14,9 +14,10 @@ func newWaitCmd(opts *rootOptions) *cobra.Command {
 		Long: `Wait until the patch in transition (or the named patch) completes its
 transition. A named patch that is not loaded is an error. With
 --on-stall=leave (the default) a timeout exits with status 3 and a report
-of the blocking tasks; --on-stall=rollback reverses the transition, which,
-like every change, needs root and klp's lock and is recorded in the audit
-log.
+of the blocking tasks; --on-stall=rollback reverses a stalled load (disables
+the patch and removes its module), which, like every change, needs root and
+klp's lock and is recorded in the audit log. A stalled unpatching is not
+rolled back: klp says so, changes nothing and exits with status 3.
 
 Every command that waits for a transition (load, unload, disable, enable,
 wait) sleeps on the kernel log (/dev/kmsg), where the kernel announces the
