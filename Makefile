@@ -88,6 +88,10 @@ MUTATE_PKGS ?= kernel livepatch kmod modinfo internal/admin internal/report \
 	internal/store internal/lock internal/audit internal/pkgmeta \
 	internal/kallsyms internal/modcompress internal/sysfile internal/preflight
 MUTATE_WORKERS ?= 2
+# Each mutant's test run may take this many times the coverage run: with
+# gremlins' default (3) a busy machine times out most mutants while they
+# are still compiling.
+MUTATE_TIMEOUT_COEFFICIENT ?= 10
 mutate: deps
 	@test -x $(TOOLS_DIR)/bin/gremlins-$(GREMLINS_VERSION) || { \
 		GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION) && \
@@ -96,7 +100,7 @@ mutate: deps
 	for pkg in $(MUTATE_PKGS); do \
 		echo "== mutate $$pkg"; \
 		TMPDIR=$(TEST_TMPDIR) $(TOOLS_DIR)/bin/gremlins-$(GREMLINS_VERSION) unleash \
-			--workers $(MUTATE_WORKERS) -S lt ./$$pkg \
+			--workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT_COEFFICIENT) -S lt ./$$pkg \
 			| tee $$out/$$(echo $$pkg | tr / _) | grep -E 'LIVED|TIMED OUT|Killed:|Timed out:|efficacy|coverage'; \
 	done; \
 	echo; printf '%-22s %7s %6s %8s %12s %9s\n' package killed lived covered 'not covered' efficacy; \
