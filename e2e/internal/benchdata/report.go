@@ -323,55 +323,32 @@ func (r *Report) targets() []Target {
 		}
 		out = append(out, t)
 	}
-	for _, w := range []struct {
-		cmd, ratio, growth string
-		paced              bool // the progress line's count: held to its pace instead
-	}{
-		{CmdKlpWait, RatioWaitPoll, RatioWaitGrowth, false},
-		{CmdKlpWaitTTY, RatioWaitTTYPoll, RatioWaitTTYGrow, true},
-	} {
-		if w.paced {
-			out = append(out, r.pacedTargets(w.cmd)...)
-		}
-		if v := r.Ratio(w.ratio, WaitCPUThreads); v != nil && !w.paced {
+	// The targets for the wait's CPU are the plain wait's; on a
+	// terminal the progress line's count is held to its pace instead.
+	if v := r.Ratio(RatioWaitPoll, WaitCPUThreads); v != nil {
+		out = append(out, Target{
+			Name: "wait CPU vs a 1 s poll", Threads: WaitCPUThreads, Command: CmdKlpWait, Value: v,
+			Limit: WaitCPUVsPoll, Pass: *v <= WaitCPUVsPoll,
+			Detail: fmt.Sprintf("%s uses %.2f times the CPU of the 1 s bash poll loop per second of waiting (target: at most %.1f)", CmdKlpWait, *v, WaitCPUVsPoll),
+		})
+	}
+	if last > first {
+		a, ok1 := r.median(first, CmdKlpWait, cpuOf)
+		b, ok2 := r.median(last, CmdKlpWait, cpuOf)
+		if ok1 && ok2 {
+			// One tick over the window is the resolution of both.
+			slack := tick / r.window(CmdKlpWait)
 			out = append(out, Target{
-				Name: "wait CPU vs a 1 s poll", Threads: WaitCPUThreads, Command: w.cmd, Value: v,
-				Limit: WaitCPUVsPoll, Pass: *v <= WaitCPUVsPoll,
-				Detail: fmt.Sprintf("%s uses %.2f times the CPU of the 1 s bash poll loop per second of waiting (target: at most %.1f)", w.cmd, *v, WaitCPUVsPoll),
+				Name: "wait CPU flat in threads", Threads: last, Command: CmdKlpWait, Value: divide(b, a),
+				Limit: 1, Pass: b <= a+slack,
+				Detail: fmt.Sprintf("%s uses %.2f%% of a CPU at %d threads, %.2f%% at %d (target: no more; resolution %.2f%%)",
+					CmdKlpWait, 100*b, last, 100*a, first, 100*slack),
 			})
 		}
-		if last > first && !w.paced {
-			a, ok1 := r.median(first, w.cmd, cpuOf)
-			b, ok2 := r.median(last, w.cmd, cpuOf)
-			if ok1 && ok2 {
-				// One tick over the window is the resolution of both.
-				slack := tick / r.window(w.cmd)
-				out = append(out, Target{
-					Name: "wait CPU flat in threads", Threads: last, Command: w.cmd, Value: divide(b, a),
-					Limit: 1, Pass: b <= a+slack,
-					Detail: fmt.Sprintf("%s uses %.2f%% of a CPU at %d threads, %.2f%% at %d (target: no more; resolution %.2f%%)",
-						w.cmd, 100*b, last, 100*a, first, 100*slack),
-				})
-			}
-		}
-		if r.Guest.CPUs <= 1 {
-			for _, n := range r.Threads {
-				if m, ok := r.median(n, w.cmd, latOf); ok {
-					floor := ""
-					if f, ok := r.median(n, CmdKmsgWait, latOf); ok {
-						// What the kernel and the emulator take
-						// to wake a reader of the log and reap it.
-						floor = fmt.Sprintf("; the %s returns after %.1f ms", CmdKmsgWait, 1000*f)
-					}
-					out = append(out, Target{
-						Name: "completion noticed", Threads: n, Command: w.cmd, Value: &m,
-						Limit: WaitLatencyOne, Pass: m <= WaitLatencyOne,
-						Detail: fmt.Sprintf("%s returns %.1f ms (median) after the kernel completes the transition (target: within %.0f ms on one vCPU%s)", w.cmd, 1000*m, 1000*WaitLatencyOne, floor),
-					})
-				}
-			}
-		}
 	}
+	out = append(out, r.latencyTargets(CmdKlpWait)...)
+	out = append(out, r.pacedTargets(CmdKlpWaitTTY)...)
+	out = append(out, r.latencyTargets(CmdKlpWaitTTY)...)
 	if last > first {
 		for _, cmd := range klpCommands {
 			if v := r.Ratio(RatioRSS(cmd), last); v != nil {
@@ -386,11 +363,37 @@ func (r *Report) targets() []Target {
 	return out
 }
 
+// latencyTargets holds a waiter to noticing completion within
+// WaitLatencyOne on one vCPU, beside the floor's figure.
+func (r *Report) latencyTargets(cmd string) []Target {
+	if r.Guest.CPUs > 1 {
+		return nil
+	}
+	var out []Target
+	for _, n := range r.Threads {
+		m, ok := r.median(n, cmd, latOf)
+		if !ok {
+			continue
+		}
+		floor := ""
+		if f, ok := r.median(n, CmdKmsgWait, latOf); ok {
+			// What the kernel and the emulator take to wake a
+			// reader of the log and reap it.
+			floor = fmt.Sprintf("; the %s returns after %.1f ms", CmdKmsgWait, 1000*f)
+		}
+		out = append(out, Target{
+			Name: "completion noticed", Threads: n, Command: cmd, Value: &m,
+			Limit: WaitLatencyOne, Pass: m <= WaitLatencyOne,
+			Detail: fmt.Sprintf("%s returns %.1f ms (median) after the kernel completes the transition (target: within %.0f ms on one vCPU%s)", cmd, 1000*m, 1000*WaitLatencyOne, floor),
+		})
+	}
+	return out
+}
+
 // pacedTargets holds a waiter on a terminal to the pace of its progress
 // line's count at every thread count: its CPU at most ProgressPace more
-// than the plain wait's. The wait targets (a tenth of the poll
-// loop, flat in threads) are the wait's; on a terminal the line shows the
-// tasks left, which costs a count of every task, paced.
+// than the plain wait's: on a terminal the line shows the tasks left,
+// which costs a count of every task, paced.
 func (r *Report) pacedTargets(cmd string) []Target {
 	var out []Target
 	for _, n := range r.Threads {

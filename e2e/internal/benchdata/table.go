@@ -138,12 +138,12 @@ func (r *Report) Markdown() string {
 	for _, cmd := range WaitCommands {
 		t.add(r.row(cmd+": CPU per second of waiting", cmd, func(f *Figure) string { return statText(f.CPUPerSec, Percent) })...)
 	}
-	if r.hasTicks() {
+	if r.hasFigure(func(f *Figure) *Stat { return f.CPUPerSecTicks }) {
 		for _, cmd := range WaitCommands {
 			t.add(r.row(cmd+": the same in clock ticks (/proc/<pid>/stat)", cmd, func(f *Figure) string { return statText(f.CPUPerSecTicks, Percent) })...)
 		}
 	}
-	if r.hasRuns() {
+	if r.hasFigure(func(f *Figure) *Stat { return f.RunsPerSec }) {
 		for _, cmd := range WaitCommands {
 			t.add(r.row(cmd+": times put on a CPU (schedstat)", cmd, func(f *Figure) string { return statText(f.RunsPerSec, PerSecond) })...)
 		}
@@ -203,22 +203,11 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-// hasTicks reports whether any waiter's figure has the clock-tick CPU
-// beside the exact one (results from before the cgroup measure do not).
-func (r *Report) hasTicks() bool {
-	for _, f := range r.Figures {
-		if f.CPUPerSecTicks != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// hasRuns reports whether any waiter's figure counts its runs (results
-// from before schedstat was read do not).
-func (r *Report) hasRuns() bool {
-	for _, f := range r.Figures {
-		if f.RunsPerSec != nil {
+// hasFigure reports whether any figure has the statistic get returns
+// (results from before a statistic was measured lack it).
+func (r *Report) hasFigure(get func(*Figure) *Stat) bool {
+	for i := range r.Figures {
+		if get(&r.Figures[i]) != nil {
 			return true
 		}
 	}
