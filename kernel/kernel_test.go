@@ -6,9 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/poll"
 )
@@ -93,12 +96,15 @@ func TestReleaseGarbage(t *testing.T) {
 
 func TestOpenLiveRunningKernel(t *testing.T) {
 	t.Parallel()
+	if !runningKernelFS(t) {
+		t.Skip("no sysfs at /sys and procfs at /proc here")
+	}
 	l, err := OpenLive(Roots{})
 	if err != nil {
-		t.Skipf("no sysfs and procfs here: %v", err)
+		t.Fatalf("OpenLive of the running kernel: %v", err)
 	}
-	if !l.KernelFS() {
-		t.Errorf("the running kernel's handle does not know it is")
+	if !l.KernelFS() || !l.HasKernelLog() {
+		t.Errorf("the running kernel's handle does not know it is (KernelFS %v, HasKernelLog %v)", l.KernelFS(), l.HasKernelLog())
 	}
 	if _, err := l.Release(); err != nil {
 		t.Errorf("Release() = %v", err)
@@ -109,6 +115,81 @@ func TestOpenLiveRunningKernel(t *testing.T) {
 	}
 	if err := l.WriteAttr("/sys/../etc/passwd", "x"); !errors.Is(err, ErrInvalidName) {
 		t.Errorf("WriteAttr(/sys/../etc/passwd) = %v, want ErrInvalidName", err)
+	}
+}
+
+// A path is written only when it is clean and strictly below a root: one
+// that leaves and re-enters a root, or names the root itself, is refused
+// before the seam; a trailing slash is not a different file.
+func TestWriteAttrPaths(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		roots Roots
+		path  string
+		ok    bool
+	}{
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sys/kernel/livepatch/p/enabled", true},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sys/kernel/livepatch/p/enabled/", true},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/proc/sys/kernel/x", true},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sys/kernel/../kernel/livepatch/p/enabled", false},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sys//kernel/livepatch/p/enabled", false},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sys", false},
+		{Roots{Sys: "/sys", Proc: "/proc"}, "/sysfoo/x", false},
+		{Roots{Sys: "/", Proc: "/proc"}, "/kernel/livepatch/p/enabled", true},
+		{Roots{Sys: "/", Proc: "/proc"}, "/", false},
+	} {
+		rec := &recorder{}
+		l := &Live{Handle: &Handle{roots: c.roots}, seams: Seams{Attr: rec}}
+		err := l.WriteAttr(c.path, "1")
+		if c.ok != (err == nil) || c.ok != (len(rec.calls) == 1) || !c.ok && !errors.Is(err, ErrInvalidName) {
+			t.Errorf("roots %s, %s: WriteAttr = %v, seam called %d times; want written %v", c.roots.Sys, c.path, err, len(rec.calls), c.ok)
+		}
+	}
+}
+
+// Open tells the running kernel's mounts from a copied tree, and whether
+// the kernel log can be watched: on the running kernel, or where a copied
+// tree names a /dev of its own.
+func TestOpenKnowsItsKernel(t *testing.T) {
+	t.Parallel()
+	r := tree(t, "6.1.0\n")
+	withDev, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Dev = ""
+	noDev, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := NewHandle(r, OSFiles{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Dev = "/dev"
+	filesDev, err := NewHandle(r, OSFiles{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		h        *Handle
+		fs, klog bool
+	}{{"tree with dev", withDev, false, true}, {"tree", noDev, false, false}, {"files", files, false, false}, {"files with dev", filesDev, false, true}} {
+		if c.h.KernelFS() != c.fs || c.h.HasKernelLog() != c.klog {
+			t.Errorf("%s: KernelFS %v, HasKernelLog %v; want %v, %v", c.name, c.h.KernelFS(), c.h.HasKernelLog(), c.fs, c.klog)
+		}
+	}
+	if !runningKernelFS(t) {
+		return
+	}
+	h, err := Open(Roots{})
+	if err != nil || !h.KernelFS() || !h.HasKernelLog() {
+		t.Errorf("Open of the running kernel: %v; KernelFS %v, HasKernelLog %v", err, h != nil && h.KernelFS(), h != nil && h.HasKernelLog())
+	}
+	// sysfs is not procfs.
+	if isFS("/sys", unix.PROC_SUPER_MAGIC) || !isFS("/proc", unix.PROC_SUPER_MAGIC) {
+		t.Errorf("isFS does not tell /sys from /proc")
 	}
 }
 
@@ -212,7 +293,10 @@ func TestModuleNames(t *testing.T) {
 	if !SameModule("lp-cmdline", "lp_cmdline") || SameModule("lp_cmdline", "lp_cmdlinf") {
 		t.Errorf("SameModule disagrees with the kernel's rule")
 	}
-	for _, bad := range []string{"", "a/b", "..", "a.b", "a,b", "a b", "a\x1b[2J", "a\\b", string(make([]byte, 56)), "a\xff", "a\u009b2J", "a\u00a0b"} {
+	if longest := strings.Repeat("m", MaxModuleNameLen); ValidateModuleName(longest) != nil {
+		t.Errorf("ValidateModuleName(%d bytes) = %v, want nil", len(longest), ValidateModuleName(longest))
+	}
+	for _, bad := range []string{"", "a/b", "..", "a.b", "a,b", "a b", "a\x1b[2J", "a\\b", strings.Repeat("m", MaxModuleNameLen+1), "a\xff", "a\u009b2J", "a\u00a0b"} {
 		if err := ValidateModuleName(bad); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("ValidateModuleName(%q) = %v, want ErrInvalidName", bad, err)
 		}
@@ -227,14 +311,31 @@ func TestParseVersion(t *testing.T) {
 	for rel, want := range map[string]Version{
 		"6.1.0-56-cloud-amd64": {6, 1, 0}, "6.12.117+deb12-cloud-amd64": {6, 12, 117},
 		"5.14.21-150500.55.52-default": {5, 14, 21}, "4.12": {4, 12, 0}, "7.0-rc1": {7, 0, 0},
+		"6.9.9-9": {6, 9, 9}, "6.1048576": {6, 1 << 20, 0},
 	} {
 		if got, err := ParseVersion(rel); err != nil || got != want {
 			t.Errorf("ParseVersion(%q) = %v, %v, want %v", rel, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "six", "6", "-1.2"} {
+	for _, bad := range []string{"", "six", "6", "-1.2", "6.1048577"} {
 		if _, err := ParseVersion(bad); !errors.Is(err, ErrParse) {
 			t.Errorf("ParseVersion(%q) = %v, want ErrParse", bad, err)
+		}
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		v            Version
+		major, minor int
+		want         bool
+	}{
+		{Version{6, 1, 0}, 6, 1, true}, {Version{6, 1, 0}, 6, 2, false}, {Version{6, 2, 0}, 6, 1, true},
+		{Version{5, 15, 0}, 6, 1, false}, {Version{7, 0, 0}, 6, 1, true}, {Version{6, 0, 0}, 5, 19, true},
+	} {
+		if got := c.v.AtLeast(c.major, c.minor); got != c.want {
+			t.Errorf("%v.AtLeast(%d, %d) = %v, want %v", c.v, c.major, c.minor, got, c.want)
 		}
 	}
 }

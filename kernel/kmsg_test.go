@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bufio"
 	"errors"
 	"strings"
 	"testing"
@@ -49,5 +50,30 @@ func TestParseKmsgMalformed(t *testing.T) {
 	r, err := ParseKmsgRecord([]byte("6,1,2,-;a\\xZZb\\x4"))
 	if err != nil || r.Message != "a\\xZZb\\x4" {
 		t.Errorf("%q %v", r.Message, err)
+	}
+}
+
+// The error names the first bad line by its number among all lines, and a
+// line too long to be a record is an error of its own.
+func TestParseKmsgErrors(t *testing.T) {
+	_, err := ParseKmsg(strings.NewReader("6,1,2,-;ok\n SUBSYSTEM=x\n6,x,2,-;bad\ngarbage\n"))
+	if !errors.Is(err, ErrParse) || !strings.HasPrefix(err.Error(), "kmsg line 3: ") {
+		t.Errorf("err = %v, want ErrParse at kmsg line 3", err)
+	}
+	recs, err := ParseKmsg(strings.NewReader("6,1,2,-;ok\n6,2,3,-;" + strings.Repeat("x", 2<<20) + "\n"))
+	if !errors.Is(err, bufio.ErrTooLong) || len(recs) != 1 {
+		t.Errorf("a 2 MiB line: %d records, %v; want 1, bufio.ErrTooLong", len(recs), err)
+	}
+	// The first error wins over the reader's.
+	_, err = ParseKmsg(strings.NewReader("garbage\n6,2,3,-;" + strings.Repeat("x", 2<<20) + "\n"))
+	if !errors.Is(err, ErrParse) || errors.Is(err, bufio.ErrTooLong) {
+		t.Errorf("a bad line, then a 2 MiB line: %v; want the bad line's ErrParse", err)
+	}
+	// What follows a newline is the dictionary, even at the start; the
+	// prefix ends at the first ';', even at the start.
+	for in, want := range map[string]string{"\n6,1,2,-;x": "no ';'", ";6,1,2,-": "want prio,seq,usec,flags"} {
+		if _, err := ParseKmsgRecord([]byte(in)); !errors.Is(err, ErrParse) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseKmsgRecord(%q) = %v, want ErrParse saying %q", in, err, want)
+		}
 	}
 }

@@ -54,9 +54,12 @@ func TestWatchLogNoSeam(t *testing.T) {
 // logged after it was opened, sleeps until the next one, and ends its wait
 // at the context's deadline or cancellation.
 func TestDevKmsgReal(t *testing.T) {
+	if !readableKmsg() {
+		t.Skip("no readable /dev/kmsg (root or CAP_SYSLOG)")
+	}
 	w, err := DevKmsg{Path: "/dev/kmsg"}.WatchLog()
 	if err != nil {
-		t.Skipf("no readable /dev/kmsg: %v", err)
+		t.Fatalf("WatchLog of the real /dev/kmsg: %v", err)
 	}
 	defer w.Close()
 	out, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
@@ -75,8 +78,12 @@ func TestDevKmsgReal(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Next: %v (the canary never came)", err)
 		}
+		// Every record the kernel hands out parses.
 		rec, err := ParseKmsgRecord(b)
-		if err == nil && strings.Contains(rec.Message, canary) {
+		if err != nil {
+			t.Fatalf("Next returned %q: %v", b, err)
+		}
+		if strings.Contains(rec.Message, canary) {
 			break
 		}
 	}
@@ -102,6 +109,38 @@ func TestDevKmsgReal(t *testing.T) {
 		}
 		if err != nil {
 			t.Fatalf("Next, cancelled: %v", err)
+		}
+	}
+}
+
+// deadlineOnly is a context whose deadline passes without it ever saying
+// so: the read deadline can fire before a context's own timer does, and
+// Next must then report the deadline, not an empty record.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
+
+func TestDevKmsgDeadlineBeforeContext(t *testing.T) {
+	if !readableKmsg() {
+		t.Skip("no readable /dev/kmsg (root or CAP_SYSLOG)")
+	}
+	w, err := DevKmsg{Path: "/dev/kmsg"}.WatchLog()
+	if err != nil {
+		t.Fatalf("WatchLog of the real /dev/kmsg: %v", err)
+	}
+	defer w.Close()
+	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(20 * time.Millisecond)}
+	for {
+		b, err := w.Next(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		// Other records of the host may come first; each is a record.
+		if _, perr := ParseKmsgRecord(b); err != nil || perr != nil {
+			t.Fatalf("Next past the deadline = %q, %v", b, err)
 		}
 	}
 }

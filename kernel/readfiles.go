@@ -109,10 +109,13 @@ func (h *Handle) readAt(dfd int, dir, name string, limit int64, buf *[]byte) ([]
 			break
 		}
 		n += m
-		// A kernel attribute or procfs file hands out all it holds in
-		// one read when the buffer is large enough: a short read is its
+		// A kernel attribute or procfs file of one record (a task's
+		// stat, comm, stack, cmdline) hands out all it holds in one
+		// read when the buffer is large enough: a short read is its
 		// end, and a read for the end-of-file costs another system
-		// call on each of a million files.
+		// call on each of a million files. A seq_file of many records
+		// (maps, kallsyms) can read short before its end: it is not
+		// for ReadFiles.
 		if h.kernelFS && n < len(b) {
 			break
 		}

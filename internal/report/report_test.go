@@ -161,6 +161,9 @@ func TestOutcome(t *testing.T) {
 		},
 	}
 	check(t, "outcome-refused", schema.Outcome, report.NewOutcome(refused))
+	// Refused before any check ran (not root): preflight stays null.
+	notRoot := &admin.Outcome{Action: "load", File: "/lib/modules/lp.ko", Result: admin.ResultRefused, Err: &admin.NotRootError{Action: "load"}}
+	check(t, "outcome-refused-not-root", schema.Outcome, report.NewOutcome(notRoot))
 	all := &admin.Outcome{Action: "load", All: true, Release: "6.12.0", Result: admin.ResultIncomplete, Err: admin.ErrSomeFailed,
 		Outcomes: []*admin.Outcome{
 			{Action: "load", Patch: "lp_a", File: "/var/lib/klp/6.12.0/lp_a.ko", Result: admin.ResultPatched, Elapsed: time.Second},
