@@ -74,7 +74,7 @@ func TestDevKmsgReal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		b, err := w.Next(ctx)
+		b, err := next(t, w, ctx)
 		if err != nil {
 			t.Fatalf("Next: %v (the canary never came)", err)
 		}
@@ -92,7 +92,7 @@ func TestDevKmsgReal(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer dcancel()
 	for {
-		_, err := w.Next(dctx)
+		_, err := next(t, w, dctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			break
 		}
@@ -103,13 +103,36 @@ func TestDevKmsgReal(t *testing.T) {
 	cctx, ccancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(10 * time.Millisecond); ccancel() }()
 	for {
-		_, err := w.Next(cctx)
+		_, err := next(t, w, cctx)
 		if errors.Is(err, context.Canceled) {
 			break
 		}
 		if err != nil {
 			t.Fatalf("Next, cancelled: %v", err)
 		}
+	}
+}
+
+// next is w.Next, failing the test if it has not returned after a minute:
+// a watch that lost its deadline would otherwise park the test until go
+// test's own limit (ten minutes per mutant under make mutate).
+func next(t *testing.T, w LogWatch, ctx context.Context) ([]byte, error) {
+	t.Helper()
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := w.Next(ctx)
+		done <- result{append([]byte(nil), b...), err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-time.After(time.Minute):
+		t.Fatalf("Next has not returned after a minute")
+		return nil, nil
 	}
 }
 
@@ -134,7 +157,7 @@ func TestDevKmsgDeadlineBeforeContext(t *testing.T) {
 	defer w.Close()
 	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(20 * time.Millisecond)}
 	for {
-		b, err := w.Next(ctx)
+		b, err := next(t, w, ctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
