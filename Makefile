@@ -142,8 +142,10 @@ attack: deps
 # installs QEMU, busybox, mmdebstrap and the kernel headers, and caches the
 # kernels and the Debian image in /var/cache/klp-e2e (KLP_E2E_CACHE). Needs
 # root and about 2 GiB of disk.
-e2e: deps
-	$(GO) test -tags e2e -count=1 -v -timeout 90m ./e2e/
+# The Debian guests install the packages of packages-build (made once when
+# make test has made them already).
+e2e: deps packages-build
+	KLP_E2E_PACKAGES=$(abspath $(DIST)) $(GO) test -tags e2e -count=1 -v -timeout 90m ./e2e/
 
 demo: deps
 	./e2e/demo.sh

@@ -32,6 +32,21 @@ type host struct {
 	*guest
 }
 
+// eachHost runs fn on every host at once, each in a subtest
+// <name>/<host>, and says whether all passed. Under TCG a guest's dpkg or
+// systemd commands take tens of seconds, and the hosts are independent.
+func (f *fleet) eachHost(t *testing.T, name string, fn func(t *testing.T, h *host)) bool {
+	t.Helper()
+	return t.Run(name, func(t *testing.T) {
+		for _, h := range f.hosts {
+			t.Run(h.name, func(t *testing.T) {
+				t.Parallel()
+				fn(t, h)
+			})
+		}
+	})
+}
+
 // enabled reads a patch's enabled attribute on h ("absent" when the kernel
 // has no such patch).
 func (h *host) enabled(t *testing.T, patch string) string {
@@ -93,13 +108,13 @@ func runFleet(t *testing.T, gs []*guest, work string) {
 	}
 	f := &fleet{work: work}
 	for _, g := range gs {
-		h := &host{name: "klp-" + regexp.MustCompile(`^\d+\.\d+`).FindString(g.kernel), guest: g}
+		f.hosts = append(f.hosts, &host{name: "klp-" + regexp.MustCompile(`^\d+\.\d+`).FindString(g.kernel), guest: g})
+	}
+	if !f.eachHost(t, "reset", func(t *testing.T, h *host) {
 		h.mustRun(t, fleetReset)
 		left := strings.TrimSpace(h.mustRun(t, fleetLeft))
 		expect(t, h.name, left == "", "after the reset, patches or test modules are left:\n%s", left)
-		f.hosts = append(f.hosts, h)
-	}
-	if t.Failed() {
+	}) {
 		t.FailNow()
 	}
 
@@ -132,6 +147,9 @@ func runFleet(t *testing.T, gs []*guest, work string) {
 			"ANSIBLE_CONFIG="+filepath.Join(work, "none.cfg"),
 			"ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0",
 			"ANSIBLE_SSH_PIPELINING=1",
+			// Each task's time per host, for what the plays cost:
+			// <work>/junit/<playbook>-<time>.xml.
+			"ANSIBLE_CALLBACKS_ENABLED=junit", "JUNIT_OUTPUT_DIR="+filepath.Join(work, "junit"), "JUNIT_TASK_CLASS=yes",
 			"LC_ALL=C.UTF-8")
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
@@ -173,8 +191,10 @@ func fleetRolloutFirst(t *testing.T, f *fleet) {
 
 // fleetRolloutAgain runs the same roll-out again: nothing changes.
 func fleetRolloutAgain(t *testing.T, f *fleet) {
+	// One batch: what this checks does not depend on the batches, which
+	// the first roll-out and the stalled one go through.
 	out, d, err := f.play(t, "rollout-again", "-e", fleetCmdline, "-e", "klp_install=true", "-e", "klp_package="+f.hosts[0].pkgs.Deb,
-		"klp_project.klp.rollout")
+		"-e", "klp_serial=100%", "klp_project.klp.rollout")
 	if err != nil {
 		t.Fatalf("second roll-out failed: %v\n%s", err, out)
 	}

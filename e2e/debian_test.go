@@ -20,6 +20,8 @@ import (
 // Environment variables of the Debian guests (besides those of TestKernels):
 //
 //	KLP_E2E_DEBIAN       0 skips TestDebian
+//	KLP_E2E_PACKAGES     a directory where "make packages-build" left klp's
+//	                     packages (make e2e's): used instead of building them
 //	KLP_E2E_BOOT_TIMEOUT bounds each Debian boot until SSH answers (default
 //	                     10m: a boot takes about 20 s on an idle machine,
 //	                     several minutes when its cores are shared)
@@ -73,6 +75,11 @@ func TestDebian(t *testing.T) {
 	if os.Getenv("KLP_E2E_DEBIAN") == "0" {
 		t.Skip("KLP_E2E_DEBIAN=0")
 	}
+	if !serial() {
+		debianGate.planned.Store(true)
+		defer debianScenariosOver()
+		t.Parallel()
+	}
 	ctx := context.Background()
 	repo, err := harness.RepoRoot(".")
 	if err != nil {
@@ -121,6 +128,10 @@ func TestDebian(t *testing.T) {
 	}
 	do("image", func() (err error) { img, err = env.DebianImage(ctx, &logWriter{t: t}); return err })
 	do("packages", func() (err error) {
+		if dist := os.Getenv("KLP_E2E_PACKAGES"); dist != "" {
+			pkgs, err = harness.FindPackages(ctx, dist)
+			return err
+		}
 		pkgs, err = harness.BuildPackages(ctx, repo, filepath.Join(work, "dist"))
 		return err
 	})
@@ -175,13 +186,14 @@ func TestDebian(t *testing.T) {
 	t.Run("scenarios", func(t *testing.T) {
 		for _, k := range env.Kernels {
 			t.Run(k, func(t *testing.T) {
-				if os.Getenv("KLP_E2E_SERIAL") != "1" {
+				if !serial() {
 					t.Parallel()
 				}
 				runDebian(t, boot(t, k))
 			})
 		}
 	})
+	debianScenariosOver()
 	t.Run("ansible", func(t *testing.T) {
 		// Guests the scenarios did not boot (a -run that left them out),
 		// booted now.
@@ -195,7 +207,7 @@ func TestDebian(t *testing.T) {
 			t.Run("boot", func(t *testing.T) {
 				for _, k := range missing {
 					t.Run(k, func(t *testing.T) {
-						if os.Getenv("KLP_E2E_SERIAL") != "1" {
+						if !serial() {
 							t.Parallel()
 						}
 						boot(t, k)

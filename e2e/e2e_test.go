@@ -8,12 +8,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,8 +28,12 @@ import (
 //	KLP_E2E_RUN      comma-separated scenario names to run (default: all)
 //	KLP_E2E_TIMEOUT  per-boot timeout as a Go duration (default 15m: a loaded machine runs TCG slowly)
 //	KLP_E2E_SERIAL   1 boots the kernels one after the other instead of in
-//	                 parallel (one vCPU each)
+//	                 parallel (one vCPU each), and runs TestKernels after
+//	                 TestDebian instead of beside its Ansible group
 //	KLP_E2E_ACCEL    kvm tries KVM before TCG (see harness.Boot)
+//	KLP_E2E_MITIGATIONS 1 boots the guests with the kernel's mitigations of
+//	                 speculative execution (default: mitigations=off, see
+//	                 harness.Mitigations)
 
 // logWriter sends each line written to it to t.Log.
 type logWriter struct {
@@ -50,7 +56,44 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 }
 
+// TestMain raises go test's -parallel default (GOMAXPROCS: 2 here) unless
+// it was given: a guest takes one slot per test that drives it, and
+// TestKernels holds one while it waits for TestDebian's scenarios, which
+// left one of the two Debian guests waiting for a slot. What bounds the
+// guests running at once is the tests' own structure (at most four).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", "8"); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// serial says whether KLP_E2E_SERIAL asks for one guest at a time.
+func serial() bool { return os.Getenv("KLP_E2E_SERIAL") == "1" }
+
+// The busybox guests of TestKernels boot while TestDebian's Ansible group
+// runs: that group leaves a core idle much of the time (the roll-out's
+// first batch is one host, the controller waits on Prometheus), and the
+// two tests in turn took half an hour. They wait for TestDebian's own
+// scenarios, which keep both cores busy with boots and dpkg.
+var debianGate = struct {
+	planned atomic.Bool   // TestDebian runs in parallel with TestKernels
+	once    sync.Once     // closes done once
+	done    chan struct{} // closed when its scenarios are over
+}{done: make(chan struct{})}
+
+// debianScenariosOver lets TestKernels go on.
+func debianScenariosOver() { debianGate.once.Do(func() { close(debianGate.done) }) }
+
 func TestKernels(t *testing.T) {
+	if !serial() {
+		t.Parallel()
+	}
 	ctx := context.Background()
 	repo, err := harness.RepoRoot(".")
 	if err != nil {
@@ -105,6 +148,13 @@ func TestKernels(t *testing.T) {
 		t.FailNow()
 	}
 	t.Logf("modules ready in %v", time.Since(start).Round(time.Millisecond))
+	// Every top-level test has passed its call to t.Parallel by now, so
+	// planned is set if TestDebian runs at all.
+	if debianGate.planned.Load() {
+		start := time.Now()
+		<-debianGate.done
+		t.Logf("timing: waited %v for TestDebian's scenarios", time.Since(start).Round(time.Second))
+	}
 	for _, k := range env.Kernels {
 		g := harness.Guest{Kernel: k, ModDir: modDirs[k], Foreign: map[string]string{}}
 		for other, dir := range modDirs {
@@ -113,7 +163,7 @@ func TestKernels(t *testing.T) {
 			}
 		}
 		t.Run(k, func(t *testing.T) {
-			if os.Getenv("KLP_E2E_SERIAL") != "1" {
+			if !serial() {
 				t.Parallel()
 			}
 			runKernel(t, env, g, bins, filepath.Join(work, k), timeout)
@@ -146,7 +196,7 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 	// no_timer_check: on a loaded host TCG runs so slowly that the
 	// kernel's early check of the IO-APIC timer fails and 6.1 panics
 	// ("IO-APIC + timer doesn't work!") before init.
-	cmdline := "console=ttyS0 panic=-1 oops=panic quiet no_timer_check"
+	cmdline := "console=ttyS0 panic=-1 oops=panic quiet " + harness.Mitigations() + "no_timer_check"
 	if run := os.Getenv("KLP_E2E_RUN"); run != "" {
 		cmdline += " klp_e2e_run=" + run
 	}

@@ -65,7 +65,7 @@ func testFleet(t *testing.T, f *fleet) {
 	if err != nil {
 		t.Fatalf("the role failed the second time: %v\n%s", err, out)
 	}
-	for _, h := range hosts {
+	if !f.eachHost(t, "deployed", func(t *testing.T, h *host) {
 		expect(t, h.name, recap(out, h.name, "changed") == 0, "the role changed something again:\n%s", out)
 		files := h.mustRun(t, "dpkg -L klp")
 		for _, u := range []string{"klp-exporter.service", "klp-metrics.service", "klp-metrics.timer"} {
@@ -84,6 +84,8 @@ func testFleet(t *testing.T, f *fleet) {
 		}
 		expect(t, h.name, !strings.Contains(status, "Uid:\t0\t"), "the exporter runs as root:\n%s", status)
 		probePrivileges(t, h)
+	}) {
+		t.FailNow()
 	}
 
 	// The timer as well, into the directory Debian's node_exporter reads
@@ -185,7 +187,7 @@ scrape_configs:
 	})
 	// klp-metrics.service (root, CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE
 	// only) counts them too, in klp.prom, within a few runs of the timer.
-	for _, h := range hosts {
+	f.eachHost(t, "klp.prom", func(t *testing.T, h *host) {
 		prom := "/var/lib/prometheus/node-exporter/klp.prom"
 		r := h.run(t, `for i in $(seq 120); do grep -q '^klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1$' `+prom+` && `+
 			`grep -q '^klp_blocking_tasks{kind="user",patch="klp_e2e_target_patch"} 1$' `+prom+` && break; sleep 1; done; grep -E '^klp_(blocking_tasks|transition_duration_seconds|scrape_errors_total)' `+prom)
@@ -193,7 +195,7 @@ scrape_configs:
 		expect(t, h.name, strings.Contains(r.Stdout, `klp_blocking_tasks{kind="kernel",patch="klp_e2e_target_patch"} 1`) &&
 			strings.Contains(r.Stdout, `klp_blocking_tasks{kind="user",patch="klp_e2e_target_patch"} 1`), "klp.prom does not count the blocking tasks")
 		expect(t, h.name, !regexp.MustCompile(`source="tasks"\} [1-9]`).MatchString(r.Stdout), "klp-metrics.service failed to read tasks")
-	}
+	})
 	for _, s := range promQuery(t, api, `klp_scrape_errors_total{source="tasks"} > 0`) {
 		t.Errorf("%s: the exporter failed to read tasks: %v", s.Metric["guest"], s.Metric)
 	}
@@ -248,7 +250,7 @@ scrape_configs:
 	// restarts the running exporter and timer, a removal stops them, and
 	// installed again they stay as the administrator left them.
 	pkg := "/var/tmp/" + filepath.Base(deb)
-	for _, h := range hosts {
+	f.eachHost(t, "dpkg", func(t *testing.T, h *host) {
 		before := h.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
 		h.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
 		after := h.mustRun(t, "systemctl show -P MainPID klp-exporter.service")
@@ -259,7 +261,7 @@ scrape_configs:
 		h.mustRun(t, "dpkg -i "+pkg+" >/dev/null")
 		state = h.run(t, "systemctl is-enabled klp-exporter.service klp-metrics.timer; systemctl is-active klp-exporter.service klp-metrics.timer").Stdout
 		t.Logf("%s: after dpkg -r and dpkg -i: %q", h.name, state)
-	}
+	})
 }
 
 // probePrivileges reads the patch_state of init (root's) and of kthreadd

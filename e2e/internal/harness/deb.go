@@ -26,6 +26,11 @@ func BuildPackages(ctx context.Context, repo, dist string) (Packages, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Packages{}, fmt.Errorf("make packages-build: %w\n%s", err, out)
 	}
+	return FindPackages(ctx, dist)
+}
+
+// FindPackages returns the packages "make packages-build" left in dist.
+func FindPackages(ctx context.Context, dist string) (Packages, error) {
 	var p Packages
 	debs, _ := filepath.Glob(filepath.Join(dist, "klp_*.deb"))
 	rpms, _ := filepath.Glob(filepath.Join(dist, "klp-*.rpm"))

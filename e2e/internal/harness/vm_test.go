@@ -18,7 +18,7 @@ func testVM() *VM {
 
 func TestCmdline(t *testing.T) {
 	v := testVM()
-	if got, want := v.cmdline(""), "console=ttyS0 root=/dev/vda rw quiet panic=-1 klp_e2e.ssh_key=AAAAC3NzaC1lZDI1NTE5AAAAIExample"; got != want {
+	if got, want := v.cmdline(""), "console=ttyS0 root=/dev/vda rw quiet panic=-1 mitigations=off klp_e2e.ssh_key=AAAAC3NzaC1lZDI1NTE5AAAAIExample"; got != want {
 		t.Errorf("cmdline() = %q, want %q", got, want)
 	}
 	if got := v.cmdline("klp.enable=0"); !strings.HasSuffix(got, "klp_e2e.ssh_key=AAAAC3NzaC1lZDI1NTE5AAAAIExample klp.enable=0") {
