@@ -50,10 +50,11 @@ func TestWatchLogNoSeam(t *testing.T) {
 	}
 }
 
-// The real /dev/kmsg (root, or CAP_SYSLOG): a watch returns the records
-// logged after it was opened, sleeps until the next one, and ends its wait
-// at the context's deadline or cancellation.
-func TestDevKmsgReal(t *testing.T) {
+// watchRealKmsg watches the real /dev/kmsg until the test ends; it skips
+// only where this process cannot read the device (checked without
+// WatchLog), so a WatchLog that fails there fails the test.
+func watchRealKmsg(t *testing.T) LogWatch {
+	t.Helper()
 	if !readableKmsg() {
 		t.Skip("no readable /dev/kmsg (root or CAP_SYSLOG)")
 	}
@@ -61,7 +62,15 @@ func TestDevKmsgReal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WatchLog of the real /dev/kmsg: %v", err)
 	}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// The real /dev/kmsg (root, or CAP_SYSLOG): a watch returns the records
+// logged after it was opened, sleeps until the next one, and ends its wait
+// at the context's deadline or cancellation.
+func TestDevKmsgReal(t *testing.T) {
+	w := watchRealKmsg(t)
 	out, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
 	if err != nil {
 		t.Skipf("cannot write /dev/kmsg: %v", err)
@@ -147,14 +156,7 @@ type deadlineOnly struct {
 func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
 
 func TestDevKmsgDeadlineBeforeContext(t *testing.T) {
-	if !readableKmsg() {
-		t.Skip("no readable /dev/kmsg (root or CAP_SYSLOG)")
-	}
-	w, err := DevKmsg{Path: "/dev/kmsg"}.WatchLog()
-	if err != nil {
-		t.Fatalf("WatchLog of the real /dev/kmsg: %v", err)
-	}
-	defer w.Close()
+	w := watchRealKmsg(t)
 	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(20 * time.Millisecond)}
 	for {
 		b, err := next(t, w, ctx)

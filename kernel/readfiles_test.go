@@ -13,6 +13,21 @@ import (
 	"time"
 )
 
+// bothHandles opens r both ways ReadFiles reads: through one directory
+// descriptor (a handle from Open) and through Files (any other handle).
+func bothHandles(t *testing.T, r Roots) (osHandle, filesHandle *Handle) {
+	t.Helper()
+	osHandle, err := Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filesHandle, err = NewHandle(r, OSFiles{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return osHandle, filesHandle
+}
+
 // TestReadFiles reads a task directory's files both ways: through one
 // directory descriptor (a handle from Open) and through Files (any other
 // handle), with the same answers: contents, cut files, missing files,
@@ -36,14 +51,7 @@ func TestReadFiles(t *testing.T) {
 	if err := os.Symlink("stat", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	osHandle, err := Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	filesHandle, err := NewHandle(r, OSFiles{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	osHandle, filesHandle := bothHandles(t, r)
 	names := []string{"stat", "comm", "big", "empty", "missing", "fifo", "link"}
 	for _, h := range []*Handle{osHandle, filesHandle} {
 		got := map[string]string{}
@@ -122,14 +130,7 @@ func TestReadLimits(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	osHandle, err := Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	filesHandle, err := NewHandle(r, OSFiles{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	osHandle, filesHandle := bothHandles(t, r)
 	for _, limit := range []int64{0, 1, 10, 4095, 4096, 4097, 10000} {
 		exact, over := strings.Repeat("e", int(limit)), strings.Repeat("o", int(limit)+1)
 		for name, data := range map[string]string{"exact": exact, "over": over} {
