@@ -183,9 +183,15 @@ func scenarioKlpStallBPF(r *runner) {
 		strings.Contains(out, "      kernel log: "+want+"\n") && st.KernelReasons != nil && *st.KernelReasons == "logged",
 		"the report quotes the kernel's line %q: %+v", want, t)
 
-	// The program goes: the next retry switches the kthread.
+	// The program goes: the next retry switches the kthread. The kernel
+	// retries every second, so the transition may be over before wait
+	// starts ("ready"); either way the kernel must show the patch done.
 	p.Close()
-	r.klpVerb("wait-detached", 0, []string{"patched"}, "wait", "--timeout", "15s")
+	r.klpVerb("wait-detached", 0, []string{"patched", "ready"}, "wait", "--timeout", "15s")
+	tr, terr := readTrim("/sys/kernel/livepatch/klp_e2e_cmdline/transition")
+	en, eerr := readTrim("/sys/kernel/livepatch/klp_e2e_cmdline/enabled")
+	r.expect("detached-done", terr == nil && eerr == nil && tr == "0" && en == "1",
+		"after the wait the kernel shows klp_e2e_cmdline enabled, out of transition: transition %q (%v), enabled %q (%v)", tr, terr, en, eerr)
 
 	// An fentry program returns before the traced function runs: its
 	// trampoline is not on the sleeping kthread's stack, and the
