@@ -51,14 +51,8 @@ func TestUsesTrampoline(t *testing.T) {
 // empty on a test machine); as another user, the error is a permission
 // error.
 func TestBPFLinksRunningKernel(t *testing.T) {
-	if !runningKernelFS(t) {
-		t.Skip("no running kernel's sysfs here")
-	}
-	h, err := Open(Roots{})
-	if err != nil || !h.KernelFS() {
-		t.Fatalf("Open of the running kernel: %v", err)
-	}
-	_, err = h.BPFLinks()
+	h := openRunning(t)
+	_, err := h.BPFLinks()
 	if err != nil && !errors.Is(err, ErrPermission) {
 		t.Errorf("BPFLinks() = %v, want nil or ErrPermission", err)
 	}

@@ -153,24 +153,9 @@ func TestWriteAttrPaths(t *testing.T) {
 func TestOpenKnowsItsKernel(t *testing.T) {
 	t.Parallel()
 	r := tree(t, "6.1.0\n")
-	withDev, err := Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	withDev, filesDev := bothHandles(t, r)
 	r.Dev = ""
-	noDev, err := Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := NewHandle(r, OSFiles{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Dev = "/dev"
-	filesDev, err := NewHandle(r, OSFiles{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	noDev, files := bothHandles(t, r)
 	for _, c := range []struct {
 		name     string
 		h        *Handle

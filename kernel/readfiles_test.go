@@ -88,16 +88,10 @@ func TestReadFiles(t *testing.T) {
 // TestReadFilesKernel reads this process's own task files from the real
 // procfs, where a short read ends a file.
 func TestReadFilesKernel(t *testing.T) {
-	if !runningKernelFS(t) {
-		t.Skip("no procfs at /proc here")
-	}
-	h, err := Open(Roots{})
-	if err != nil || !h.KernelFS() {
-		t.Fatalf("Open of the running kernel: %v", err)
-	}
+	h := openRunning(t)
 	dir := h.ProcPath("self")
 	got := map[string]string{}
-	err = h.ReadFiles(dir, []string{"comm", "cmdline", "status"}, MaxAttrSize, func(name string, data []byte, err error) {
+	err := h.ReadFiles(dir, []string{"comm", "cmdline", "status"}, MaxAttrSize, func(name string, data []byte, err error) {
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -167,13 +161,7 @@ func TestReadLimits(t *testing.T) {
 // that fills the buffer does not: a command line longer than the first
 // buffer (4096 bytes) is read whole.
 func TestReadFilesKernelLong(t *testing.T) {
-	if !runningKernelFS(t) {
-		t.Skip("no procfs at /proc here")
-	}
-	h, err := Open(Roots{})
-	if err != nil || !h.KernelFS() {
-		t.Fatalf("Open of the running kernel: %v", err)
-	}
+	h := openRunning(t)
 	arg := strings.Repeat("a", 6000)
 	cmd := exec.Command("sleep", "60", arg)
 	if err := cmd.Start(); err != nil {

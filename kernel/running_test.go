@@ -36,6 +36,21 @@ func runningKernelFS(t *testing.T) bool {
 	return sys && proc
 }
 
+// openRunning opens the running kernel's handle, skipping where this
+// machine has no sysfs and procfs mounted (runningKernelFS) and failing
+// where it has them but Open does not recognise them.
+func openRunning(t *testing.T) *Handle {
+	t.Helper()
+	if !runningKernelFS(t) {
+		t.Skip("no sysfs at /sys and procfs at /proc here")
+	}
+	h, err := Open(Roots{})
+	if err != nil || !h.KernelFS() {
+		t.Fatalf("Open of the running kernel: %v", err)
+	}
+	return h
+}
+
 // readableKmsg says whether this process can open /dev/kmsg for reading
 // (root, or CAP_SYSLOG), checked without the code under test.
 func readableKmsg() bool {

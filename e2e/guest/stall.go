@@ -188,10 +188,9 @@ func scenarioKlpStallBPF(r *runner) {
 	// starts ("ready"); either way the kernel must show the patch done.
 	p.Close()
 	r.klpVerb("wait-detached", 0, []string{"patched", "ready"}, "wait", "--timeout", "15s")
-	tr, terr := readTrim("/sys/kernel/livepatch/klp_e2e_cmdline/transition")
-	en, eerr := readTrim("/sys/kernel/livepatch/klp_e2e_cmdline/enabled")
-	r.expect("detached-done", terr == nil && eerr == nil && tr == "0" && en == "1",
-		"after the wait the kernel shows klp_e2e_cmdline enabled, out of transition: transition %q (%v), enabled %q (%v)", tr, terr, en, eerr)
+	sp, err := readSysPatch("klp_e2e_cmdline")
+	r.expect("detached-done", err == nil && sp.transition == 0 && sp.enabled == 1,
+		"after the wait the kernel shows klp_e2e_cmdline enabled, out of transition: transition %d, enabled %d (%v)", sp.transition, sp.enabled, err)
 
 	// An fentry program returns before the traced function runs: its
 	// trampoline is not on the sleeping kthread's stack, and the
