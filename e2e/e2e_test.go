@@ -105,6 +105,11 @@ func TestKernels(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("setup done in %v; kernels %v; cache %s", time.Since(start).Round(time.Millisecond), env.Kernels, env.Cache)
+	// The checks' output runs to thousands of lines, printed when each
+	// guest ends; a CI that shows only the end of the log would hide the
+	// one that failed. The summary comes last, once every guest is done.
+	var fails failures
+	t.Cleanup(func() { fails.report(t) })
 
 	work := filepath.Join(repo, "e2e", ".work")
 	if err := os.MkdirAll(work, 0o755); err != nil {
@@ -166,12 +171,13 @@ func TestKernels(t *testing.T) {
 			if !serial() {
 				t.Parallel()
 			}
-			runKernel(t, env, g, bins, filepath.Join(work, k), timeout)
+			fails.watch(t, "")
+			runKernel(t, env, g, bins, filepath.Join(work, k), timeout, &fails)
 		})
 	}
 }
 
-func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Binaries, work string, timeout time.Duration) {
+func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Binaries, work string, timeout time.Duration, fails *failures) {
 	ctx := context.Background()
 	kver := g.Kernel
 	start := time.Now()
@@ -229,6 +235,7 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 			name = fmt.Sprintf("%s#%d", name, seen[name])
 		}
 		t.Run(name, func(t *testing.T) {
+			fails.watch(t, ch.Detail)
 			if ch.Pass {
 				t.Log(ch.Detail)
 				return
@@ -249,6 +256,40 @@ func runKernel(t *testing.T, env *harness.Env, g harness.Guest, bins harness.Bin
 	}
 	if err := c.CheckCounts(); err != nil {
 		t.Fatalf("%v\n--- console tail:\n%s", err, harness.Tail(lines, 60))
+	}
+}
+
+// failures collects the names of the failed tests of TestKernels, with
+// the first line of each check's detail, for one summary at its end.
+type failures struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// watch notes t, with the start of detail, if t fails.
+func (f *failures) watch(t *testing.T, detail string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		line := t.Name()
+		if d, _, _ := strings.Cut(detail, "\n"); d != "" {
+			if len(d) > 300 {
+				d = d[:300] + "..."
+			}
+			line += ": " + d
+		}
+		f.mu.Lock()
+		f.lines = append(f.lines, line)
+		f.mu.Unlock()
+	})
+}
+
+func (f *failures) report(t *testing.T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) > 0 {
+		t.Logf("%d failed, in short (their output is above):\n%s", len(f.lines), strings.Join(f.lines, "\n"))
 	}
 }
 
