@@ -518,3 +518,24 @@ func TestKlpSymbolsSortedAndNotesBounded(t *testing.T) {
 		t.Errorf("notes (-want +got):\n%s", diff)
 	}
 }
+
+// Only a pointer to the module itself (__this_module, or its section at
+// offset 0) followed by one to a klp_object array starts a klp_patch: any
+// other pointer before a pointer to the objects is not a candidate.
+func TestPatchNeedsTheModulePointer(t *testing.T) {
+	t.Parallel()
+	img := synthPatchWith(t, binary.LittleEndian, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp", true, func(b *elfBuilder, data int) {
+		abs := uint32(elf.R_X86_64_64)
+		other := b.section(".data.other", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, make([]byte, 16))
+		// {&other, &objs}: the shape of klp_patch's first two fields, but
+		// the first points elsewhere (objs is at 0x40 in .data).
+		b.rela(".rela.data.other", other, 0, trel{0, b.sectionSym(other), abs, 8}, trel{8, b.sectionSym(data), abs, 0x40})
+	})
+	m, err := ParseBytes(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Targets == nil || m.Targets.Replace == nil || !*m.Targets.Replace || len(m.Targets.Notes) != 0 {
+		t.Errorf("Targets = %+v, want the one klp_patch found (replace true, no notes)", m.Targets)
+	}
+}
