@@ -489,8 +489,8 @@ func TestChangerDefaults(t *testing.T) {
 	}
 }
 
-// TestList: list shows each patch's state, a superseded module, and who
-// provides each function.
+// TestList: list shows each patch's state, a superseded and a pinned
+// module, and who provides each function, in order.
 func TestList(t *testing.T) {
 	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux6_1})
 	ctx := context.Background()
@@ -505,6 +505,21 @@ func TestList(t *testing.T) {
 	if _, err := e.load(ctx, e.patchModule(t, "lp_more", false, "version_proc_show"), w); err != nil {
 		t.Fatal(err)
 	}
+	// lp_pin is forced during its unpatching: the kernel keeps its
+	// module's reference, with no patch directory left.
+	if _, err := e.load(ctx, e.patchModule(t, "lp_pin", false, "f_lp_pin"), w); err != nil {
+		t.Fatal(err)
+	}
+	e.k.BlockTask(100, "f_lp_pin")
+	if err := e.m.Ctl.Disable("lp_pin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Ctl.Force("lp_pin"); err != nil {
+		t.Fatal(err)
+	}
+	if !e.k.Settle(5) {
+		t.Fatal("the forced unpatching did not complete")
+	}
 	l, err := e.m.List(e.cfg.Store)
 	if err != nil {
 		t.Fatal(err)
@@ -513,14 +528,15 @@ func TestList(t *testing.T) {
 	for _, p := range l.Loaded {
 		states[p.Name] = p.State
 	}
-	if diff := cmp.Diff(map[string]PatchState{"lp_v2": StateEnabled, "lp_more": StateEnabled, "lp_v1": StateSuperseded}, states); diff != "" {
+	if diff := cmp.Diff(map[string]PatchState{"lp_v2": StateEnabled, "lp_more": StateEnabled, "lp_v1": StateSuperseded, "lp_pin": StatePinned}, states); diff != "" {
 		t.Errorf("states: unexpected diff (-want +got):\n%s", diff)
 	}
-	provided := map[string]string{}
+	// In the order of object, function and position.
+	var provided [][2]string
 	for _, f := range l.Functions {
-		provided[f.Function] = f.ProvidedBy
+		provided = append(provided, [2]string{f.Function, f.ProvidedBy})
 	}
-	want := map[string]string{"cmdline_proc_show": "lp_v2", "meminfo_proc_show": "lp_v2", "version_proc_show": "lp_more"}
+	want := [][2]string{{"cmdline_proc_show", "lp_v2"}, {"meminfo_proc_show", "lp_v2"}, {"version_proc_show", "lp_more"}}
 	if diff := cmp.Diff(want, provided); diff != "" {
 		t.Errorf("providers: unexpected diff (-want +got):\n%s", diff)
 	}
