@@ -23,6 +23,12 @@ func TestTaskCounter(t *testing.T) {
 	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: time.Millisecond, OnStall: StallLeave}); err == nil {
 		t.Fatal("the load did not stall")
 	}
+	// No count yet, whatever the target, the zero PatchState included.
+	tc0 := newTaskCounter(context.Background(), e.m.LP)
+	if n := tc0.left(livepatch.StateUnpatched); n != -1 {
+		t.Errorf("before the first count, unpatching: %d, want -1", n)
+	}
+	tc0.stop()
 	clock := time.Unix(1000, 0)
 	tc := newTaskCounter(context.Background(), e.m.LP)
 	tc.now = func() time.Time { return clock }
