@@ -127,13 +127,7 @@ func TestUnloadAll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.k.BlockTask(100, "f_lp_pinned")
-	if err := e.m.Ctl.Disable("lp_pinned"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.Ctl.Force("lp_pinned"); err != nil {
-		t.Fatal(err)
-	}
+	e.forceUnpatching(t, "lp_pinned")
 	// Time for two passes, each waiting for lp_pinned's reference.
 	o, err = e.m.UnloadAll(ctx, WaitOptions{Timeout: time.Minute})
 	if !errors.Is(err, ErrForced) || o.Result != ResultIncomplete {
@@ -489,6 +483,20 @@ func TestChangerDefaults(t *testing.T) {
 	}
 }
 
+// forceUnpatching disables patch name, whose function f_<name> task 100
+// sleeps in, and forces the unpatching: the kernel keeps the module's
+// reference.
+func (e *env) forceUnpatching(t *testing.T, name string) {
+	t.Helper()
+	e.k.BlockTask(100, "f_"+name)
+	if err := e.m.Ctl.Disable(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Ctl.Force(name); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestList: list shows each patch's state, a superseded and a pinned
 // module, and who provides each function, in order.
 func TestList(t *testing.T) {
@@ -510,13 +518,7 @@ func TestList(t *testing.T) {
 	if _, err := e.load(ctx, e.patchModule(t, "lp_pin", false, "f_lp_pin"), w); err != nil {
 		t.Fatal(err)
 	}
-	e.k.BlockTask(100, "f_lp_pin")
-	if err := e.m.Ctl.Disable("lp_pin"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.Ctl.Force("lp_pin"); err != nil {
-		t.Fatal(err)
-	}
+	e.forceUnpatching(t, "lp_pin")
 	if !e.k.Settle(5) {
 		t.Fatal("the forced unpatching did not complete")
 	}
