@@ -491,8 +491,7 @@ func scenarioKlpReverse(r *runner) {
 	}
 
 	r.klpVerb("enable-reverses", 0, []string{"patched"}, "enable", "--timeout", "10s", "klp_e2e_target_patch")
-	p, err = readSysPatch("klp_e2e_target_patch")
-	r.expect("reversed-kernel", err == nil && p.enabled == 1 && p.transition == 0, "the reverse brought the patch back: %+v %v", p, err)
+	r.expectEnabledSettled("reversed-kernel", "klp_e2e_target_patch", "the reverse brought the patch back")
 
 	r.must(r.expectNoErr("release", writeFile(patchParams+"block", "0"), "release the kthread"))
 	r.klpVerb("unload", 0, []string{"removed"}, "unload", "klp_e2e_target_patch")

@@ -188,9 +188,7 @@ func scenarioKlpStallBPF(r *runner) {
 	// starts: the wait names the patch, as the lifecycle scenario's does.
 	p.Close()
 	r.klpVerb("wait-detached", 0, []string{"patched"}, "wait", "--timeout", "15s", "klp_e2e_cmdline")
-	sp, err := readSysPatch("klp_e2e_cmdline")
-	r.expect("detached-done", err == nil && sp.transition == 0 && sp.enabled == 1,
-		"after the wait the kernel shows klp_e2e_cmdline enabled, out of transition: transition %d, enabled %d (%v)", sp.transition, sp.enabled, err)
+	r.expectEnabledSettled("detached-done", "klp_e2e_cmdline", "after the wait")
 
 	// An fentry program returns before the traced function runs: its
 	// trampoline is not on the sleeping kthread's stack, and the
@@ -250,9 +248,7 @@ func scenarioKlpStallInVain(r *runner) {
 	// starts (seen on 6.1 under load), and a wait for "the transition in
 	// progress" would then rightly find none.
 	r.klpVerb("wait", 0, []string{"patched"}, "wait", "--timeout", "15s", "klp_e2e_target_patch")
-	sp, err := readSysPatch("klp_e2e_target_patch")
-	r.expect("wait-kernel", err == nil && sp.transition == 0 && sp.enabled == 1,
-		"after the wait the kernel shows klp_e2e_target_patch enabled, out of transition: transition %d, enabled %d (%v)", sp.transition, sp.enabled, err)
+	r.expectEnabledSettled("wait-kernel", "klp_e2e_target_patch", "after the wait")
 	r.expect("reader-exited", c.exited(5*time.Second), "the reader finished once released")
 }
 

@@ -101,6 +101,14 @@ func readSysPatches() ([]sysPatch, error) {
 	return ps, nil
 }
 
+// expectEnabledSettled checks that the kernel shows patch name enabled and
+// out of transition.
+func (r *runner) expectEnabledSettled(check, name, why string) bool {
+	p, err := readSysPatch(name)
+	return r.expect(check, err == nil && p.enabled == 1 && p.transition == 0,
+		"%s: %s enabled %d, transition %d (%v)", why, name, p.enabled, p.transition, err)
+}
+
 func readSysPatch(name string) (sysPatch, error) {
 	dir := filepath.Join(lpRoot, name)
 	p := sysPatch{name: name}
