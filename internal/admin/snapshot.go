@@ -49,6 +49,9 @@ type SnapshotOptions struct {
 	// Workers is the number of goroutines reading tasks (0: GOMAXPROCS,
 	// at most 8).
 	Workers int
+	// limits replaces the capture's limits (nil: defaultLimits), so that
+	// a test can reach them with small trees.
+	limits *captureLimits
 }
 
 // Limits of a capture: what klp reads of one file, and how much of a tree.
@@ -69,6 +72,15 @@ const (
 	maxWalk      = 50000
 	maxWalkDepth = 8
 )
+
+// captureLimits are the limits one capture applies.
+type captureLimits struct {
+	cmdline, attr, bigFile, log int64
+	stacks, walk, walkDepth     int
+}
+
+var defaultLimits = captureLimits{cmdline: maxCmdline, attr: kernel.MaxAttrSize, bigFile: maxBigFile, log: maxLog,
+	stacks: maxStacks, walk: maxWalk, walkDepth: maxWalkDepth}
 
 // captureKinds describe, in the manifest's order, what a snapshot holds.
 var captureKinds = []snapshot.Captured{
@@ -94,8 +106,11 @@ func (s *System) Snapshot(ctx context.Context, out io.Writer, opts SnapshotOptio
 		now = time.Now
 	}
 	start := now()
-	c := &capture{ctx: ctx, s: s, h: s.K, opts: opts, w: snapshot.NewWriter(start.UTC()),
+	c := &capture{ctx: ctx, s: s, h: s.K, opts: opts, lim: defaultLimits, w: snapshot.NewWriter(start.UTC()),
 		kinds: map[string]*snapshot.Captured{}, recNames: map[string]struct{}{}}
+	if opts.limits != nil {
+		c.lim = *opts.limits
+	}
 	for i := range captureKinds {
 		k := captureKinds[i]
 		k.Paths = append([]string(nil), k.Paths...)
@@ -140,6 +155,7 @@ type capture struct {
 	s     *System
 	h     *kernel.Handle
 	opts  SnapshotOptions
+	lim   captureLimits
 	w     *snapshot.Writer
 	rec   snapshot.Records // error records and placeholders of the files
 	kinds map[string]*snapshot.Captured
@@ -308,7 +324,7 @@ func (c *capture) placeholder(name string, perm fs.FileMode) {
 // reads the same way); other links are left out. skip names entries left
 // out (with their subtrees).
 func (c *capture) walk(what, name string, maxDepth int, follow bool, skip func(name string) bool) {
-	budget := maxWalk
+	budget := c.lim.walk
 	var rec func(name string, depth int)
 	rec = func(name string, depth int) {
 		if depth > maxDepth || snapshot.ValidName(name) != nil {
@@ -336,7 +352,7 @@ func (c *capture) walk(what, name string, maxDepth int, follow bool, skip func(n
 		}
 		for _, e := range entries {
 			if budget--; budget < 0 {
-				c.note("/%s: more than %d entries, the rest not captured", name, maxWalk)
+				c.note("/%s: more than %d entries, the rest not captured", name, c.lim.walk)
 				return
 			}
 			child := name + "/" + e.Name()
@@ -356,7 +372,7 @@ func (c *capture) walk(what, name string, maxDepth int, follow bool, skip func(n
 				// sysfs links (holders, drivers) point elsewhere in
 				// sysfs; klp reads none of them.
 			default:
-				c.file(what, child, kernel.MaxAttrSize)
+				c.file(what, child, c.lim.attr)
 			}
 		}
 	}
@@ -366,7 +382,7 @@ func (c *capture) walk(what, name string, maxDepth int, follow bool, skip func(n
 // livepatchTree captures /sys/kernel/livepatch and /sys/kernel/kgraft.
 func (c *capture) livepatchTree() error {
 	for _, name := range []string{"sys/kernel/livepatch", "sys/kernel/kgraft"} {
-		c.walk("livepatch", name, maxWalkDepth, true, nil)
+		c.walk("livepatch", name, c.lim.walkDepth, true, nil)
 	}
 	return nil
 }
@@ -375,7 +391,7 @@ func (c *capture) livepatchTree() error {
 // every /sys/module directory (a built-in object has one), and the whole
 // directory of the live patch modules and the modules they patch.
 func (c *capture) modules() error {
-	c.file("modules", "proc/modules", maxBigFile)
+	c.file("modules", "proc/modules", c.lim.bigFile)
 	deep := map[string]bool{}
 	if names, err := c.s.LivepatchModules(); err == nil {
 		for _, n := range names {
@@ -409,7 +425,7 @@ func (c *capture) modules() error {
 		case deep[name]:
 			// sections/ holds the module's addresses, holders/ links:
 			// nothing klp reads.
-			c.walk("modules", dir, maxWalkDepth, false, func(n string) bool {
+			c.walk("modules", dir, c.lim.walkDepth, false, func(n string) bool {
 				return n == dir+"/sections" || n == dir+"/holders"
 			})
 		case loaded[name]:
@@ -460,7 +476,7 @@ func (c *capture) kernelFacts() error {
 		"proc/sys/kernel/kptr_restrict",
 		"sys/kernel/security/lockdown", "sys/module/module/parameters/sig_enforce", "sys/module/compression",
 	} {
-		c.file("kernel", name, kernel.MaxAttrSize)
+		c.file("kernel", name, c.lim.attr)
 	}
 	return nil
 }
@@ -469,9 +485,9 @@ func (c *capture) kernelFacts() error {
 // /proc/config.gz, whichever exist.
 func (c *capture) config() error {
 	if rel, err := c.h.Release(); err == nil && store.ValidateRelease(rel) == nil {
-		c.file("config", "boot/config-"+rel, maxBigFile)
+		c.file("config", "boot/config-"+rel, c.lim.bigFile)
 	}
-	c.file("config", "proc/config.gz", maxBigFile)
+	c.file("config", "proc/config.gz", c.lim.bigFile)
 	return nil
 }
 
@@ -490,7 +506,7 @@ func (c *capture) symbols() error {
 	}
 	defer f.Close()
 	var out bytes.Buffer
-	br := bufio.NewReaderSize(io.LimitReader(f, maxBigFile+1), 64<<10)
+	br := bufio.NewReaderSize(io.LimitReader(f, c.lim.bigFile+1), 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -507,9 +523,9 @@ func (c *capture) symbols() error {
 			break
 		}
 	}
-	if out.Len() > maxBigFile {
-		c.note("/%s was cut at %d bytes", name, maxBigFile)
-		out.Truncate(maxBigFile)
+	if int64(out.Len()) > c.lim.bigFile {
+		c.note("/%s was cut at %d bytes", name, c.lim.bigFile)
+		out.Truncate(int(c.lim.bigFile))
 	}
 	c.addFile("symbols", name, out.Bytes(), 0o444)
 	return nil
@@ -534,10 +550,10 @@ func zeroAddress(line []byte) []byte {
 func (c *capture) ftrace() error {
 	for _, dir := range []string{"sys/kernel/tracing", "sys/kernel/debug/tracing"} {
 		for _, f := range []string{"available_filter_functions", "enabled_functions"} {
-			c.file("ftrace", dir+"/"+f, maxBigFile)
+			c.file("ftrace", dir+"/"+f, c.lim.bigFile)
 		}
 	}
-	c.file("ftrace", "sys/kernel/debug/kprobes/list", maxBigFile)
+	c.file("ftrace", "sys/kernel/debug/kprobes/list", c.lim.bigFile)
 	return nil
 }
 
@@ -570,7 +586,7 @@ func (c *capture) preflightFiles() error {
 		}
 		switch rf.seen[p] {
 		case "open":
-			c.file("kernel", name, maxBigFile)
+			c.file("kernel", name, c.lim.bigFile)
 		case "readdir":
 			c.listing(name)
 		default:
@@ -659,7 +675,7 @@ func (c *capture) log() error {
 	if c.h.KernelFS() {
 		var rc io.ReadCloser
 		if rc, err = (kmod.DevKmsg{Path: c.path(name)}).OpenLog(); err == nil {
-			data, err = io.ReadAll(io.LimitReader(rc, maxLog))
+			data, err = io.ReadAll(io.LimitReader(rc, c.lim.log))
 			rc.Close()
 		}
 	} else {
@@ -669,7 +685,7 @@ func (c *capture) log() error {
 		if fi, serr := c.h.Lstat(c.path(name)); serr != nil || !fi.Mode().IsRegular() {
 			return nil
 		}
-		data, err = c.read(c.path(name), maxLog)
+		data, err = c.read(c.path(name), c.lim.log)
 	}
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -786,15 +802,15 @@ func (c *capture) tasks(before Status) error {
 func (c *capture) process(res *taskResult, pid, file string) {
 	dir := "proc/" + pid
 	exited := false
-	err := c.h.ReadFiles(c.path(dir), []string{"cmdline"}, maxCmdline, func(_ string, raw []byte, err error) {
+	err := c.h.ReadFiles(c.path(dir), []string{"cmdline"}, c.lim.cmdline, func(_ string, raw []byte, err error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			exited = true
 		case err != nil:
 			_ = res.rec.Error(dir+"/cmdline", false, opOf(err), err, 0o444)
 		default:
-			if len(raw) > maxCmdline {
-				raw = raw[:maxCmdline]
+			if int64(len(raw)) > c.lim.cmdline {
+				raw = raw[:c.lim.cmdline]
 			}
 			if c.opts.Redact {
 				raw = redactCmdline(raw)
@@ -808,8 +824,8 @@ func (c *capture) process(res *taskResult, pid, file string) {
 	res.n.procs++
 	id, _ := strconv.Atoi(pid)
 	if file == "kgr_in_progress" {
-		_ = c.h.ReadFiles(c.path(dir), []string{file}, kernel.MaxAttrSize, func(_ string, b []byte, err error) {
-			if v, ok := res.taskFile(dir+"/"+file, b, err); ok {
+		_ = c.h.ReadFiles(c.path(dir), []string{file}, c.lim.attr, func(_ string, b []byte, err error) {
+			if v, ok := res.taskFile(dir+"/"+file, b, err, c.lim.attr); ok {
 				res.procs = append(res.procs, livepatch.TaskState{PID: id, TID: id, State: v})
 			}
 		})
@@ -828,8 +844,8 @@ func (c *capture) process(res *taskResult, pid, file string) {
 		}
 		tdir := dir + "/task/" + t.Name()
 		tid, _ := strconv.Atoi(t.Name())
-		err := c.h.ReadFiles(c.path(tdir), names, kernel.MaxAttrSize, func(name string, b []byte, err error) {
-			v, ok := res.taskFile(tdir+"/"+name, b, err)
+		err := c.h.ReadFiles(c.path(tdir), names, c.lim.attr, func(name string, b []byte, err error) {
+			v, ok := res.taskFile(tdir+"/"+name, b, err, c.lim.attr)
 			if ok && name == file {
 				res.states = append(res.states, livepatch.TaskState{PID: id, TID: tid, State: v})
 			}
@@ -846,15 +862,15 @@ func (c *capture) process(res *taskResult, pid, file string) {
 
 // taskFile records one small task file read (or its error) and, for a
 // state file, returns its value.
-func (res *taskResult) taskFile(name string, b []byte, err error) (livepatch.PatchState, bool) {
+func (res *taskResult) taskFile(name string, b []byte, err error, limit int64) (livepatch.PatchState, bool) {
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			_ = res.rec.Error(name, false, opOf(err), err, 0o444)
 		}
 		return 0, false
 	}
-	if int64(len(b)) > kernel.MaxAttrSize {
-		b = b[:kernel.MaxAttrSize]
+	if int64(len(b)) > limit {
+		b = b[:limit]
 	}
 	if err := res.rec.Data(name, b); err != nil {
 		return 0, false
@@ -894,15 +910,15 @@ func (c *capture) stacksOf(before Status, states, procs []livepatch.TaskState) {
 		return want[i].PID < want[j].PID || want[i].PID == want[j].PID && want[i].TID < want[j].TID
 	})
 	c.blocking = len(want)
-	if len(want) > maxStacks {
-		c.note("%d tasks block the transition: the stacks of the first %d were captured", len(want), maxStacks)
-		want = want[:maxStacks]
+	if len(want) > c.lim.stacks {
+		c.note("%d tasks block the transition: the stacks of the first %d were captured", len(want), c.lim.stacks)
+		want = want[:c.lim.stacks]
 	}
 	var rec snapshot.Records
 	k := c.kinds["stacks"]
 	for _, t := range want {
 		dir := fmt.Sprintf("proc/%d/task/%d", t.PID, t.TID)
-		_ = c.h.ReadFiles(c.path(dir), []string{"stack"}, kernel.MaxAttrSize, func(_ string, b []byte, err error) {
+		_ = c.h.ReadFiles(c.path(dir), []string{"stack"}, c.lim.attr, func(_ string, b []byte, err error) {
 			name := dir + "/stack"
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
@@ -910,8 +926,8 @@ func (c *capture) stacksOf(before Status, states, procs []livepatch.TaskState) {
 				}
 				return
 			}
-			if int64(len(b)) > kernel.MaxAttrSize {
-				b = b[:kernel.MaxAttrSize]
+			if int64(len(b)) > c.lim.attr {
+				b = b[:c.lim.attr]
 			}
 			if rec.Data(name, b) == nil {
 				c.stacks++

@@ -53,6 +53,13 @@ func (f *faultFiles) ReadDir(p string) ([]fs.DirEntry, error) {
 func fixture(t *testing.T, name string, files kernel.Files) (string, *kernel.Handle) {
 	t.Helper()
 	root := fakefs.Load(t, filepath.Join("..", "..", "testdata", name+".txtar"))
+	return root, handleOn(t, root, files)
+}
+
+// handleOn returns the handle on the tree at root, reading through files
+// when given.
+func handleOn(t *testing.T, root string, files kernel.Files) *kernel.Handle {
+	t.Helper()
 	roots := kernel.Roots{Sys: filepath.Join(root, "sys"), Proc: filepath.Join(root, "proc"), Dev: filepath.Join(root, "dev"), Boot: filepath.Join(root, "boot")}
 	// A handle whose files inject faults is no host directory the
 	// capture may open itself.
@@ -64,7 +71,7 @@ func fixture(t *testing.T, name string, files kernel.Files) (string, *kernel.Han
 	if err != nil {
 		t.Fatal(err)
 	}
-	return root, h
+	return h
 }
 
 // capture takes a snapshot of h and reads it back.
@@ -221,8 +228,8 @@ func TestSnapshotErrors(t *testing.T) {
 	if diff := cmp.Diff(sameReport(tree), sameReport(snap)); diff != "" {
 		t.Errorf("blocking -vv (-tree +snapshot):\n%s", diff)
 	}
-	if !strings.Contains(strings.Join(m.Notes, "\n"), `"bad name"`) {
-		t.Errorf("notes %q", m.Notes)
+	if want := []string{`/sys/module/"bad name": not a module name, not captured`}; !cmp.Equal(m.Notes, want) {
+		t.Errorf("notes %q, want %q", m.Notes, want)
 	}
 }
 
@@ -249,10 +256,27 @@ func TestSnapshotMoved(t *testing.T) {
 // stacks of the blocking tasks.
 func TestSnapshotKGraft(t *testing.T) {
 	t.Parallel()
-	_, h := fixture(t, "sle12-kgraft", nil)
+	root, h := fixture(t, "sle12-kgraft", nil)
+	// xfs is a patched object: its whole directory is captured; other
+	// is neither patched nor loaded: a built-in's directory.
+	write(t, filepath.Join(root, "sys/module/xfs/parameters/a"), "1\n")
+	write(t, filepath.Join(root, "sys/module/other/parameters/b"), "2\n")
 	m, a := captureOf(t, h, SnapshotOptions{})
 	if m.Kernel.Interface != "kgraft" {
 		t.Fatalf("interface %q", m.Kernel.Interface)
+	}
+	if b, err := archiveFile(a, "/sys/module/xfs/parameters/a"); err != nil || b != "1\n" {
+		t.Errorf("a patched object's parameter: %q %v", b, err)
+	}
+	if _, err := a.Lstat("/sys/module/other/parameters"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a built-in's parameters: %v, want them left out", err)
+	}
+	if fi, err := a.Lstat("/sys/module/other"); err != nil || !fi.IsDir() {
+		t.Errorf("a built-in's directory: %v %v", fi, err)
+	}
+	tasks := m.Captured[2]
+	if want := []string{"/proc/<pid>/kgr_in_progress", "/proc/<pid>/task/<tid>/kgr_in_progress"}; tasks.What != "tasks" || !cmp.Equal(tasks.Paths[len(tasks.Paths)-2:], want) {
+		t.Errorf("tasks %+v: want the kGraft files %q last", tasks, want)
 	}
 	sh, _ := a.Handle()
 	for _, mode := range []BlockingMode{KGraftProcesses, KGraftThreads} {
