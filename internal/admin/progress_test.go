@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +34,8 @@ func TestTaskCounter(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	tc := newTaskCounter(context.Background(), e.m.LP)
 	tc.now = func() time.Time { return clock }
+	// Exactly as many blocking tasks as it keeps: kept, to read again.
+	tc.keep = 1
 	defer tc.stop()
 	if n := tc.left(livepatch.StatePatched); n != -1 {
 		t.Errorf("before the first count: %d, want -1", n)
@@ -76,6 +80,16 @@ func TestTaskCounter(t *testing.T) {
 	tc.wg.Wait()
 	if tc.full != 3 {
 		t.Errorf("after a count that kept no tasks: %d full counts, want 3", tc.full)
+	}
+	// A count that cannot read every task shows no number, not the last.
+	if err := os.WriteFile(filepath.Join(e.k.ProcRoot(), "100", "task", "100", "patch_state"), []byte("garbage\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(countEvery)
+	tc.left(livepatch.StateUnpatched)
+	tc.wg.Wait()
+	if n := tc.left(livepatch.StateUnpatched); n != -1 || tc.full != 4 || tc.blocking != nil {
+		t.Errorf("after a count that missed a task: %d (%d full, kept %v), want -1 from a fourth full count, none kept", n, tc.full, tc.blocking)
 	}
 }
 

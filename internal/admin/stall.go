@@ -132,18 +132,18 @@ func (s *System) explainStall(r *BlockingReport, waited time.Duration) *stallCon
 		// signal by itself; force came in 4.15.
 		c.autoSignals = p.HasForce && !p.HasSignal
 	}
+	// The records read before an error count too; none parse to an
+	// empty log, which says no more than no log.
 	recs, err := s.Mod.KernelLog(func(rec kmod.KmsgRecord) bool { return strings.HasPrefix(rec.Message, "livepatch: ") })
-	if err == nil || len(recs) > 0 {
-		var b strings.Builder
-		for _, rec := range recs {
-			// One message per line: a message never holds a newline
-			// that matters here.
-			b.WriteString(strings.ReplaceAll(rec.Message, "\n", " "))
-			b.WriteByte('\n')
-		}
-		if log, perr := livepatch.ParseTransitionLog(strings.NewReader(b.String()), r.Transition.Patch); perr == nil {
-			c.log = &log
-		}
+	var b strings.Builder
+	for _, rec := range recs {
+		// One message per line: a message never holds a newline that
+		// matters here.
+		b.WriteString(strings.ReplaceAll(rec.Message, "\n", " "))
+		b.WriteByte('\n')
+	}
+	if log, perr := livepatch.ParseTransitionLog(strings.NewReader(b.String()), r.Transition.Patch); perr == nil {
+		c.log = &log
 	}
 	if err != nil {
 		r.KernelLogErr = err

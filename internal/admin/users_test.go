@@ -1,0 +1,84 @@
+package admin
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klp-project/klp/ftrace"
+	"github.com/klp-project/klp/internal/fakekernel"
+	"github.com/klp-project/klp/kernel"
+)
+
+// TestOtherUsers: the users of the patched functions come from tracefs
+// and from the BPF programs; either source alone still answers, and only
+// when both fail is there nothing to say but why. A function nothing else
+// uses is not listed.
+func TestOtherUsers(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux6_1, Tracefs: true})
+	path := e.patchModule(t, "lp", false, "f", "g", "h")
+	if _, err := e.load(context.Background(), path, WaitOptions{Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	e.k.AttachBPF(fakekernel.BPFProgram{Name: "ret", Attach: kernel.AttachFmodRet, Function: "f"})
+	e.k.AttachBPF(fakekernel.BPFProgram{Name: "watch", Attach: kernel.AttachFexit, Function: "g"})
+	funcs := []ftrace.Func{{Object: "vmlinux", Name: "f"}, {Object: "vmlinux", Name: "g"}, {Object: "vmlinux", Name: "h"}, {Object: "vmlinux", Name: "f"}}
+	enabled := filepath.Join(e.k.SysRoot(), "kernel", "tracing", "enabled_functions")
+	users := func(t *testing.T) ([]string, error) {
+		t.Helper()
+		got, err := e.m.OtherUsers(funcs)
+		var out []string
+		for _, fu := range got {
+			var who []string
+			for _, u := range fu.Users {
+				who = append(who, u.String())
+			}
+			out = append(out, fu.Function+": "+strings.Join(who, ", "))
+		}
+		return out, err
+	}
+	whole, err := users(t)
+	if err != nil || len(whole) != 2 || !strings.HasPrefix(whole[0], "f: ") || !strings.HasPrefix(whole[1], "g: ") {
+		t.Fatalf("every source readable: %q, %v; want f and g, once each, and not h", whole, err)
+	}
+	// klp list shows them.
+	l, err := e.m.List(e.cfg.Store)
+	if err != nil || l.OtherUsersErr != nil || len(l.OtherUsers) != 2 || l.OtherUsers[0].Function != "f" || l.OtherUsers[1].Function != "g" {
+		t.Errorf("klp list: other users %+v, %v, %v; want f's and g's", l.OtherUsers, l.OtherUsersErr, err)
+	}
+	for _, tc := range []struct {
+		name         string
+		enabled, bpf error
+		// want are the start of each listed function's users, nil
+		// when the read fails.
+		want []string
+	}{
+		{"no BPF list", nil, syscall.EPERM, []string{"f: a direct call (BPF trampoline)", "g: a direct call (BPF trampoline)"}},
+		{"no enabled_functions", syscall.EACCES, nil, []string{"f: BPF fmod_ret program ret", "g: BPF fexit program watch"}},
+		{"neither", syscall.EACCES, syscall.EPERM, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.k.InjectReadFault(enabled, tc.enabled)
+			e.k.InjectBPFError(tc.bpf)
+			defer e.k.InjectReadFault(enabled, nil)
+			defer e.k.InjectBPFError(nil)
+			got, err := users(t)
+			if tc.want == nil {
+				if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "operation not permitted") || got != nil {
+					t.Errorf("got %q, %v; want no users and both sources' errors", got, err)
+				}
+				return
+			}
+			ok := err == nil && len(got) == len(tc.want)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.HasPrefix(got[i], tc.want[i])
+			}
+			if !ok {
+				t.Errorf("got %q, %v; want users starting %q", got, err, tc.want)
+			}
+		})
+	}
+}
