@@ -2,11 +2,15 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/klp-project/klp/ftrace"
 	"github.com/klp-project/klp/internal/fakekernel"
@@ -78,6 +82,105 @@ func TestOtherUsers(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("got %q, %v; want users starting %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// missingRPM owns patch lp; for any other it fails and notes that rpm is
+// missing.
+type missingRPM struct{}
+
+func (missingRPM) Describe(module string, verbose int) (*PackageInfo, []string, error) {
+	if module == "lp" {
+		return &PackageInfo{Manager: "rpm", Name: "kernel-livepatch-lp", Version: fmt.Sprint(verbose)}, nil, nil
+	}
+	return nil, []string{"rpm is not installed"}, errors.New("rpm failed")
+}
+
+// TestPatches: klp patches reads the other users only with -v, the
+// packages only with -v and a package source; each failed lookup is a
+// diagnostic of its own, each note one diagnostic however many patches
+// it concerns.
+func TestPatches(t *testing.T) {
+	e := newEnv(t, fakekernel.Options{Features: fakekernel.Linux6_1, Tracefs: true})
+	for _, p := range []struct {
+		name  string
+		funcs []string
+	}{{"lp", []string{"f", "g"}}, {"lp2", []string{"k"}}, {"lp3", []string{"l"}}} {
+		if _, err := e.load(context.Background(), e.patchModule(t, p.name, false, p.funcs...), WaitOptions{Timeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.k.AttachBPF(fakekernel.BPFProgram{Name: "ret", Attach: kernel.AttachFmodRet, Function: "f"})
+	type summary struct {
+		Patches     []string // name: package version, other users' functions
+		Diagnostics []string
+		UsersRead   bool
+		UsersErr    bool
+	}
+	sum := func(pl *PatchList) summary {
+		var s summary
+		for _, p := range pl.Patches {
+			line := p.Name + ":"
+			if p.Package != nil {
+				line += " package " + p.Package.Name + " " + p.Package.Version
+			}
+			for _, u := range p.OtherUsers {
+				line += " users of " + u.Function
+			}
+			s.Patches = append(s.Patches, line)
+		}
+		for _, d := range pl.Diagnostics {
+			if d.Err != nil {
+				var pe *PackageError
+				if !errors.As(d.Err, &pe) {
+					t.Errorf("a diagnostic's error %v is no PackageError", d.Err)
+				}
+				s.Diagnostics = append(s.Diagnostics, "error: "+d.Err.Error())
+				continue
+			}
+			s.Diagnostics = append(s.Diagnostics, "note: "+d.Note)
+		}
+		s.UsersRead, s.UsersErr = pl.UsersRead, pl.UsersErr != nil
+		return s
+	}
+	bare := []string{"lp:", "lp2:", "lp3:"}
+	for _, tc := range []struct {
+		name    string
+		src     PackageSource
+		verbose int
+		noUsers bool // neither tracefs nor BPF readable
+		want    summary
+	}{
+		{"plain", missingRPM{}, 0, false, summary{Patches: bare}},
+		{"-v without packages", nil, 1, false, summary{Patches: []string{"lp: users of f", "lp2:", "lp3:"}, UsersRead: true}},
+		{"-v", missingRPM{}, 1, false, summary{
+			Patches:     []string{"lp: package kernel-livepatch-lp 1 users of f", "lp2:", "lp3:"},
+			Diagnostics: []string{"error: lp2: rpm failed", "note: rpm is not installed", "error: lp3: rpm failed"},
+			UsersRead:   true,
+		}},
+		{"-vv", missingRPM{}, 2, false, summary{
+			Patches:     []string{"lp: package kernel-livepatch-lp 2 users of f", "lp2:", "lp3:"},
+			Diagnostics: []string{"error: lp2: rpm failed", "note: rpm is not installed", "error: lp3: rpm failed"},
+			UsersRead:   true,
+		}},
+		{"-v, users unreadable", nil, 1, true, summary{Patches: bare, UsersErr: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.noUsers {
+				enabled := filepath.Join(e.k.SysRoot(), "kernel", "tracing", "enabled_functions")
+				e.k.InjectReadFault(enabled, syscall.EACCES)
+				e.k.InjectBPFError(syscall.EPERM)
+				defer e.k.InjectReadFault(enabled, nil)
+				defer e.k.InjectBPFError(nil)
+			}
+			pl, err := e.m.Patches(tc.src, tc.verbose)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, sum(pl)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
