@@ -92,7 +92,8 @@ func archiveFile(a *snapshot.Archive, p string) (string, error) {
 }
 
 // limitTree is a kernel in a transition to patch p: three tasks block it
-// (9/9, 10/10 and 10/11; a directory listing puts 10 before 9), one does
+// (9/9, 10/10, 10/11 and 10/101; a directory listing puts 10 before 9,
+// and 101 before 11), one does
 // not. With n = bigLimit the sized files are as long as their limits
 // (kallsyms bigLimit bytes; a command line and a module attribute 8);
 // with n = bigLimit+1 each is one byte longer.
@@ -134,6 +135,8 @@ func limitTree(n int) map[string]string {
 		"proc/10/task/10/stack":                 "s10\n",
 		"proc/10/task/11/patch_state":           "0\n",
 		"proc/10/task/11/stack":                 "s11\n",
+		"proc/10/task/101/patch_state":          "0\n",
+		"proc/10/task/101/stack":                "s1a\n",
 		"proc/20/cmdline":                       "init\x00",
 		"proc/20/task/20/patch_state":           "1\n",
 		"proc/20/task/20/stack":                 "s20\n",
@@ -156,7 +159,7 @@ func TestSnapshotLimits(t *testing.T) {
 	}{{
 		name: "met",
 		size: bigLimit,
-		lim:  captureLimits{cmdline: 8, attr: 8, bigFile: bigLimit, log: 64, stacks: 3, walk: 9, walkDepth: 2},
+		lim:  captureLimits{cmdline: 8, attr: 8, bigFile: bigLimit, log: 64, stacks: 4, walk: 9, walkDepth: 2},
 		files: map[string]string{
 			"/proc/10/cmdline":           "xxxxxxxx",
 			"/sys/module/loaded/version": "xxxxxxxx",
@@ -165,7 +168,7 @@ func TestSnapshotLimits(t *testing.T) {
 	}, {
 		name: "passed",
 		size: bigLimit + 1,
-		lim:  captureLimits{cmdline: 8, attr: 8, bigFile: bigLimit, log: 64, stacks: 2, walk: 8, walkDepth: 2},
+		lim:  captureLimits{cmdline: 8, attr: 8, bigFile: bigLimit, log: 64, stacks: 3, walk: 8, walkDepth: 2},
 		files: map[string]string{
 			"/proc/10/cmdline":           "xxxxxxxx",
 			"/sys/module/loaded/version": "xxxxxxxx",
@@ -174,11 +177,11 @@ func TestSnapshotLimits(t *testing.T) {
 			// directory, which makes the file known, not read.
 			"/sys/kernel/livepatch/p/vmlinux/patched": "error: not captured in the snapshot",
 			// The third stack.
-			"/proc/10/task/11/stack": "",
+			"/proc/10/task/101/stack": "",
 		},
 		notes: []string{
 			"/sys/kernel/livepatch/p/vmlinux: more than 8 entries, the rest not captured",
-			"3 tasks block the transition: the stacks of the first 2 were captured",
+			"4 tasks block the transition: the stacks of the first 3 were captured",
 			"/sys/module/loaded/version was cut at 8 bytes",
 			"/proc/kallsyms was cut at 128 bytes",
 		},
@@ -236,6 +239,8 @@ func TestSnapshotLimits(t *testing.T) {
 				"/proc/10/task/10/stack":               "s10\n",
 				"/proc/10/task/11/patch_state":         "0\n",
 				"/proc/10/task/11/stack":               "s11\n",
+				"/proc/10/task/101/patch_state":        "0\n",
+				"/proc/10/task/101/stack":              "s1a\n",
 				"/proc/20/cmdline":                     "init\x00",
 				"/proc/20/task/20/patch_state":         "1\n",
 			}
@@ -266,26 +271,26 @@ func TestSnapshotLimits(t *testing.T) {
 			if fi, err := a.Lstat("/sys/kernel/livepatch/p/tgt"); err != nil || fi.Mode().Perm() != 0o700 {
 				t.Errorf("a directory's mode: %v %v", fi, err)
 			}
-			stacks := 3
-			if lim.stacks < 3 {
+			stacks := 4
+			if lim.stacks < 4 {
 				stacks = lim.stacks
 			}
 			kinds := map[string]snapshot.Captured{}
 			for _, k := range m.Captured {
 				kinds[k.What] = k
 			}
-			if got, want := kinds["tasks"].Paths[2:], []string{"3 processes, 4 threads"}; !cmp.Equal(got, want) {
+			if got, want := kinds["tasks"].Paths[2:], []string{"3 processes, 5 threads"}; !cmp.Equal(got, want) {
 				t.Errorf("tasks: %q, want %q", got, want)
 			}
-			if got, want := kinds["stacks"].Paths[1:], []string{"3 blocking tasks, " + plural(stacks, "stack", "stacks")}; !cmp.Equal(got, want) {
+			if got, want := kinds["stacks"].Paths[1:], []string{"4 blocking tasks, " + plural(stacks, "stack", "stacks")}; !cmp.Equal(got, want) {
 				t.Errorf("stacks: %q, want %q", got, want)
 			}
 			if k := kinds["stacks"]; k.Files != stacks || k.Bytes != int64(stacks)*4 {
 				t.Errorf("stacks: %d files of %d bytes, want %d of %d", k.Files, k.Bytes, stacks, stacks*4)
 			}
-			// The tasks: 4 cmdlines and 4 threads' patch_state, 1 comm.
-			if k := kinds["tasks"]; k.Files != 3+4+1 {
-				t.Errorf("tasks: %d files, want 8", k.Files)
+			// The tasks: 3 command lines (self is no task), 5 threads' patch_state, 1 comm.
+			if k := kinds["tasks"]; k.Files != 3+5+1 {
+				t.Errorf("tasks: %d files, want 9", k.Files)
 			}
 			// enabled, transition and the objects' patched, but the
 			// last when the walk stops short.
