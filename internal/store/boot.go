@@ -37,15 +37,9 @@ func (s Store) MarkLoading(release, name string) error {
 	if err != nil {
 		return fmt.Errorf("write boot marker: %w", err)
 	}
+	// The marker must survive the crash it is there to detect.
 	_, err = f.WriteString(name + "\n")
-	if err == nil {
-		// The marker must survive the crash it is there to detect.
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err = finish(f, err); err != nil {
 		return fmt.Errorf("write boot marker: %w", err)
 	}
 	return nil
@@ -87,10 +81,7 @@ func (s Store) Crashed(release string) (map[string]bool, error) {
 			return crashed, fmt.Errorf("record crashed patch: %w", err)
 		}
 		_, err = f.WriteString(name + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err = finish(f, err); err != nil {
 			return crashed, fmt.Errorf("record crashed patch: %w", err)
 		}
 	}

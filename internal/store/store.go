@@ -6,6 +6,7 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -177,12 +178,7 @@ func (s Store) Install(src, name, release string) (Installed, error) {
 		return Installed{}, fmt.Errorf("install %s: %w", name, err)
 	}
 	_, err = io.Copy(tmp, in)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	err = finish(tmp, err)
 	if err == nil {
 		err = os.Chmod(tmp.Name(), 0o644)
 	}
@@ -214,4 +210,14 @@ func (s Store) Uninstall(name, release string) (Installed, error) {
 	}
 	_ = os.Remove(filepath.Dir(in.Path)) // only succeeds when empty
 	return in, nil
+}
+
+// finish ends a write to f: it syncs f when the write succeeded (a file of
+// the store, or a boot marker, must outlive a crash), closes it either way,
+// and returns the first error of the write (werr), the sync and the close.
+func finish(f *os.File, werr error) error {
+	if werr == nil {
+		werr = f.Sync()
+	}
+	return cmp.Or(werr, f.Close())
 }
