@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -261,4 +263,31 @@ func TestChangelogSources(t *testing.T) {
 			t.Error("no error for a package name with a slash")
 		}
 	})
+}
+
+// TestChangelogLimit: a changelog of maxChangelog bytes (after gunzip) is
+// read whole; one byte more is refused, naming the file.
+func TestChangelogLimit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, size := range []int{maxChangelog, maxChangelog + 1} {
+		path := filepath.Join(dir, fmt.Sprintf("changelog-%d.gz", size))
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(bytes.Repeat([]byte("x"), size))
+		zw.Close()
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		text, err := readMaybeGzip(path)
+		if size == maxChangelog {
+			if err != nil || len(text) != size {
+				t.Errorf("%d bytes: %d read, %v", size, len(text), err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("%d bytes: %d read, error %v; want it refused", size, len(text), err)
+		}
+	}
 }

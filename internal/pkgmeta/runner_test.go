@@ -110,4 +110,15 @@ func TestLimitedBuffer(t *testing.T) {
 	if b.String() != "abcde" || !b.overflow {
 		t.Errorf("got %q, overflow %v", b.String(), b.overflow)
 	}
+	// Filled exactly: nothing dropped yet.
+	full := limitedBuffer{limit: 6}
+	full.Write([]byte("abc"))
+	full.Write([]byte("def"))
+	if full.String() != "abcdef" || full.overflow {
+		t.Errorf("filled exactly: got %q, overflow %v", full.String(), full.overflow)
+	}
+	full.Write([]byte("g"))
+	if full.String() != "abcdef" || !full.overflow {
+		t.Errorf("one byte more: got %q, overflow %v", full.String(), full.overflow)
+	}
 }

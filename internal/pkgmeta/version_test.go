@@ -68,6 +68,20 @@ func TestRPMVerCmp(t *testing.T) {
 		{"12345678901234567890", "12345678901234567891", -1}, // no overflow
 		{"", "", 0},
 		{"", "1", -1},
+		// The edges of the character classes: each of 0, 9, a, z, A
+		// and Z is part of a run, not a separator.
+		{"1.0", "1", 1},
+		{"1.9", "1", 1},
+		{"1a", "1", 1},
+		{"1z", "1", 1},
+		{"1A", "1", 1},
+		{"1Z", "1", 1},
+		{"1.@", "1", 0},
+		{"1.[", "1", 0},
+		{"1.`", "1", 0},
+		{"1.{", "1", 0},
+		{"1./", "1", 0},
+		{"1.:", "1", 0},
 	}
 	for _, tt := range tests {
 		if got := RPMVerCmp(tt.a, tt.b); got != tt.want {
