@@ -43,11 +43,14 @@ func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype ui
 
 	dataSec := 0
 	switch layout {
-	case "klp", "klp-set7", "klp-states", "klp-5.4", "klp-at16", "klp-secsym", "klp-objs0":
+	case "klp", "klp-set7", "klp-states", "klp-5.4", "klp-at16", "klp-secsym", "klp-objs0", "klp-bounds":
 		const fsz, osz = 0x98, 0x60 // config-dependent sizes; klp must not need them
 		size := 0x40 + 3*osz + 4*fsz
 		if layout == "klp-states" {
 			size += 3 * 24
+		}
+		if layout == "klp-bounds" {
+			size += fsz // a klp_func-shaped entry after the last array
 		}
 		data := make([]byte, size)
 		ds := b.section(".data", elf.SHT_PROGBITS, elf.SHF_ALLOC|elf.SHF_WRITE, data)
@@ -80,8 +83,16 @@ func synthPatchWith(t testing.TB, bo binary.ByteOrder, m elf.Machine, reltype ui
 		}
 		bo.PutUint64(data[f2+16:], 3)
 		b.symbol("objs", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), objs, 3*osz)
-		b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
+		// klp-bounds: f1 has no symbol, so the next array's start alone
+		// ends it; f2's symbol alone ends it, before the entry after it.
+		if layout != "klp-bounds" {
+			b.symbol("f1", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f1, 2*fsz)
+		}
 		b.symbol("f2", elf.STB_LOCAL, elf.STT_OBJECT, uint16(ds), f2, 2*fsz)
+		if layout == "klp-bounds" {
+			tail := f2 + 2*fsz
+			b.rela(".rela.data.tail", ds, 0, abs(tail, strSym, int64(so[0])), abs(tail+8, textSym, 0))
+		}
 		b.rela(".rela.data", ds, 0,
 			mod, abs(patch+8, dataSym, int64(objs)),
 			abs(objs+8, dataSym, int64(f1)),
@@ -176,6 +187,8 @@ func TestSyntheticTargets(t *testing.T) {
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc),
 				Notes: []string{"struct klp_patch layout not recognized (non-zero word at +16); replace is unknown"}}},
 		{"klp_object array at the section start", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-objs0", "x86_64",
+			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
+		{"arrays bounded by one bound each", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-bounds", "x86_64",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},
 		{"mod against the section symbol", le, elf.EM_X86_64, uint32(elf.R_X86_64_64), "klp-secsym", "x86_64",
 			Targets{Objects: objs(SourceKlpObject), Functions: funcs(SourceKlpFunc), Replace: &yes, ReplaceSet: &one, States: []KlpState{}}},

@@ -291,3 +291,15 @@ func TestChangelogLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestBugRefsEveryMatch: every reference of each kind in an entry, in the
+// order of the text.
+func TestBugRefsEveryMatch(t *testing.T) {
+	t.Parallel()
+	entry := "Fix a (LP: #11), then b (LP: #12).\nCloses: #21\nCloses: #22\n" +
+		"jsc#SLE-1 and jsc#SLE-2, fate#31 and fate#32, bsc#41 and bsc#42"
+	want := []string{"LP#11", "LP#12", "Debian#21", "Debian#22", "jsc#SLE-1", "jsc#SLE-2", "fate#31", "fate#32", "bsc#41", "bsc#42"}
+	if diff := cmp.Diff(want, bugRefs(entry)); diff != "" {
+		t.Errorf("bugRefs (-want +got):\n%s", diff)
+	}
+}

@@ -130,3 +130,21 @@ func TestExpiration(t *testing.T) {
 		}
 	})
 }
+
+// TestLifecyclePatternSlashes: "//" is the empty regular expression (it
+// matches every name); "/" alone is a name.
+func TestLifecyclePatternSlashes(t *testing.T) {
+	t.Parallel()
+	re, err := lifecyclePattern("//", true)
+	if err != nil || !re.MatchString("kernel-livepatch-6_4_0-1-default") {
+		t.Errorf(`"//": %v, %v; want a pattern matching every name`, re, err)
+	}
+	re, err = lifecyclePattern("/", true)
+	if err != nil || !re.MatchString("/") || re.MatchString("x") {
+		t.Errorf(`"/": %v, %v; want the name "/"`, re, err)
+	}
+	re, err = lifecyclePattern("//", false)
+	if err != nil || re.MatchString("x") || !re.MatchString("//") {
+		t.Errorf(`"//" where no regular expression is allowed: %v, %v; want the name "//"`, re, err)
+	}
+}

@@ -251,3 +251,42 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestWalkerEdges: the search's budget of entries and its depth, met
+// exactly and passed by one, and the top directories it skips.
+func TestWalkerEdges(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	// x.ko is the fourth entry (a, a/b, a/b/c, a/b/c/x.ko), three
+	// directories deep.
+	writeFiles(t, root, map[string]string{"a/b/c/x.ko": "", "skip/y.ko": "", "a/skip/y.ko": "", "skip/z.ko": ""})
+	for _, tc := range []struct {
+		budget, depth int
+		want          string // the file found, relative to root
+		limited       bool
+	}{
+		{budget: 4, depth: 4, want: "a/b/c/x.ko"},
+		{budget: 3, depth: 4, limited: true},
+		{budget: 100, depth: 3},
+	} {
+		want := ""
+		if tc.want != "" {
+			want = filepath.Join(root, tc.want)
+		}
+		// a comes before skip, which is not entered either way.
+		w := walker{want: "x", budget: tc.budget, maxDepth: tc.depth}
+		found, err := w.walk(root, map[string]bool{"skip": true})
+		if err != nil || found != want || w.limited != tc.limited || (len(w.notes()) > 0) != tc.limited {
+			t.Errorf("budget %d, depth %d: found %q, %v, limited %v; want %q, limited %v", tc.budget, tc.depth, found, err, w.limited, want, tc.limited)
+		}
+	}
+	// skip/ is not entered at the top; a/skip/ is.
+	w := walker{want: "y", budget: 100, maxDepth: 4}
+	if found, err := w.walk(root, map[string]bool{"skip": true}); err != nil || found != filepath.Join(root, "a/skip/y.ko") {
+		t.Errorf("skipped top directory: found %q, %v", found, err)
+	}
+	w = walker{want: "z", budget: 100, maxDepth: 4}
+	if found, err := w.walk(root, map[string]bool{"skip": true}); err != nil || found != "" {
+		t.Errorf("a file only in the skipped top directory: found %q, %v", found, err)
+	}
+}

@@ -12,7 +12,9 @@ import (
 const zypperSearch = "zypper --non-interactive --quiet --xmlout search -s --match-exact kernel-livepatch-5_14_21-150400_24_33-default"
 
 // zypperXML is zypper --xmlout search -s output for a live patch package
-// with the installed version 6 and versions 3 to 7 in the repositories.
+// with the installed version 6 and versions 3 to 7 in the repositories
+// (and a patch, a source package and another architecture's package of
+// the same name, none of them a version of it).
 const zypperXML = `<?xml version='1.0'?>
 <stream>
 <search-result version="0.0">
@@ -23,6 +25,7 @@ const zypperXML = `<?xml version='1.0'?>
 <solvable status="other-version" name="kernel-livepatch-5_14_21-150400_24_33-default" kind="package" edition="3-150400.2.1" arch="x86_64" repository="SLE-Module-Live-Patching15-SP4-Updates"/>
 <solvable status="other-version" name="kernel-livepatch-5_14_21-150400_24_33-default" kind="package" edition="5-150400.2.1" arch="x86_64" repository="SLE-Module-Live-Patching15-SP4-Updates"/>
 <solvable status="not-installed" name="kernel-livepatch-5_14_21-150400_24_33-default" kind="srcpackage" edition="5-150400.2.4" arch="noarch" repository="SLE-Module-Live-Patching15-SP4-Source"/>
+<solvable status="not-installed" name="kernel-livepatch-5_14_21-150400_24_33-default" kind="patch" edition="9-1" arch="x86_64" repository="SLE-Module-Live-Patching15-SP4-Updates"/>
 <solvable status="not-installed" name="kernel-livepatch-5_14_21-150400_24_33-default" kind="package" edition="5-150400.2.5" arch="ppc64le" repository="SLE-Module-Live-Patching15-SP4-Updates"/>
 </solvable-list>
 </search-result>
@@ -42,7 +45,7 @@ func TestParseZypperSearch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 7 {
+	if len(got) != 8 {
 		t.Fatalf("got %d solvables", len(got))
 	}
 	want := zypperSolvable{Status: "installed", Name: lpPkg.Name, Kind: "package", Edition: "6-150400.2.2", Arch: "x86_64", Repository: "(System Packages)"}
@@ -384,5 +387,34 @@ func TestExecute(t *testing.T) {
 	}
 	if _, err := New(Config{}).Execute(context.Background(), &Plan{}, Stdio{}); err == nil {
 		t.Error("empty plan ran")
+	}
+}
+
+// TestZypperMessages: the errors and warnings zypper printed, not its
+// other messages.
+func TestZypperMessages(t *testing.T) {
+	t.Parallel()
+	out := `<?xml version='1.0'?>
+<stream>
+<message type="info">Loading repository data...</message>
+<message type="warning">Repository 'Updates' is out-of-date.</message>
+<message type="error">Package not found.</message>
+</stream>
+`
+	if got, want := zypperMessages([]byte(out)), "Repository 'Updates' is out-of-date.; Package not found."; got != want {
+		t.Errorf("zypperMessages = %q, want %q", got, want)
+	}
+}
+
+// TestCompareByManager: each manager's own order ("1.0a" and "1.0+" sort
+// one way for dpkg, where a letter sorts before any other character, and
+// the other for rpm, where "+" separates).
+func TestCompareByManager(t *testing.T) {
+	t.Parallel()
+	if got := Compare(Dpkg, "1.0a", "1.0+"); got != -1 {
+		t.Errorf("dpkg: %d, want -1", got)
+	}
+	if got := Compare(RPM, "1.0a", "1.0+"); got != 1 {
+		t.Errorf("rpm: %d, want 1", got)
 	}
 }
