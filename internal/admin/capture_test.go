@@ -271,10 +271,7 @@ func TestSnapshotLimits(t *testing.T) {
 			if fi, err := a.Lstat("/sys/kernel/livepatch/p/tgt"); err != nil || fi.Mode().Perm() != 0o700 {
 				t.Errorf("a directory's mode: %v %v", fi, err)
 			}
-			stacks := 4
-			if lim.stacks < 4 {
-				stacks = lim.stacks
-			}
+			stacks := min(4, lim.stacks)
 			kinds := map[string]snapshot.Captured{}
 			for _, k := range m.Captured {
 				kinds[k.What] = k

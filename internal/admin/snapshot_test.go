@@ -138,13 +138,11 @@ func TestSnapshotCaptures(t *testing.T) {
 	write(t, filepath.Join(root, "proc/sys/kernel/hostname"), "sles16\n")
 	m, a := captureOf(t, h, SnapshotOptions{Version: "test"})
 	read := func(p string) string {
-		f, err := a.Open(p)
+		b, err := archiveFile(a, p)
 		if err != nil {
 			return "error: " + err.Error()
 		}
-		defer f.Close()
-		b, _ := io.ReadAll(f)
-		return string(b)
+		return b
 	}
 	for p, want := range map[string]string{
 		"/proc/kallsyms":          "0000000000000000 t do_sys_poll\n0000000000000000 T svc_recv\t[sunrpc]\n",

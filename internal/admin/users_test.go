@@ -17,6 +17,19 @@ import (
 	"github.com/klp-project/klp/kernel"
 )
 
+// failOtherUsers makes reading enabled_functions fail with enabled and
+// listing the BPF programs fail with bpf (nil: no fault), until t ends.
+func (e *env) failOtherUsers(t *testing.T, enabled, bpf error) {
+	t.Helper()
+	path := filepath.Join(e.k.SysRoot(), "kernel", "tracing", "enabled_functions")
+	e.k.InjectReadFault(path, enabled)
+	e.k.InjectBPFError(bpf)
+	t.Cleanup(func() {
+		e.k.InjectReadFault(path, nil)
+		e.k.InjectBPFError(nil)
+	})
+}
+
 // TestOtherUsers: the users of the patched functions come from tracefs
 // and from the BPF programs; either source alone still answers, and only
 // when both fail is there nothing to say but why. A function nothing else
@@ -30,7 +43,6 @@ func TestOtherUsers(t *testing.T) {
 	e.k.AttachBPF(fakekernel.BPFProgram{Name: "ret", Attach: kernel.AttachFmodRet, Function: "f"})
 	e.k.AttachBPF(fakekernel.BPFProgram{Name: "watch", Attach: kernel.AttachFexit, Function: "g"})
 	funcs := []ftrace.Func{{Object: "vmlinux", Name: "f"}, {Object: "vmlinux", Name: "g"}, {Object: "vmlinux", Name: "h"}, {Object: "vmlinux", Name: "f"}}
-	enabled := filepath.Join(e.k.SysRoot(), "kernel", "tracing", "enabled_functions")
 	users := func(t *testing.T) ([]string, error) {
 		t.Helper()
 		got, err := e.m.OtherUsers(funcs)
@@ -65,10 +77,7 @@ func TestOtherUsers(t *testing.T) {
 		{"neither", syscall.EACCES, syscall.EPERM, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.k.InjectReadFault(enabled, tc.enabled)
-			e.k.InjectBPFError(tc.bpf)
-			defer e.k.InjectReadFault(enabled, nil)
-			defer e.k.InjectBPFError(nil)
+			e.failOtherUsers(t, tc.enabled, tc.bpf)
 			got, err := users(t)
 			if tc.want == nil {
 				if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "operation not permitted") || got != nil {
@@ -169,11 +178,7 @@ func TestPatches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.noUsers {
-				enabled := filepath.Join(e.k.SysRoot(), "kernel", "tracing", "enabled_functions")
-				e.k.InjectReadFault(enabled, syscall.EACCES)
-				e.k.InjectBPFError(syscall.EPERM)
-				defer e.k.InjectReadFault(enabled, nil)
-				defer e.k.InjectBPFError(nil)
+				e.failOtherUsers(t, syscall.EACCES, syscall.EPERM)
 			}
 			pl, err := e.m.Patches(tc.src, tc.verbose)
 			if err != nil {
