@@ -110,11 +110,11 @@ mutate: deps
 			$$out/$$(echo $$pkg | tr / _); \
 	done
 
-# fuzz runs each fuzz target briefly; FUZZTIME=5m for a longer search.
-# Within make test each target fuzzes for TEST_FUZZTIME (4s: a smoke pass
-# over 27 targets; make unit replays every seed and testdata/fuzz input
-# already); a FUZZTIME given on the command line or in the environment
-# applies there too.
+# fuzz runs each fuzz target briefly, one per CPU at a time (FUZZJOBS);
+# FUZZTIME=5m for a longer search. Within make test each target fuzzes for
+# TEST_FUZZTIME (4s: a smoke pass; make unit replays every seed and
+# testdata/fuzz input already); a FUZZTIME given on the command line or in
+# the environment applies there too.
 FUZZTIME ?= 8s
 TEST_FUZZTIME ?= 4s
 ifeq ($(filter environment command line,$(origin FUZZTIME)),)

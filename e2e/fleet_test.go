@@ -61,12 +61,7 @@ func testFleet(t *testing.T, f *fleet) {
 		t.Fatalf("the role failed: %v\n%s", err, out)
 	}
 	t.Logf("timing: role with klp_exporter_enabled over %d guests %v", len(hosts), d.Round(100*time.Millisecond))
-	out, _, err = play(t, "fleet-deploy-again", "-e", "klp_package="+deb, "-e", "klp_exporter_enabled=true", "-e", args, deploy)
-	if err != nil {
-		t.Fatalf("the role failed the second time: %v\n%s", err, out)
-	}
 	if !f.eachHost(t, "deployed", func(t *testing.T, h *host) {
-		expect(t, h.name, recap(out, h.name, "changed") == 0, "the role changed something again:\n%s", out)
 		files := h.mustRun(t, "dpkg -L klp")
 		for _, u := range []string{"klp-exporter.service", "klp-metrics.service", "klp-metrics.timer"} {
 			expect(t, h.name, strings.Contains(files, "/usr/lib/systemd/system/"+u+"\n"), "the .deb lacks %s", u)
@@ -88,9 +83,12 @@ func testFleet(t *testing.T, f *fleet) {
 		t.FailNow()
 	}
 
-	// The timer as well, into the directory Debian's node_exporter reads
-	// (made here: the guests have no node_exporter); the exporter is not
-	// restarted by it.
+	// The role again, with the timer as well, into the directory Debian's
+	// node_exporter reads (made here: the guests have no node_exporter):
+	// one change on each host, the timer, so the rest of the role changed
+	// nothing on its second run (a run of its own to show that, as the
+	// roll-out's second run does for the rest, cost a minute of TCG); and
+	// the exporter is not restarted.
 	pids := map[string]string{}
 	for _, h := range hosts {
 		pids[h.name] = h.mustRun(t, "mkdir -p /var/lib/prometheus/node-exporter && systemctl show -P MainPID klp-exporter.service")
@@ -101,7 +99,7 @@ func testFleet(t *testing.T, f *fleet) {
 		t.Fatalf("the role failed with klp_metrics_timer_enabled: %v\n%s", err, out)
 	}
 	for _, h := range hosts {
-		expect(t, h.name, recap(out, h.name, "changed") == 1, "klp_metrics_timer_enabled did not change one thing:\n%s", out)
+		expect(t, h.name, recap(out, h.name, "changed") == 1, "the role's second run, with klp_metrics_timer_enabled, did not change the timer alone:\n%s", out)
 		expect(t, h.name, strings.TrimSpace(h.run(t, "systemctl is-enabled klp-metrics.timer; systemctl is-active klp-metrics.timer").Stdout) == "enabled\nactive",
 			"klp-metrics.timer is not enabled and active")
 		expect(t, h.name, h.mustRun(t, "systemctl show -P MainPID klp-exporter.service") == pids[h.name], "the exporter was restarted")
