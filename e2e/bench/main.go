@@ -50,6 +50,7 @@ type options struct {
 	kernel    string
 	timeout   time.Duration
 	only      string   // comma-separated scans, waits, metrics: measure only those ("" scans and waits)
+	trace     bool     // trace each wait around the completion record (guest/trace.go)
 	render    []string // reports to summarise again instead of measuring
 }
 
@@ -67,6 +68,7 @@ func parseFlags(args []string) (options, error) {
 	kernel := fs.String("kernel", "", "kernel release to boot (default: the 6.1 kernel of e2e/setup.sh)")
 	timeout := fs.Duration("timeout", 0, "per-boot timeout (default 2h, 5m with -smoke)")
 	only := fs.String("only", "", "measure only these, comma-separated: `scans`, waits, metrics (klp metrics beside klp blocking; the full scans include it) (default scans,waits)")
+	trace := fs.Bool("trace", false, "print each wait's scheduler events and system calls around the kernel's completion record to the console log (where a wait's latency goes)")
 	render := fs.Bool("render", false, "measure nothing: summarise the samples of the JSON reports named as arguments again (after a change of the summary or the tables), rewriting them and their Markdown")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -104,7 +106,7 @@ func parseFlags(args []string) (options, error) {
 			}
 		}
 	}
-	o := options{reps: *reps, waitReps: *waitReps, stall: *stall, kpatchMax: *kpatchMax, memory: *memory, out: *out, kernel: *kernel, timeout: *timeout, only: *only}
+	o := options{reps: *reps, waitReps: *waitReps, stall: *stall, kpatchMax: *kpatchMax, memory: *memory, out: *out, kernel: *kernel, timeout: *timeout, only: *only, trace: *trace}
 	var err error
 	if o.vcpus, err = ints(*vcpus, 1); err != nil {
 		return o, fmt.Errorf("-vcpus: %w", err)
@@ -318,6 +320,9 @@ func boot(ctx context.Context, env *harness.Env, o options, kver, initrd string,
 	}, " ")
 	if o.only != "" {
 		cmdline += " klp_bench_only=" + o.only
+	}
+	if o.trace {
+		cmdline += " klp_bench_trace=1"
 	}
 	logPath := filepath.Join(work, fmt.Sprintf("console-%dvcpu.log", vcpus))
 	logf, err := os.Create(logPath)

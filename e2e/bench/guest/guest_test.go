@@ -27,8 +27,13 @@ func TestConfigFrom(t *testing.T) {
 	if err != nil || !c.runs("waits") || !c.runs("metrics") || c.runs("scans") {
 		t.Errorf("only waits,metrics: %+v, %v", c, err)
 	}
-	if c, _ := configFrom(env(nil)); !c.runs("scans") || !c.runs("waits") || c.runs("metrics") {
+	if c, _ := configFrom(env(nil)); !c.runs("scans") || !c.runs("waits") || c.runs("metrics") || c.trace {
 		t.Errorf("default: %+v runs the wrong measures", c)
+	}
+	for v, want := range map[string]bool{"1": true, "0": false} {
+		if c, err := configFrom(env(map[string]string{"klp_bench_trace": v})); err != nil || c.trace != want {
+			t.Errorf("klp_bench_trace=%s: trace %v, %v; want %v", v, c.trace, err, want)
+		}
 	}
 	for _, bad := range []map[string]string{
 		{"klp_bench_only": "scan"},
@@ -38,9 +43,26 @@ func TestConfigFrom(t *testing.T) {
 		{"klp_bench_reps": "many"},
 		{"klp_bench_stall": "1s"},
 		{"klp_bench_stall": "soon"},
+		{"klp_bench_trace": "yes"},
 	} {
 		if _, err := configFrom(env(bad)); err == nil {
 			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+func TestTraceUsec(t *testing.T) {
+	for line, want := range map[string]int64{
+		"             klp-95      [000] d..2.   123.456789: sched_switch: prev_comm=klp prev_pid=95": 123456789,
+		"          <idle>-0       [000] dNh2.     7.000001: sched_wakeup: comm=klp pid=95 prio=120":  7000001,
+	} {
+		if got, ok := traceUsec(line); !ok || got != want {
+			t.Errorf("traceUsec(%q) = %d, %v; want %d", line, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "# tracer: nop", "#           TASK-PID", " klp-95 [000] d..2. 123.4567: x: y", " klp-95 [000] d..2. 12x.456789: x: y", " klp-95 [000] d..2. 123: x: y"} {
+		if got, ok := traceUsec(bad); ok {
+			t.Errorf("traceUsec(%q) = %d, true; want false", bad, got)
 		}
 	}
 }

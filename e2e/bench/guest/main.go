@@ -24,7 +24,8 @@
 // Go duration), klp_bench_kpatch_max (the most threads at which the
 // fork-per-task scan runs), klp_bench_only (a comma-separated set of
 // scans, waits and metrics: measure only those; metrics is klp metrics
-// beside klp blocking, without the other scans).
+// beside klp blocking, without the other scans), klp_bench_trace (1: trace
+// each wait around the completion record, trace.go).
 package main
 
 import (
@@ -79,6 +80,9 @@ type config struct {
 	// only is the set of measures to run: scans, waits, metrics (klp
 	// metrics and klp blocking alone); empty: scans and waits.
 	only map[string]bool
+	// trace prints each wait's scheduler events and system calls around
+	// the completion record (trace.go).
+	trace bool
 }
 
 // runs reports whether the measure named what runs.
@@ -125,6 +129,13 @@ func configFrom(getenv func(string) string) (config, error) {
 				return c, fmt.Errorf("klp_bench_only: %q is none of scans, waits and metrics", w)
 			}
 		}
+	}
+	switch v := getenv("klp_bench_trace"); v {
+	case "", "0":
+	case "1":
+		c.trace = true
+	default:
+		return c, fmt.Errorf("klp_bench_trace: %q is neither 0 nor 1", v)
 	}
 	if v := getenv("klp_bench_stall"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -314,6 +314,11 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 	}
 	defer log.Close()
 	off1, bound1, cerr1 := clockOffset()
+	if b.cfg.trace {
+		if err := startTrace(); err != nil {
+			note("%v", err)
+		}
+	}
 	if err := release(); err != nil {
 		s.Error = err.Error()
 		return s, unload()
@@ -337,6 +342,17 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 		if strings.Contains(r.Msg, completionMsg) {
 			done = &r
 			break
+		}
+	}
+	if b.cfg.trace {
+		// From 2 ms before the record to 10 ms after the waiter's exit.
+		at, after := int64(-1), int64(0)
+		if done != nil {
+			at = done.Usec
+			after = max(time.Duration(exitAt-(done.Usec*1000+(off1+off2)/2)).Microseconds(), 0) + 10000
+		}
+		if err := stopTrace(w.name, rep, at, 2000, after); err != nil {
+			note("%v", err)
 		}
 	}
 	switch {
