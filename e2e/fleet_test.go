@@ -85,10 +85,10 @@ func testFleet(t *testing.T, f *fleet) {
 
 	// The role again, with the timer as well, into the directory Debian's
 	// node_exporter reads (made here: the guests have no node_exporter):
-	// one change on each host, the timer, so the rest of the role changed
-	// nothing on its second run (a run of its own to show that, as the
-	// roll-out's second run does for the rest, cost a minute of TCG); and
-	// the exporter is not restarted.
+	// exactly one change on each host, the timer, which also shows that
+	// the rest of the role changes nothing on a second run (a run of its
+	// own for that cost a minute under TCG); the exporter is not
+	// restarted.
 	pids := map[string]string{}
 	for _, h := range hosts {
 		pids[h.name] = h.mustRun(t, "mkdir -p /var/lib/prometheus/node-exporter && systemctl show -P MainPID klp-exporter.service")
