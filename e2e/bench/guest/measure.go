@@ -344,17 +344,6 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 			break
 		}
 	}
-	if b.cfg.trace {
-		// From 2 ms before the record to 10 ms after the waiter's exit.
-		at, after := int64(-1), int64(0)
-		if done != nil {
-			at = done.Usec
-			after = max(time.Duration(exitAt-(done.Usec*1000+(off1+off2)/2)).Microseconds(), 0) + 10000
-		}
-		if err := stopTrace(w.name, rep, at, 2000, after); err != nil {
-			note("%v", err)
-		}
-	}
 	switch {
 	case done == nil:
 		s.Error = "no \"" + completionMsg + "\" in the kernel log"
@@ -373,6 +362,17 @@ func (b *bench) waitOnce(w waiter, n, tasks, rep int) (benchdata.Sample, error) 
 		lat := time.Duration(exitAt - (done.Usec*1000 + off)).Seconds()
 		s.Latency = &lat
 		s.LatencyErr = time.Duration(max(bound1, bound2) + spread/2).Seconds()
+	}
+	if b.cfg.trace {
+		// From 2 ms before the record to 10 ms after the waiter's exit.
+		at, after := int64(-1), int64(0)
+		if done != nil && s.Latency != nil {
+			at = done.Usec
+			after = max(time.Duration(*s.Latency*float64(time.Second)).Microseconds(), 0) + 10000
+		}
+		if err := stopTrace(w.name, rep, at, 2000, after); err != nil {
+			note("%v", err)
+		}
 	}
 	return s, unload()
 }
