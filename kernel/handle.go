@@ -245,6 +245,9 @@ func (h *Handle) IsDirEntry(dir string, e fs.DirEntry) bool {
 // report sizes of 0 or 4096), up to limit bytes; a longer file is an error
 // wrapping [ErrTooLarge].
 func (h *Handle) ReadBytes(path string, limit int64) ([]byte, error) {
+	if limit <= MaxAttrSize && h.pseudoFile(path) {
+		return sysfile.ReadAttr(path, limit)
+	}
 	f, err := h.files.Open(path)
 	if err != nil {
 		return nil, err
@@ -258,6 +261,25 @@ func (h *Handle) ReadBytes(path string, limit int64) ([]byte, error) {
 		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, limit)}
 	}
 	return b, nil
+}
+
+// pseudoFile reports whether path lies below the running kernel's own
+// sysfs, whose attributes are read with raw system calls
+// ([sysfile.ReadAttr]): Go's scheduler otherwise hands the processor to
+// another thread during each of the several calls of a read on a slow CPU (a
+// dozen thread switches in the wait between the kernel's completion record
+// and klp's outcome, docs/performance.md), and a sysfs attribute never waits
+// for a disk or a process. procfs is read as any file: a task's cmdline
+// waits for its memory map's lock, which a hung task can hold for ever, and
+// a raw call would then stop every goroutine, the signal handler's
+// included. A copied tree, /boot and /dev are files on disk.
+func (h *Handle) pseudoFile(path string) bool {
+	return h.kernelFS && under(path, h.roots.Sys)
+}
+
+// under reports whether path lies below the directory root.
+func under(path, root string) bool {
+	return len(path) > len(root) && path[len(root)] == '/' && path[:len(root)] == root
 }
 
 // ReadPrefix returns at most limit bytes of path; a longer file is cut.

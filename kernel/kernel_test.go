@@ -364,3 +364,38 @@ func TestNewHandleInjectedFaults(t *testing.T) {
 		t.Errorf("NewHandle with a missing sysfs root = %v", err)
 	}
 }
+
+// TestRawReadsOnlySysfs checks which reads take the raw system calls: the
+// running kernel's sysfs attributes, and nothing on disk or in procfs (see
+// Handle.pseudoFile); and that such a read answers as any other.
+func TestRawReadsOnlySysfs(t *testing.T) {
+	h := openRunning(t)
+	for path, want := range map[string]bool{
+		"/sys/kernel/livepatch/p/transition": true,
+		"/sys/module/x/refcnt":               true,
+		"/sys":                               false,
+		"/sysfoo/x":                          false,
+		"/proc/self/cmdline":                 false,
+		"/boot/config-6.1":                   false,
+		"/dev/kmsg":                          false,
+	} {
+		if got := h.pseudoFile(path); got != want {
+			t.Errorf("running kernel: pseudoFile(%s) = %v, want %v", path, got, want)
+		}
+	}
+	copied, err := Open(tree(t, "6.1.0-56-cloud-amd64\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := copied.SysPath("kernel", "x"); copied.pseudoFile(p) {
+		t.Errorf("copied tree: pseudoFile(%s) = true, want false", p)
+	}
+	// A sysfs attribute of every kernel: read raw, checked as ever.
+	b, err := h.ReadBytes("/sys/kernel/uevent_seqnum", MaxAttrSize)
+	if err != nil || len(b) == 0 || b[len(b)-1] != '\n' {
+		t.Errorf("ReadBytes(/sys/kernel/uevent_seqnum) = %q, %v", b, err)
+	}
+	if _, err := h.ReadBytes("/sys/kernel", MaxAttrSize); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("ReadBytes(/sys/kernel) = %v, want ErrNotRegular", err)
+	}
+}
