@@ -162,7 +162,10 @@ func TestReadLimits(t *testing.T) {
 // buffer (4096 bytes) is read whole.
 func TestReadFilesKernelLong(t *testing.T) {
 	h := openRunning(t)
-	arg := strings.Repeat("a", 6000)
+	// A long interval of zeros: sleep adds it to the 60 s. Letters made
+	// sleep exit at once (an invalid interval), and the test read an
+	// empty command line whenever it came after that exit.
+	arg := strings.Repeat("0", 6000)
 	cmd := exec.Command("sleep", "60", arg)
 	if err := cmd.Start(); err != nil {
 		t.Skipf("no sleep(1): %v", err)

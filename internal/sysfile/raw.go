@@ -12,10 +12,11 @@ import (
 
 // Raw system calls for the pseudo-files of sysfs and procfs.
 //
-// syscall.Syscall tells Go's scheduler that the goroutine is in the kernel;
-// when the call has not returned after about 20 µs, the scheduler hands the
+// syscall.Syscall tells Go's scheduler that the goroutine is in the kernel:
+// that wakes the scheduler's monitor thread (sysmon) when it sleeps, and
+// when the call has not returned after about 20 µs, the monitor hands the
 // goroutine's processor to another thread (waking one, often only to find
-// nothing to do) and takes it back afterwards. Opening, reading and closing a
+// nothing to do), which gives it back afterwards. Opening, reading and closing a
 // pseudo-file never waits for a disk or for another process, but on a slow
 // or emulated CPU it takes longer than that, so that every attribute read
 // costs several thread switches: measured in a task scan of 20,000 threads

@@ -391,10 +391,11 @@ type running struct {
 	proc *os.Process // bench/c/measure
 	done chan result // the waiter's result, once it returned
 	mu   sync.Mutex
-	out  bytes.Buffer // what it printed, for errors
+	out  bytes.Buffer // what it printed on a terminal, for errors
+	file *os.File     // where it printed otherwise
 }
 
-// startWaiter starts w under bench/c/measure with its output on a pipe,
+// startWaiter starts w under bench/c/measure with its output to a file,
 // or on a terminal (a pseudo-terminal whose master end is drained), and
 // stdin on /dev/null; in cgroup when it is not nil (bench/c/measure then
 // starts there, and the waiter and all its children run there).
@@ -404,7 +405,18 @@ func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 	if w.tty {
 		rd, wr, err = openPTY()
 	} else {
-		rd, wr, err = os.Pipe()
+		// A file, not a pipe: a pipe's reader (this program) would be
+		// woken by the waiter's outcome and take the vCPU from it before
+		// it exits, a cost of the reader that the C floor, which prints
+		// nothing, is spared.
+		wr, err = os.CreateTemp("", "klp-bench-out-")
+		if err == nil {
+			rd, err = os.Open(wr.Name())
+			os.Remove(wr.Name())
+			if err != nil {
+				wr.Close()
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -438,22 +450,11 @@ func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 		rep.Close()
 		return nil, fmt.Errorf("start %s: %w", w.name, err)
 	}
-	go func() {
-		// A terminal's master reads EIO once the child has gone.
-		buf := make([]byte, 4096)
-		for {
-			k, err := rd.Read(buf)
-			r.mu.Lock()
-			if r.out.Len() < 64*1024 {
-				r.out.Write(buf[:k])
-			}
-			r.mu.Unlock()
-			if err != nil {
-				rd.Close()
-				return
-			}
-		}
-	}()
+	if !w.tty {
+		r.file = rd
+	} else {
+		go r.drain(rd)
+	}
 	sc := bufio.NewScanner(rep)
 	var res result
 	if !sc.Scan() {
@@ -488,13 +489,46 @@ func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 	return r, nil
 }
 
+// drain reads a terminal's master end into r.out until the child has
+// gone (the master then reads EIO).
+func (r *running) drain(rd *os.File) {
+	buf := make([]byte, 4096)
+	for {
+		k, err := rd.Read(buf)
+		r.mu.Lock()
+		if r.out.Len() < 64*1024 {
+			r.out.Write(buf[:k])
+		}
+		r.mu.Unlock()
+		if err != nil {
+			rd.Close()
+			return
+		}
+	}
+}
+
 // kill ends the waiter and bench/c/measure (a process group).
-func (r *running) kill() { _ = syscall.Kill(-r.proc.Pid, syscall.SIGKILL) }
+// Its output file is closed: kill is the last use of r.
+func (r *running) kill() {
+	_ = syscall.Kill(-r.proc.Pid, syscall.SIGKILL)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.file != nil {
+		r.file.Close()
+		r.file = nil
+	}
+}
 
 // output returns the end of what the waiter printed.
 func (r *running) output() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.file != nil {
+		b := make([]byte, 64*1024)
+		n, _ := r.file.ReadAt(b, 0)
+		r.out.Reset()
+		r.out.Write(b[:n])
+	}
 	out := r.out.String()
 	if len(out) > 300 {
 		out = "..." + out[len(out)-300:]
