@@ -91,7 +91,7 @@ func OpenLive(r Roots) (*Live, error) {
 			return nil, fmt.Errorf("%w: %s is not a %s mount (a copied tree is read only)", ErrNotLive, root.dir, root.kind)
 		}
 	}
-	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}, Log: DevKmsg{Path: h.DevPath("kmsg")}}}, nil
+	return &Live{Handle: h, seams: Seams{Attr: fileAttrWriter{}, Modules: unixModules{}, Signals: unixSignals{}, Log: &keptKmsg{dev: DevKmsg{Path: h.DevPath("kmsg")}}}}, nil
 }
 
 // Simulate returns a Live handle whose actions all go to the given seams:

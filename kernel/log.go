@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -220,5 +221,72 @@ func (w *kmsgWatch) read() (int, error) {
 
 func (w *kmsgWatch) Close() error {
 	w.disarm()
+	return w.f.Close()
+}
+
+// keptKmsg is the log of a handle from [OpenLive]: a [DevKmsg] whose watch,
+// once the wait that opened it closes it, is kept open for the handle's
+// next wait. Closing an os.File tells Go's scheduler that the goroutine
+// enters the kernel, which wakes the scheduler's monitor thread (see
+// kmsgWatch.read), and a wait closes its watch on its way from the kernel's
+// completion record to its outcome: on one emulated CPU the monitor then
+// preempted it every 0.2 ms until the outcome was written
+// (docs/performance.md). One descriptor per handle stays open; once the
+// handle is gone, the os.File's own cleanup closes it.
+type keptKmsg struct {
+	dev  DevKmsg
+	mu   sync.Mutex
+	idle *kmsgWatch // a closed watch, kept for the next
+}
+
+var _ LogWatcher = (*keptKmsg)(nil)
+
+// WatchLog implements [LogWatcher]: the kept watch moved past the records
+// logged since (as a new one opens after the newest), else a new one.
+func (k *keptKmsg) WatchLog() (LogWatch, error) {
+	k.mu.Lock()
+	w := k.idle
+	k.idle = nil
+	k.mu.Unlock()
+	if w != nil {
+		if _, err := w.f.Seek(0, io.SeekEnd); err == nil {
+			return &keptWatch{w: w, k: k}, nil
+		}
+		w.f.Close()
+	}
+	lw, err := k.dev.WatchLog()
+	if err != nil {
+		return nil, err
+	}
+	return &keptWatch{w: lw.(*kmsgWatch), k: k}, nil
+}
+
+// keptWatch is a watch of a keptKmsg: its Close keeps the descriptor for
+// the next watch (one at a time; another is closed).
+type keptWatch struct {
+	w *kmsgWatch // nil once closed
+	k *keptKmsg
+}
+
+func (kw *keptWatch) Next(ctx context.Context) ([]byte, error) {
+	if kw.w == nil {
+		return nil, fmt.Errorf("watch kernel log: %w", os.ErrClosed)
+	}
+	return kw.w.Next(ctx)
+}
+
+func (kw *keptWatch) Close() error {
+	w := kw.w
+	if w == nil {
+		return nil
+	}
+	kw.w = nil
+	w.disarm()
+	kw.k.mu.Lock()
+	defer kw.k.mu.Unlock()
+	if kw.k.idle == nil {
+		kw.k.idle = w
+		return nil
+	}
 	return w.f.Close()
 }

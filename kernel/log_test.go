@@ -169,3 +169,99 @@ func TestDevKmsgDeadlineBeforeContext(t *testing.T) {
 		}
 	}
 }
+
+// The log of a handle from OpenLive keeps its watch for the next wait: a
+// second watch reuses the descriptor, starts after the records logged
+// meanwhile, and a watch closed while another is kept is closed for good.
+func TestKeptKmsgReal(t *testing.T) {
+	if !readableKmsg() {
+		t.Skip("no readable /dev/kmsg (root or CAP_SYSLOG)")
+	}
+	out, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("cannot write /dev/kmsg: %v", err)
+	}
+	defer out.Close()
+	logLine := func(s string) {
+		t.Helper()
+		if _, err := out.WriteString("<6>" + s + "\n"); err != nil {
+			t.Skipf("cannot write /dev/kmsg: %v", err)
+		}
+	}
+	k := &keptKmsg{dev: DevKmsg{Path: "/dev/kmsg"}}
+	w1, err := k.WatchLog()
+	if err != nil {
+		t.Fatalf("WatchLog: %v", err)
+	}
+	fd1 := w1.(*keptWatch).w.f
+	// A second watch while the first is open has a descriptor of its own.
+	w2, err := k.WatchLog()
+	if err != nil {
+		t.Fatalf("WatchLog beside another: %v", err)
+	}
+	fd2 := w2.(*keptWatch).w.f
+	if fd2 == fd1 {
+		t.Fatal("two open watches share a descriptor")
+	}
+	if err := w1.Close(); err != nil || k.idle == nil || k.idle.f != fd1 {
+		t.Fatalf("Close of the first: %v; kept %v, want its descriptor", err, k.idle)
+	}
+	if err := w1.Close(); err != nil || k.idle.f != fd1 {
+		t.Fatalf("a second Close: %v, kept %v", err, k.idle)
+	}
+	if _, err := w1.Next(context.Background()); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Next after Close = %v, want os.ErrClosed", err)
+	}
+	// One is kept: the second is closed for good.
+	if err := w2.Close(); err != nil || k.idle.f != fd1 {
+		t.Fatalf("Close of the second: %v; kept %v", err, k.idle)
+	}
+	if _, err := fd2.Stat(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("the second watch's descriptor: %v, want closed", err)
+	}
+	stamp := time.Now().Format(time.RFC3339Nano)
+	before := "klp kept-watch test, logged between the waits " + stamp
+	after := "klp kept-watch test, logged during the second wait " + stamp
+	logLine(before)
+	w3, err := k.WatchLog()
+	if err != nil {
+		t.Fatalf("WatchLog again: %v", err)
+	}
+	t.Cleanup(func() { w3.Close() })
+	if w3.(*keptWatch).w.f != fd1 || k.idle != nil {
+		t.Fatalf("the kept descriptor was not reused (kept %v)", k.idle)
+	}
+	logLine(after)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		b, err := next(t, w3, ctx)
+		if err != nil {
+			t.Fatalf("Next: %v (the record never came)", err)
+		}
+		rec, err := ParseKmsgRecord(b)
+		if err != nil {
+			t.Fatalf("Next returned %q: %v", b, err)
+		}
+		if strings.Contains(rec.Message, before) {
+			t.Fatalf("the reused watch returned a record logged before it was opened: %q", rec.Message)
+		}
+		if strings.Contains(rec.Message, after) {
+			break
+		}
+	}
+}
+
+// OpenLive's handle watches the log through a keptKmsg.
+func TestOpenLiveKeepsLogWatch(t *testing.T) {
+	if !runningKernelFS(t) {
+		t.Skip("no sysfs at /sys and procfs at /proc here")
+	}
+	l, err := OpenLive(Roots{})
+	if err != nil {
+		t.Fatalf("OpenLive: %v", err)
+	}
+	if k, ok := l.seams.Log.(*keptKmsg); !ok || k.dev.Path != "/dev/kmsg" {
+		t.Errorf("OpenLive's log = %#v, want a keptKmsg of /dev/kmsg", l.seams.Log)
+	}
+}
