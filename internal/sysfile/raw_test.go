@@ -2,7 +2,6 @@ package sysfile
 
 import (
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,20 +18,7 @@ func TestReadAttrAsReadBytes(t *testing.T) {
 	for _, n := range []int{0, 1, 10, 4095, 4096, 4097, 9000} {
 		paths = append(paths, writeFile(t, dir, "f"+strings.Repeat("x", n%7)+string(rune('a'+n%26)), strings.Repeat("7", n)))
 	}
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(paths[2], link); err != nil {
-		t.Fatal(err)
-	}
+	fifo, sock, link := specialFiles(t, dir)
 	noRead := writeFile(t, dir, "noread", "1\n")
 	if err := os.Chmod(noRead, 0); err != nil {
 		t.Fatal(err)

@@ -252,24 +252,32 @@ func TestWriteStringWriteError(t *testing.T) {
 // FIFO, a device, a socket, a directory and a symbolic link where a regular
 // file is expected are refused at once, without blocking, and a link is
 // followed only by OpenFollow.
-func TestOpenRefusesSpecialFiles(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
+// specialFiles makes in dir a FIFO, a listening socket (closed when the
+// test ends) and a symbolic link to a regular file holding "data".
+func specialFiles(t *testing.T, dir string) (fifo, sock, link string) {
+	t.Helper()
+	fifo = filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "sock")
+	sock = filepath.Join(dir, "sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	target := writeFile(t, dir, "target", "data")
-	link := filepath.Join(dir, "link")
+	link = filepath.Join(dir, "link")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
+	return fifo, sock, link
+}
+
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo, sock, link := specialFiles(t, dir)
 	fifoLink := filepath.Join(dir, "fifolink")
 	if err := os.Symlink(fifo, fifoLink); err != nil {
 		t.Fatal(err)
