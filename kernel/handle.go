@@ -274,12 +274,22 @@ func (h *Handle) ReadBytes(path string, limit int64) ([]byte, error) {
 // a raw call would then stop every goroutine, the signal handler's
 // included. A copied tree, /boot and /dev are files on disk.
 func (h *Handle) pseudoFile(path string) bool {
-	return h.kernelFS && under(path, h.roots.Sys)
+	return h.kernelFS && below(path, h.roots.Sys)
 }
 
-// under reports whether path lies below the directory root.
-func under(path, root string) bool {
-	return len(path) > len(root) && path[len(root)] == '/' && path[:len(root)] == root
+// below reports whether path is clean and lies strictly below one of the
+// roots.
+func below(path string, roots ...string) bool {
+	clean := filepath.Clean(path)
+	if clean != path && clean+"/" != path {
+		return false // ".." or doubled slashes: a path built from bad input
+	}
+	for _, root := range roots {
+		if strings.HasPrefix(clean, root+"/") || root == "/" && clean != "/" {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadPrefix returns at most limit bytes of path; a longer file is cut.

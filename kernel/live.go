@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/klp-project/klp/internal/poll"
@@ -117,18 +115,7 @@ func (l *Live) WriteAttr(path, value string) error {
 }
 
 // under reports whether path lies strictly below the sysfs or procfs root.
-func (l *Live) under(path string) bool {
-	clean := filepath.Clean(path)
-	if clean != path && clean+"/" != path {
-		return false // ".." or doubled slashes: a path built from bad input
-	}
-	for _, root := range []string{l.roots.Sys, l.roots.Proc} {
-		if strings.HasPrefix(clean, root+"/") || root == "/" && clean != "/" {
-			return true
-		}
-	}
-	return false
-}
+func (l *Live) under(path string) bool { return below(path, l.roots.Sys, l.roots.Proc) }
 
 // Clock returns the clock waits on this kernel run on: the system's for
 // the running kernel, the test double's own for a simulated one.

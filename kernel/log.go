@@ -87,6 +87,15 @@ const kmsgRecordMax = 16 << 10
 
 // WatchLog implements [LogWatcher].
 func (d DevKmsg) WatchLog() (LogWatch, error) {
+	w, err := d.watch()
+	if err != nil {
+		return nil, err // not a nil *kmsgWatch in the interface
+	}
+	return w, nil
+}
+
+// watch opens the watch of WatchLog, as the type keptKmsg keeps.
+func (d DevKmsg) watch() (*kmsgWatch, error) {
 	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLogUnavailable, &os.PathError{Op: "open", Path: d.Path, Err: err})
@@ -254,11 +263,11 @@ func (k *keptKmsg) WatchLog() (LogWatch, error) {
 		}
 		w.f.Close()
 	}
-	lw, err := k.dev.WatchLog()
+	w, err := k.dev.watch()
 	if err != nil {
 		return nil, err
 	}
-	return &keptWatch{w: lw.(*kmsgWatch), k: k}, nil
+	return &keptWatch{w: w, k: k}, nil
 }
 
 // keptWatch is a watch of a keptKmsg: its Close keeps the descriptor for
