@@ -15,6 +15,9 @@ LDFLAGS    := -s -w -X github.com/klp-project/klp/internal/cli.version=$(VERSION
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BINDIR     := $(DESTDIR)$(PREFIX)/bin
+# klp-exporter, which klp runs for klp metrics and klp exporter: klp looks
+# for it beside itself, then in ../libexec/klp (cli.ExporterProgram).
+LIBEXECDIR := $(DESTDIR)$(PREFIX)/libexec/klp
 MANDIR     := $(DESTDIR)$(PREFIX)/share/man/man8
 BASHCOMPDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
@@ -37,7 +40,8 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus prometheus-node-exporter
 
 build: deps
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/klp ./cmd/klp
+	mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/klp ./cmd/klp-exporter
 	ln -sf klp bin/kgr
 
 # test runs everything CI runs: linters, unit tests with the race detector,
@@ -213,8 +217,9 @@ docs:
 	$(GO) run ./cmd/gen-docs -man docs/man
 
 install: build
-	install -d $(BINDIR) $(MANDIR) $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	install -d $(BINDIR) $(LIBEXECDIR) $(MANDIR) $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
 	install -m 0755 bin/klp $(BINDIR)/klp
+	install -m 0755 bin/klp-exporter $(LIBEXECDIR)/klp-exporter
 	ln -sf klp $(BINDIR)/kgr
 	install -m 0644 docs/man/klp.8 docs/man/kgr.8 $(MANDIR)/
 	$(GO) run ./cmd/gen-docs -completion bin
@@ -230,14 +235,15 @@ install: build
 	@echo "'systemctl enable --now klp-exporter.service' (or klp-metrics.timer) serves docs/metrics.md"
 
 uninstall:
-	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
+	rm -f $(BINDIR)/klp $(BINDIR)/kgr $(LIBEXECDIR)/klp-exporter $(MANDIR)/klp.8 $(MANDIR)/kgr.8 \
 		$(BASHCOMPDIR)/klp $(BASHCOMPDIR)/kgr $(ZSHCOMPDIR)/_klp $(ZSHCOMPDIR)/_kgr \
 		$(FISHCOMPDIR)/klp.fish $(FISHCOMPDIR)/kgr.fish $(SYSTEMDDIR)/klp.service \
 		$(SYSTEMDDIR)/klp-exporter.service $(SYSTEMDDIR)/klp-metrics.service $(SYSTEMDDIR)/klp-metrics.timer
+	-rmdir $(LIBEXECDIR)
 
 # packages builds dist/klp_<version>-1_amd64.deb and
 # dist/klp-<version>-1.x86_64.rpm from one description, packaging/nfpm.yaml:
-# the static binary, the kgr link, the man pages, bash/zsh/fish completions,
+# the static binaries (klp, and klp-exporter in /usr/libexec/klp), the kgr link, the man pages, bash/zsh/fish completions,
 # klp.service, klp-exporter.service and klp-metrics.service/.timer (none
 # enabled or started on installation), the changelog
 # (packaging/changelog.yml) and, in the .deb, the copyright file and
@@ -256,7 +262,7 @@ packages: packages-build packages-check
 packages-build: deps
 	rm -rf $(DIST)/stage && mkdir -p $(DIST)/stage
 	rm -f $(DIST)/klp_*.deb $(DIST)/klp-*.rpm
-	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/klp ./cmd/klp
+	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/ ./cmd/klp ./cmd/klp-exporter
 	$(GO) run ./cmd/gen-docs -completion $(DIST)/stage
 	gzip -9n -c docs/man/klp.8 > $(DIST)/stage/klp.8.gz
 	gzip -9n -c docs/man/kgr.8 > $(DIST)/stage/kgr.8.gz

@@ -26,7 +26,7 @@ func scenarioKlpDeb(t *testing.T, g *guest) {
 	r = g.run(t, "dpkg-query -W -f '${Status} ${Version}' klp")
 	expect(t, "installed", r.Stdout == "install ok installed "+g.pkgs.Version, "dpkg-query: %v, want version %s", r, g.pkgs.Version)
 	files := g.mustRun(t, "dpkg -L klp")
-	for _, f := range []string{"/usr/bin/klp", "/usr/bin/kgr", "/usr/lib/systemd/system/klp.service",
+	for _, f := range []string{"/usr/bin/klp", "/usr/bin/kgr", "/usr/libexec/klp/klp-exporter", "/usr/lib/systemd/system/klp.service",
 		"/usr/share/man/man8/klp.8.gz", "/usr/share/man/man8/kgr.8.gz",
 		"/usr/share/bash-completion/completions/klp", "/usr/share/zsh/vendor-completions/_klp",
 		"/usr/share/fish/vendor_completions.d/klp.fish", "/usr/share/doc/klp/changelog.Debian.gz", "/usr/share/doc/klp/copyright"} {
@@ -35,6 +35,10 @@ func scenarioKlpDeb(t *testing.T, g *guest) {
 	r = g.run(t, "readlink /usr/bin/kgr && kgr --help >/dev/null && klp --version")
 	upstream := g.pkgs.Version[:strings.LastIndex(g.pkgs.Version, "-")]
 	expect(t, "binaries", r.OK() && strings.HasPrefix(r.Stdout, "klp\n") && strings.Contains(r.Stdout, upstream), "kgr link, klp --version %s: %v", upstream, r)
+	// klp metrics is served by klp-exporter, which klp finds in
+	// /usr/libexec/klp from its own /usr/bin.
+	r = g.run(t, "klp metrics")
+	expect(t, "metrics", r.OK() && strings.Contains(r.Stdout, "\nklp_build_info{"), "klp runs /usr/libexec/klp/klp-exporter: %v", r)
 	r = g.run(t, "systemctl cat klp.service && systemctl is-enabled klp.service")
 	expect(t, "unit", strings.Contains(r.Stdout, "ExecStart=/usr/bin/klp load --all") && strings.HasSuffix(r.Stdout, "disabled\n"),
 		"systemd knows the unit, not enabled: %v", r)

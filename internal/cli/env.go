@@ -74,6 +74,13 @@ type Env struct {
 	// Store is where installed patches live (/var/lib/klp, and kpatch's
 	// /var/lib/kpatch read too).
 	Store store.Store
+	// Exporter runs klp metrics and klp exporter: set only in
+	// klp-exporter (nil in klp; see ExporterProgram).
+	Exporter Exporter
+	// ExecExporter runs those two commands when Exporter is nil: it
+	// replaces klp with klp-exporter, given klp's arguments, and returns
+	// only on failure.
+	ExecExporter func(args []string) error
 	// BootDir holds the kernel configs (config-<release>) that preflight
 	// reads; it is under neither --sysfs nor --procfs. Default "/boot".
 	BootDir string
@@ -101,5 +108,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		LockWait: 5 * time.Second,
 		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},
 		BootDir:  "/boot",
+
+		ExecExporter: execExporter,
 	}
 }

@@ -1,23 +1,17 @@
 package cli
 
 import (
-	"log/slog"
-	"net/http"
-	"time"
-
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
-
-	"github.com/klp-project/klp/internal/metrics"
 )
 
+// DefaultListenAddress is klp exporter's default: loopback only, on a port
+// that none of the well-known exporters uses by default (node_exporter
+// 9100, Prometheus 9090, Pushgateway 9091, Alertmanager 9093, Blackbox
+// 9115, process-exporter 9256).
+const DefaultListenAddress = "127.0.0.1:9877"
+
 func newExporterCmd(opts *rootOptions) *cobra.Command {
-	var (
-		listen        []string
-		systemdSocket bool
-		configFile    string
-		telemetryPath string
-	)
+	var req ServeRequest
 	cmd := &cobra.Command{
 		Use:   "exporter [--web.listen-address ADDR] [--web.telemetry-path PATH] [--web.config.file FILE]",
 		Short: "Serve the live patching state to Prometheus",
@@ -25,34 +19,34 @@ func newExporterCmd(opts *rootOptions) *cobra.Command {
 every scrape, with a landing page at /. The flags are node_exporter's: TLS and
 basic authentication are configured by --web.config.file, a file of
 Prometheus's exporter-toolkit (the format node_exporter reads). The default
-address is ` + metrics.DefaultListenAddress + `: loopback only.
+address is ` + DefaultListenAddress + `: loopback only.
 
 The exporter remembers when it first saw a transition, for
 klp_transition_duration_seconds. It never changes the kernel; reading every
-task's patch_state needs root (see contrib/klp-exporter.service).`,
+task's patch_state needs root (see contrib/klp-exporter.service).
+
+klp metrics and klp exporter are served by a program of their own,
+` + ExporterProgram + `, installed beside klp or in ../libexec/klp from klp's
+directory, so that Prometheus's libraries stay out of every other
+command. klp executes it in its own process, with the same command line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := opts.collector()
+			if opts.env.Exporter == nil {
+				return opts.execExporter()
+			}
+			m, err := opts.metricsRequest()
 			if err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewTextHandler(opts.env.IO.ErrOut, nil))
-			h, err := metrics.NewHandler(c, telemetryPath, version, logger)
-			if err != nil {
-				return err
-			}
-			server := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-			return web.ListenAndServe(server, &web.FlagConfig{
-				WebListenAddresses: &listen,
-				WebSystemdSocket:   &systemdSocket,
-				WebConfigFile:      &configFile,
-			}, logger)
+			req.MetricsRequest = m
+			req.Log = opts.env.IO.ErrOut
+			return opts.env.Exporter.Serve(req)
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&listen, "web.listen-address", []string{metrics.DefaultListenAddress}, "serve on `ADDR` (repeat for several)")
-	f.StringVar(&telemetryPath, "web.telemetry-path", "/metrics", "serve the metrics at `PATH`")
-	f.StringVar(&configFile, "web.config.file", "", "TLS and basic authentication configuration `FILE` (exporter-toolkit's web configuration)")
-	f.BoolVar(&systemdSocket, "web.systemd-socket", false, "serve on the listeners systemd passes (socket activation) instead")
+	f.StringSliceVar(&req.Listen, "web.listen-address", []string{DefaultListenAddress}, "serve on `ADDR` (repeat for several)")
+	f.StringVar(&req.TelemetryPath, "web.telemetry-path", "/metrics", "serve the metrics at `PATH`")
+	f.StringVar(&req.ConfigFile, "web.config.file", "", "TLS and basic authentication configuration `FILE` (exporter-toolkit's web configuration)")
+	f.BoolVar(&req.SystemdSocket, "web.systemd-socket", false, "serve on the listeners systemd passes (socket activation) instead")
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
+	"github.com/klp-project/klp/internal/exporter"
 	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/store"
 	"github.com/klp-project/klp/kernel"
@@ -250,6 +251,8 @@ func runGoldenPkgs(t *testing.T, root string, c goldenCommand, pkgs *fakePackage
 		Packages: nil,
 		// An empty store under the fixture: list reads nothing of the host.
 		Store: store.Store{Dir: filepath.Join(root, "var", "lib", "klp")},
+		// klp metrics in process, as klp-exporter runs it.
+		Exporter: exporter.Commands{},
 	}
 	if pkgs != nil {
 		env.Packages = pkgs

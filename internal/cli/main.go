@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/admin"
@@ -56,6 +57,18 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) ExitCode {
 
 // Run is Main with injected dependencies.
 func Run(args []string, env *Env) ExitCode {
+	return run(args, env, newRootCmd)
+}
+
+// RunExporter runs klp-exporter: klp metrics and klp exporter, with
+// env.Exporter serving them.
+func RunExporter(args []string, env *Env) ExitCode {
+	return run(args, env, func(_ string, env *Env, args []string) *cobra.Command {
+		return newExporterRootCmd(env, args)
+	})
+}
+
+func run(args []string, env *Env, newRoot func(prog string, env *Env, args []string) *cobra.Command) ExitCode {
 	prog := "klp"
 	if len(args) > 0 && strings.HasPrefix(filepath.Base(args[0]), "kgr") {
 		prog = "kgr"
@@ -65,8 +78,12 @@ func Run(args []string, env *Env) ExitCode {
 	streams.Out = out
 	runEnv := *env
 	runEnv.IO = &streams
-	root := newRootCmd(prog, &runEnv)
-	root.SetArgs(args[1:])
+	var rest []string
+	if len(args) > 0 {
+		rest = args[1:]
+	}
+	root := newRoot(prog, &runEnv, rest)
+	root.SetArgs(rest)
 	root.SetIn(env.IO.In)
 	root.SetOut(out)
 	root.SetErr(env.IO.ErrOut)

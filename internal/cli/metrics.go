@@ -2,8 +2,6 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/klp-project/klp/internal/metrics"
 )
 
 func newMetricsCmd(opts *rootOptions) *cobra.Command {
@@ -21,29 +19,22 @@ The start of a transition still in progress is kept from the previous file,
 so klp_transition_duration_seconds grows from one run to the next.
 
 A file that cannot be read is counted in klp_scrape_errors_total and its
-series are left out; the rest is still reported.`,
+series are left out; the rest is still reported. klp runs this command by
+executing ` + ExporterProgram + ` (see exporter).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := opts.collector()
+			if opts.env.Exporter == nil {
+				return opts.execExporter()
+			}
+			req, err := opts.metricsRequest()
 			if err != nil {
 				return err
 			}
-			if textfile != "" {
-				return metrics.WriteTextfile(textfile, c)
-			}
-			return metrics.Write(opts.env.IO.Out, metrics.Registry(c))
+			req.Textfile = textfile
+			return opts.env.Exporter.Metrics(req)
 		},
 	}
 	cmd.Flags().StringVar(&textfile, "textfile", "", "write `DIR`/klp.prom for node_exporter's textfile collector")
 	_ = cmd.RegisterFlagCompletionFunc("textfile", dirCompletion)
 	return cmd
-}
-
-// collector opens the read side and builds the metrics collector on it.
-func (o *rootOptions) collector() (*metrics.Collector, error) {
-	sys, err := o.system()
-	if err != nil {
-		return nil, err
-	}
-	return metrics.New(sys, metrics.Options{Version: version, Store: o.env.Store, Now: o.env.Now}), nil
 }

@@ -26,6 +26,9 @@ type rootOptions struct {
 	procRoot       string
 	snapshotFile   string
 	env            *Env
+	// args is the command line after the program's name, for
+	// klp-exporter (execExporter).
+	args []string
 
 	// snap is the --snapshot archive, read once.
 	snap    *snapshot.Archive
@@ -121,8 +124,35 @@ func (o *rootOptions) changer(verb string) (*admin.Changer, error) {
 	return admin.NewChanger(live, cfg), nil
 }
 
-func newRootCmd(prog string, env *Env) *cobra.Command {
-	opts := &rootOptions{prog: prog, env: env}
+// newRootCmd is the command tree of klp or kgr, given its command line
+// after the program's name.
+func newRootCmd(prog string, env *Env, args []string) *cobra.Command {
+	root, opts := newRoot(prog, env, args)
+	root.AddCommand(newStatusCmd(opts), newCheckCmd(opts), newPatchesCmd(opts))
+	if prog == "kgr" {
+		root.AddCommand(newBlockingCmd(opts, "blocking", admin.KGraftProcesses), newBlockingCmd(opts, "blocking_threads", admin.KGraftThreads), newPokeCmd(opts))
+	} else {
+		root.AddCommand(newBlockingCmd(opts, "blocking", admin.Threads), newDowngradeCmd(opts),
+			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
+			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
+			newInfoCmd(opts), newPreflightCmd(opts), newSnapshotCmd(opts), newMetricsCmd(opts), newExporterCmd(opts))
+	}
+	return finishRoot(root)
+}
+
+// newExporterRootCmd is klp-exporter's tree: klp's root with the two
+// commands it serves, and none of the others, so that the linker leaves
+// their code out of it.
+func newExporterRootCmd(env *Env, args []string) *cobra.Command {
+	root, opts := newRoot("klp", env, args)
+	root.Short = "serve klp metrics and klp exporter (klp runs this program for them)"
+	root.AddCommand(newMetricsCmd(opts), newExporterCmd(opts))
+	return finishRoot(root)
+}
+
+// newRoot is the root command with the options every command shares.
+func newRoot(prog string, env *Env, args []string) (*cobra.Command, *rootOptions) {
+	opts := &rootOptions{prog: prog, env: env, args: args}
 	root := &cobra.Command{
 		Use:           prog + " [-hv] [--version] COMMAND",
 		Short:         shortDescription(prog),
@@ -168,15 +198,11 @@ func newRootCmd(prog string, env *Env) *cobra.Command {
 	_ = root.RegisterFlagCompletionFunc("sysfs", dirCompletion)
 	_ = root.RegisterFlagCompletionFunc("procfs", dirCompletion)
 
-	root.AddCommand(newStatusCmd(opts), newCheckCmd(opts), newPatchesCmd(opts))
-	if prog == "kgr" {
-		root.AddCommand(newBlockingCmd(opts, "blocking", admin.KGraftProcesses), newBlockingCmd(opts, "blocking_threads", admin.KGraftThreads), newPokeCmd(opts))
-	} else {
-		root.AddCommand(newBlockingCmd(opts, "blocking", admin.Threads), newDowngradeCmd(opts),
-			newLoadCmd(opts), newUnloadCmd(opts), newDisableCmd(opts), newEnableCmd(opts), newWaitCmd(opts),
-			newSignalCmd(opts), newForceCmd(opts), newInstallCmd(opts), newUninstallCmd(opts), newListCmd(opts),
-			newInfoCmd(opts), newPreflightCmd(opts), newSnapshotCmd(opts), newMetricsCmd(opts), newExporterCmd(opts))
-	}
+	return root, opts
+}
+
+// finishRoot adds help and completion to a root that has its commands.
+func finishRoot(root *cobra.Command) *cobra.Command {
 	root.SetHelpCommand(newHelpCmd(root))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {

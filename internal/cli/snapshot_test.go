@@ -18,6 +18,7 @@ import (
 
 	"github.com/klp-project/klp/internal/admin"
 	"github.com/klp-project/klp/internal/cli"
+	"github.com/klp-project/klp/internal/exporter"
 	"github.com/klp-project/klp/internal/fakefs"
 	"github.com/klp-project/klp/internal/snapshot"
 	"github.com/klp-project/klp/internal/store"
@@ -41,6 +42,7 @@ func runCLI(t *testing.T, args []string, pkgs admin.PackageSource, st store.Stor
 		Geteuid:  func() int { return 0 },
 		Packages: pkgs,
 		Store:    st,
+		Exporter: exporter.Commands{},
 	}
 	code := cli.Run(args, env)
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code, kills: kills.calls}

@@ -9,12 +9,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// DefaultListenAddress is klp exporter's default: loopback only, on a port
-// that none of the well-known exporters uses by default (node_exporter
-// 9100, Prometheus 9090, Pushgateway 9091, Alertmanager 9093, Blackbox
-// 9115, process-exporter 9256).
-const DefaultListenAddress = "127.0.0.1:9877"
-
 // NewHandler serves one scrape of c at telemetryPath and, at "/" when that
 // is another path, a landing page linking to it. Errors are logged to
 // logger.

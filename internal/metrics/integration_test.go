@@ -156,9 +156,10 @@ func TestPrometheusIntegration(t *testing.T) {
 	nodeExporter := need(t, "prometheus-node-exporter")
 	dir := t.TempDir()
 
+	// klp runs klp-exporter, found beside it, for both commands.
 	klp := filepath.Join(dir, "klp")
-	if out, err := exec.Command("go", "build", "-o", klp, "../../cmd/klp").CombinedOutput(); err != nil {
-		t.Fatalf("build klp: %v\n%s", err, out)
+	if out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/klp", "../../cmd/klp-exporter").CombinedOutput(); err != nil {
+		t.Fatalf("build klp and klp-exporter: %v\n%s", err, out)
 	}
 	root := fakefs.Load(t, filepath.Join(fixtureDir, "transition-blocking.txtar"))
 	kdir := filepath.Join(root, "proc", "sys", "kernel")

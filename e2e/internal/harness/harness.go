@@ -179,14 +179,16 @@ func hashSources(dir string) (string, []string, error) {
 
 // Binaries are the static programs that go into the initramfs.
 type Binaries struct {
-	Klp   string // the klp CLI (./cmd/klp)
-	Guest string // the scenario runner (./e2e/guest)
+	Klp      string // the klp CLI (./cmd/klp)
+	Exporter string // klp-exporter, which klp runs for metrics and exporter (./cmd/klp-exporter)
+	Guest    string // the scenario runner (./e2e/guest)
 }
 
-// BuildBinaries builds klp and the guest runner as static binaries in dir.
+// BuildBinaries builds klp, klp-exporter and the guest runner as static
+// binaries in dir.
 func BuildBinaries(ctx context.Context, repo, dir string) (Binaries, error) {
-	b := Binaries{Klp: filepath.Join(dir, "klp"), Guest: filepath.Join(dir, "klp-guest")}
-	for _, t := range []struct{ out, pkg string }{{b.Klp, "./cmd/klp"}, {b.Guest, "./e2e/guest"}} {
+	b := Binaries{Klp: filepath.Join(dir, "klp"), Exporter: filepath.Join(dir, "klp-exporter"), Guest: filepath.Join(dir, "klp-guest")}
+	for _, t := range []struct{ out, pkg string }{{b.Klp, "./cmd/klp"}, {b.Exporter, "./cmd/klp-exporter"}, {b.Guest, "./e2e/guest"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", t.out, t.pkg)
 		cmd.Dir = repo
 		// Static, so that it runs in a busybox initramfs with no libc.

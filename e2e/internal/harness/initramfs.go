@@ -80,6 +80,7 @@ func (e *Env) Initramfs(ctx context.Context, workDir string, g Guest, bins Binar
 	}{
 		{"/bin/busybox", "bin/busybox", 0o755},
 		{bins.Klp, "bin/klp", 0o755},
+		{bins.Exporter, "bin/klp-exporter", 0o755},
 		{bins.Guest, "bin/klp-guest", 0o755},
 		{filepath.Join(guestSrc, "init.sh"), "init", 0o755},
 		{filepath.Join(guestSrc, "demo.sh"), "e2e/demo.sh", 0o755},
