@@ -146,6 +146,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 			defer wg.Done()
 			s := newScanner(proc, procfd, file, opts.Processes, visit, st, q)
 			s.checkType = checkType
+			s.workers = workers
 			s.ctx = ctx
 			if pace != nil {
 				s.pause = func() { rest(ctx, pace.due()) }
@@ -343,6 +344,7 @@ type scanner struct {
 	processes bool
 	visit     func(TaskState)
 	checkType bool // fstat each file: the tree is not the kernel's procfs
+	workers   int  // the scan's workers: one reads a process's threads as they are listed
 	stats     *ScanStats
 	path      []byte // NUL-terminated relative path, reused
 	val       [32]byte
@@ -402,16 +404,28 @@ func (s *scanner) scanPID(pid int) {
 		return
 	}
 	defer unix.Close(taskfd)
+	// The threads are read as they are listed, so that a process with
+	// 100,000 threads costs no more memory than one with a thousand: a
+	// lone worker reads each listed batch itself; with others, every
+	// threadChunk listed threads go to them and the rest is read here.
 	s.tids = s.tids[:0]
 	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) error {
-		s.tids = append(s.tids, batch...)
-		if s.pause != nil {
-			// A paced listing may take minutes: it stops with
-			// the scan (the tasks listed so far go unread).
-			s.pause()
-			return s.ctx.Err()
+		if s.workers <= 1 {
+			s.scanTIDs(taskfd, pid, batch)
+		} else {
+			s.tids = append(s.tids, batch...)
+			for len(s.tids) > threadChunk {
+				chunk := append([]int32(nil), s.tids[len(s.tids)-threadChunk:]...)
+				s.tids = s.tids[:len(s.tids)-threadChunk]
+				s.queue.push(workItem{pid: int32(pid), tids: chunk})
+			}
 		}
-		return nil
+		if s.pause != nil {
+			// A paced listing may take minutes: it stops with the
+			// scan (the tasks not read yet go unread).
+			s.pause()
+		}
+		return s.ctx.Err()
 	})
 	if s.ctx.Err() != nil {
 		return
@@ -420,13 +434,7 @@ func (s *scanner) scanPID(pid int) {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)
 		return
 	}
-	tids := s.tids
-	for len(tids) > threadChunk {
-		chunk := append([]int32(nil), tids[len(tids)-threadChunk:]...)
-		tids = tids[:len(tids)-threadChunk]
-		s.queue.push(workItem{pid: int32(pid), tids: chunk})
-	}
-	s.scanTIDs(taskfd, pid, tids)
+	s.scanTIDs(taskfd, pid, s.tids)
 }
 
 func (s *scanner) scanTIDs(taskfd, pid int, tids []int32) {

@@ -653,7 +653,9 @@ func TestScanTasksUnreadableSorted(t *testing.T) {
 // A paced listing of a big process's threads stops when the scan is
 // stopped: at 100,000 threads it is paced over minutes, and a wait that
 // ended must not wait for it. The scanner is cancelled at its first pause,
-// after the first getdents64 batch, and reads no task.
+// after the first getdents64 batch, and reads no more: alone, it has read
+// that batch; with other workers, it handed it to them. Not stopped, a
+// lone worker reads every thread as listed and queues nothing.
 func TestScanListingStops(t *testing.T) {
 	t.Parallel()
 	proc := filepath.Join(memDir(t), "proc")
@@ -672,27 +674,37 @@ func TestScanListingStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(procfd)
-	for _, stop := range []bool{false, true} {
-		read, pauses := 0, 0
-		var st ScanStats
-		s := newScanner(proc, procfd, "patch_state", false, func(TaskState) { read++ }, &st, newWorkQueue(1))
-		ctx, cancel := context.WithCancel(context.Background())
-		s.ctx = ctx
-		s.pause = func() {
-			pauses++
-			if stop {
-				cancel()
+	for _, workers := range []int{1, 2} {
+		for _, stop := range []bool{false, true} {
+			read, pauses := 0, 0
+			var st ScanStats
+			q := newWorkQueue(workers)
+			s := newScanner(proc, procfd, "patch_state", false, func(TaskState) { read++ }, &st, q)
+			s.workers = workers
+			ctx, cancel := context.WithCancel(context.Background())
+			s.ctx = ctx
+			s.pause = func() {
+				pauses++
+				if stop {
+					cancel()
+				}
 			}
-		}
-		s.scanPID(1000)
-		cancel()
-		switch {
-		case stop && (pauses != 1 || read != 0):
-			t.Errorf("stopped at the first pause: %d pause(s), %d task(s) read; want 1 and 0", pauses, read)
-		case !stop && (pauses < 2 || read == 0):
-			// The tasks past the first chunk are queued for the
-			// workers; this scanner reads the rest itself.
-			t.Errorf("not stopped: %d pause(s), %d task(s) read; want a pause per batch and the tasks read", pauses, read)
+			s.scanPID(1000)
+			cancel()
+			switch {
+			case stop && workers == 1 && (pauses != 1 || read == 0 || read >= threads/2):
+				// A lone worker reads each batch as it is listed.
+				t.Errorf("one worker, stopped at the first pause: %d pause(s), %d task(s) read; want 1 and the first batch", pauses, read)
+			case stop && workers > 1 && (pauses != 1 || read != 0):
+				// With others, the first batch went to them.
+				t.Errorf("%d workers, stopped at the first pause: %d pause(s), %d task(s) read; want 1 and 0", workers, pauses, read)
+			case !stop && workers == 1 && (pauses < 2 || read != threads || len(q.items) != 0):
+				t.Errorf("one worker, not stopped: %d pause(s), %d task(s) read, %d queued; want a pause per batch, every task read and none queued", pauses, read, len(q.items))
+			case !stop && workers > 1 && (pauses < 2 || read == 0 || read+threadChunk*len(q.items) != threads):
+				// The tasks past the first chunk are queued for the
+				// workers; this scanner reads the rest itself.
+				t.Errorf("%d workers, not stopped: %d pause(s), %d task(s) read, %d chunk(s) queued; want a pause per batch and the rest read", workers, pauses, read, len(q.items))
+			}
 		}
 	}
 }
