@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,9 +44,32 @@ func (w *waitFlags) options() (admin.WaitOptions, error) {
 }
 
 // interruptible returns a context that Ctrl-C and SIGTERM cancel, so that
-// a change can say where it left things.
-func interruptible() (context.Context, context.CancelFunc) {
+// a change can say where it left things: Env.Interruptible's, or without
+// one a signal.NotifyContext, whose end gives the signals back.
+func (o *rootOptions) interruptible() (context.Context, context.CancelFunc) {
+	if o.env.Interruptible != nil {
+		return o.env.Interruptible()
+	}
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// processSignals is cancelled by the first Ctrl-C or SIGTERM klp's process
+// receives; it is never stopped.
+var processSignals = sync.OnceValue(func() context.Context {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	_ = stop // the process ends with its command
+	return ctx
+})
+
+// processInterruptible is Env.Interruptible in klp's own process, which
+// ends with its command: the signals stay with klp when a command ends.
+// Giving them back (signal.Stop) hands each signal to the thread that
+// holds Go's signal mask and back, which on one slow CPU cost klp wait's
+// return a millisecond or two of thread switches and a new thread after
+// the outcome was written (docs/performance.md). A signal after the command
+// ended cancels nothing, and the process ends anyway.
+func processInterruptible() (context.Context, context.CancelFunc) {
+	return context.WithCancel(processSignals())
 }
 
 // finishChange prints the outcome of a change (one JSON document with

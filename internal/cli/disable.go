@@ -54,7 +54,7 @@ func newSwitchCmd(opts *rootOptions, cmd *cobra.Command, run func(*admin.Changer
 				return err
 			}
 		}
-		ctx, stop := interruptible()
+		ctx, stop := opts.interruptible()
 		defer stop()
 		return opts.finishChange(run(c, ctx, args[0], wopts))
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"os"
 	"syscall"
@@ -81,6 +82,10 @@ type Env struct {
 	// replaces klp with klp-exporter, given klp's arguments, and returns
 	// only on failure.
 	ExecExporter func(args []string) error
+	// Interruptible gives a command's context, cancelled by Ctrl-C and
+	// SIGTERM, and the function that ends it (nil: signal.NotifyContext,
+	// whose end gives the signals back, as tests need).
+	Interruptible func() (context.Context, context.CancelFunc)
 	// BootDir holds the kernel configs (config-<release>) that preflight
 	// reads; it is under neither --sysfs nor --procfs. Default "/boot".
 	BootDir string
@@ -90,7 +95,7 @@ type Env struct {
 func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 	return &Env{
 		IO: &IOStreams{
-			In: stdin, Out: stdout, ErrOut: stderr,
+			In: stdin, Out: output(stdout), ErrOut: output(stderr),
 			OutTTY: isTerminal(stdout), InTTY: isTerminal(stdin),
 		},
 		Getpid:   os.Getpid,
@@ -109,6 +114,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},
 		BootDir:  "/boot",
 
-		ExecExporter: execExporter,
+		ExecExporter:  execExporter,
+		Interruptible: processInterruptible,
 	}
 }

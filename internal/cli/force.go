@@ -45,7 +45,7 @@ explains this and asks for confirmation, unless --yes is given.`,
 					return &exitError{code: ExitError, msg: "not forced"}
 				}
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			return opts.finishChange(c.Force(ctx, plan))
 		},

@@ -25,7 +25,7 @@ This does not load the patch: use 'klp load'.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			return opts.finishInstall(c.Install(ctx, args[0], kver))
 		},

@@ -72,7 +72,7 @@ func loadRun(opts *rootOptions, lo *loadOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
+	ctx, stop := opts.interruptible()
 	defer stop()
 	if lo.all {
 		return opts.finishChange(c.LoadAll(ctx, admin.BootOptions{Wait: wopts, Total: lo.totalTimeout, RetryCrashed: lo.retryCrashed}))

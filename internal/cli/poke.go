@@ -62,7 +62,7 @@ func pokeRun(opts *rootOptions, dryRun bool) error {
 	}
 	var pokeErr error
 	if !dryRun {
-		ctx, stop := interruptible()
+		ctx, stop := opts.interruptible()
 		defer stop()
 		pokeErr = c.Poke(ctx, plan)
 	}

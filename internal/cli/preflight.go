@@ -63,7 +63,7 @@ func preflightRun(opts *rootOptions, arg string) error {
 			return &exitError{code: ExitError, msg: "preflight: " + err.Error()}
 		}
 	}
-	ctx, stop := interruptible()
+	ctx, stop := opts.interruptible()
 	defer stop()
 	in := preflight.Inputs{Kernel: sys.K, Module: mod}
 	if sys.K.KernelFS() {

@@ -18,7 +18,7 @@ seconds, which klp says instead.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			return opts.finishChange(c.Signal(ctx))
 		},

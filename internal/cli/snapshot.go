@@ -95,7 +95,7 @@ func snapshotRun(opts *rootOptions, out string, redact bool) error {
 		}
 		out = defaultSnapshotName(host, time.Now())
 	}
-	ctx, stop := interruptible()
+	ctx, stop := opts.interruptible()
 	defer stop()
 	var m *snapshot.Manifest
 	var size int64

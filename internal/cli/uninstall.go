@@ -18,7 +18,7 @@ installed by kpatch are listed by klp but removed with kpatch.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			return opts.finishInstall(c.Uninstall(ctx, args[0], kver))
 		},

@@ -47,7 +47,7 @@ replace left loaded disables nothing and asks nothing.`,
 			if err := confirmTaint(opts, c.PlanDisableTaint(args...), "unload", yes); err != nil {
 				return err
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			if all {
 				return opts.finishChange(c.UnloadAll(ctx, wopts))

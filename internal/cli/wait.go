@@ -45,7 +45,7 @@ those still blocking. -v says how the end was noticed.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := interruptible()
+			ctx, stop := opts.interruptible()
 			defer stop()
 			return opts.finishChange(c.Wait(ctx, name, wopts))
 		},

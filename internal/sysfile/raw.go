@@ -25,7 +25,9 @@ import (
 // completion record and the outcome, docs/performance.md). The calls below
 // keep the processor instead; they are for pseudo-files only, never for a
 // file on disk, whose read could hold every goroutine for as long as the
-// disk takes.
+// disk takes. RawWrite is the exception: klp's own output when it is a
+// regular file, whose write goes to the page cache and waits for no other
+// process (cli's fileOutput says why).
 
 // RawOpenat opens path relative to the directory descriptor dirfd. path is
 // a byte slice without a terminating NUL (RawOpenat appends one, in path's
@@ -61,6 +63,23 @@ func RawRead(fd int, b []byte) (int, error) {
 		}
 		return int(n), nil
 	}
+}
+
+// RawWrite writes all of b to fd, again after a short write or EINTR. It
+// returns how much was written.
+func RawWrite(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, _, errno := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return n, errno
+		}
+		n += int(m)
+	}
+	return n, nil
 }
 
 // RawClose closes fd. A close of a pseudo-file's descriptor cannot fail in

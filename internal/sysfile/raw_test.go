@@ -1,6 +1,7 @@
 package sysfile
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -104,5 +105,24 @@ func TestRawReadsWithoutNUL(t *testing.T) {
 	}
 	if string(path) != dir+"/a" {
 		t.Errorf("RawOpenat changed the caller's path to %q", path)
+	}
+}
+
+func TestRawWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := bytes.Repeat([]byte("0123456789"), 100_000)
+	if n, err := RawWrite(int(f.Fd()), b); n != len(b) || err != nil {
+		t.Fatalf("RawWrite = %d, %v; want %d, nil", n, err, len(b))
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+		t.Errorf("the file holds %d bytes, want %d", len(got), len(b))
+	}
+	if n, err := RawWrite(-1, b); n != 0 || !errors.Is(err, syscall.EBADF) {
+		t.Errorf("RawWrite(-1) = %d, %v; want 0, EBADF", n, err)
 	}
 }
