@@ -411,6 +411,19 @@ func (s *scanner) scanPID(pid int) {
 	s.tids = s.tids[:0]
 	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) error {
 		if s.workers <= 1 {
+			// A paced scan rests after every threadChunk threads
+			// read, as after a chunk handed to a worker: a listed
+			// batch holds up to 2,730.
+			for len(batch) > threadChunk {
+				s.scanTIDs(taskfd, pid, batch[:threadChunk])
+				batch = batch[threadChunk:]
+				if s.pause != nil {
+					s.pause()
+					if err := s.ctx.Err(); err != nil {
+						return err
+					}
+				}
+			}
 			s.scanTIDs(taskfd, pid, batch)
 		} else {
 			s.tids = append(s.tids, batch...)
