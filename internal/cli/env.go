@@ -114,7 +114,7 @@ func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 		Store:    store.Store{Dir: store.DefaultStore, Kpatch: store.DefaultKpatchStore},
 		BootDir:  "/boot",
 
-		ExecExporter:  execExporter,
+		ExecExporter:  execExporterProgram,
 		Interruptible: processInterruptible,
 	}
 }

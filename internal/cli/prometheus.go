@@ -81,11 +81,11 @@ func (o *rootOptions) execExporter() error {
 	return nil
 }
 
-// execExporter replaces klp's process with klp-exporter's, given klp's
+// execExporterProgram replaces klp's process with klp-exporter's, given klp's
 // arguments: the same process, so that signals, the exit status and
 // systemd's socket activation (LISTEN_PID names the process) reach the
 // exporter as they reached klp. It returns only on failure.
-func execExporter(args []string) error {
+func execExporterProgram(args []string) error {
 	path, err := exporterPath()
 	if err != nil {
 		return err

@@ -27,7 +27,7 @@ type rootOptions struct {
 	snapshotFile   string
 	env            *Env
 	// args is the command line after the program's name, for
-	// klp-exporter (execExporter).
+	// klp-exporter (rootOptions.execExporter).
 	args []string
 
 	// snap is the --snapshot archive, read once.
