@@ -391,32 +391,25 @@ type running struct {
 	proc *os.Process // bench/c/measure
 	done chan result // the waiter's result, once it returned
 	mu   sync.Mutex
-	out  bytes.Buffer // what it printed on a terminal, for errors
-	file *os.File     // where it printed otherwise
+	out  bytes.Buffer // the end of what it printed, for errors
+	file *os.File     // where it printed (a terminal's reader copies there)
 }
 
 // startWaiter starts w under bench/c/measure with its output to a file,
-// or on a terminal (a pseudo-terminal whose master end is drained), and
+// or on a terminal (a pseudo-terminal that cat reads into a file), and
 // stdin on /dev/null; in cgroup when it is not nil (bench/c/measure then
 // starts there, and the waiter and all its children run there).
 func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 	var rd, wr *os.File
 	var err error
 	if w.tty {
-		rd, wr, err = openPTY()
+		rd, wr, err = startTerminal()
 	} else {
 		// A file, not a pipe: a pipe's reader (this program) would be
 		// woken by the waiter's outcome and take the vCPU from it before
 		// it exits, a cost of the reader that the C floor, which prints
 		// nothing, is spared.
-		wr, err = os.CreateTemp("", "klp-bench-out-")
-		if err == nil {
-			rd, err = os.Open(wr.Name())
-			os.Remove(wr.Name())
-			if err != nil {
-				wr.Close()
-			}
-		}
+		rd, wr, err = tempOutput()
 	}
 	if err != nil {
 		return nil, err
@@ -450,11 +443,7 @@ func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 		rep.Close()
 		return nil, fmt.Errorf("start %s: %w", w.name, err)
 	}
-	if !w.tty {
-		r.file = rd
-	} else {
-		go r.drain(rd)
-	}
+	r.file = rd
 	sc := bufio.NewScanner(rep)
 	var res result
 	if !sc.Scan() {
@@ -489,22 +478,54 @@ func startWaiter(w waiter, cgroup *os.File) (*running, error) {
 	return r, nil
 }
 
-// drain reads a terminal's master end into r.out until the child has
-// gone (the master then reads EIO).
-func (r *running) drain(rd *os.File) {
-	buf := make([]byte, 4096)
-	for {
-		k, err := rd.Read(buf)
-		r.mu.Lock()
-		if r.out.Len() < 64*1024 {
-			r.out.Write(buf[:k])
-		}
-		r.mu.Unlock()
-		if err != nil {
-			rd.Close()
-			return
-		}
+// tempOutput opens an unlinked temporary file twice: to read, and to write.
+func tempOutput() (rd, wr *os.File, err error) {
+	wr, err = os.CreateTemp("", "klp-bench-out-")
+	if err != nil {
+		return nil, nil, err
 	}
+	rd, err = os.Open(wr.Name())
+	os.Remove(wr.Name())
+	if err != nil {
+		wr.Close()
+		return nil, nil, err
+	}
+	return rd, wr, nil
+}
+
+// startTerminal opens a pseudo-terminal for a waiter and starts its reader:
+// busybox's cat, which copies the master end to a temporary file until the
+// waiter has gone (the master then reads EIO). It returns the file to read
+// and the terminal to give the waiter.
+//
+// The reader is a terminal's cost on the waiter's CPU: every write to the
+// terminal wakes it. A terminal emulator or sshd reads with one thread;
+// this program, read through Go's poller, woke three or four of its
+// threads per write, 1.5 to 5 ms under TCG on one vCPU, which the trace
+// charged to the waiter's return. cat's one blocking read is closer to a
+// real terminal's reader.
+func startTerminal() (rd, tty *os.File, err error) {
+	master, tty, err := openPTY()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer master.Close()
+	rd, wr, err := tempOutput()
+	if err != nil {
+		tty.Close()
+		return nil, nil, err
+	}
+	defer wr.Close()
+	cat := exec.Command("/bin/cat")
+	cat.Stdin, cat.Stdout = master, wr
+	if err := cat.Start(); err != nil {
+		tty.Close()
+		rd.Close()
+		return nil, nil, fmt.Errorf("start the terminal's reader: %w", err)
+	}
+	// cat ends with the terminal, on EIO: its status says nothing.
+	go func() { _ = cat.Wait() }()
+	return rd, tty, nil
 }
 
 // kill ends the waiter and bench/c/measure (a process group).
