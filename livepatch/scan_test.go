@@ -653,10 +653,10 @@ func TestScanTasksUnreadableSorted(t *testing.T) {
 // A paced listing of a big process's threads stops when the scan is
 // stopped: at 100,000 threads it is paced over minutes, and a wait that
 // ended must not wait for it. The scanner is cancelled at its first pause,
-// and reads no more: alone, it has read the first threadChunk threads of
+// and reads no more: alone, it has read the first paceChunk threads of
 // the first getdents64 batch; with other workers, it handed that batch to
-// them. Not stopped, a lone worker reads every thread as listed, resting
-// after every threadChunk, and queues nothing.
+// them. Not stopped, a lone worker reads every thread as listed, looking at
+// its pace after every paceChunk, and queues nothing.
 func TestScanListingStops(t *testing.T) {
 	t.Parallel()
 	proc := filepath.Join(memDir(t), "proc")
@@ -693,15 +693,15 @@ func TestScanListingStops(t *testing.T) {
 			s.scanPID(1000)
 			cancel()
 			switch {
-			case stop && workers == 1 && (pauses != 1 || read != threadChunk):
+			case stop && workers == 1 && (pauses != 1 || read != paceChunk):
 				// A lone worker reads each batch as it is listed,
-				// resting after every threadChunk threads.
-				t.Errorf("one worker, stopped at the first pause: %d pause(s), %d task(s) read; want 1 and %d", pauses, read, threadChunk)
+				// looking at its pace after every paceChunk threads.
+				t.Errorf("one worker, stopped at the first pause: %d pause(s), %d task(s) read; want 1 and %d", pauses, read, paceChunk)
 			case stop && workers > 1 && (pauses != 1 || read != 0):
 				// With others, the first batch went to them.
 				t.Errorf("%d workers, stopped at the first pause: %d pause(s), %d task(s) read; want 1 and 0", workers, pauses, read)
-			case !stop && workers == 1 && (pauses < threads/threadChunk || read != threads || len(q.items) != 0):
-				t.Errorf("one worker, not stopped: %d pause(s), %d task(s) read, %d queued; want a pause per batch, every task read and none queued", pauses, read, len(q.items))
+			case !stop && workers == 1 && (pauses < threads/paceChunk || read != threads || len(q.items) != 0):
+				t.Errorf("one worker, not stopped: %d pause(s), %d task(s) read, %d queued; want a pause per %d threads, every task read and none queued", pauses, read, len(q.items), paceChunk)
 			case !stop && workers > 1 && (pauses < 2 || read == 0 || read+threadChunk*len(q.items) != threads):
 				// The tasks past the first chunk are queued for the
 				// workers; this scanner reads the rest itself.

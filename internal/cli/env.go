@@ -95,7 +95,7 @@ type Env struct {
 func DefaultEnv(stdin io.Reader, stdout, stderr io.Writer) *Env {
 	return &Env{
 		IO: &IOStreams{
-			In: stdin, Out: output(stdout), ErrOut: output(stderr),
+			In: stdin, Out: stdout, ErrOut: stderr,
 			OutTTY: isTerminal(stdout), InTTY: isTerminal(stdin),
 		},
 		Getpid:   os.Getpid,

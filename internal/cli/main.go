@@ -52,6 +52,9 @@ func (e *usageError) Unwrap() error { return e.err }
 // Main runs klp, or kgr when args[0] names it, and returns the exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) ExitCode {
 	env := DefaultEnv(stdin, stdout, stderr)
+	// klp's own output to a file or a terminal skips Go's scheduler
+	// (rawOutput says why, and why klp-exporter keeps the ordinary path).
+	env.IO.Out, env.IO.ErrOut = output(stdout), output(stderr)
 	return Run(args, env)
 }
 

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/klp-project/klp/internal/fakekernel"
 )
 
-// A regular file gets the raw writer; a pipe, a terminal or a buffer
+// A regular file and a terminal get the raw writer; a pipe or a buffer
 // keeps its own.
 func TestOutput(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out")
@@ -23,8 +26,8 @@ func TestOutput(t *testing.T) {
 	}
 	defer f.Close()
 	w := output(f)
-	if _, ok := w.(fileOutput); !ok {
-		t.Fatalf("output(regular file) = %T, want fileOutput", w)
+	if _, ok := w.(rawOutput); !ok {
+		t.Fatalf("output(regular file) = %T, want rawOutput", w)
 	}
 	big := bytes.Repeat([]byte("klp\n"), 64<<10)
 	if n, err := w.Write(big); n != len(big) || err != nil {
@@ -46,6 +49,29 @@ func TestOutput(t *testing.T) {
 	var buf bytes.Buffer
 	if w := output(&buf); w != &buf {
 		t.Errorf("output(buffer) = %T, want the buffer", w)
+	}
+
+	// A terminal: what klp writes to it arrives whole at the other end.
+	master, tty := openPTY(t)
+	w = output(tty)
+	if _, ok := w.(rawOutput); !ok {
+		t.Fatalf("output(terminal) = %T, want rawOutput", w)
+	}
+	line := []byte("\r\033[Klp_demo: patched (12ms)")
+	if n, err := w.Write(line); n != len(line) || err != nil {
+		t.Fatalf("Write to the terminal = %d, %v", n, err)
+	}
+	got := make([]byte, 0, len(line))
+	for len(got) < len(line) {
+		b := make([]byte, 64)
+		n, err := master.Read(b)
+		if err != nil {
+			t.Fatalf("read the terminal's master: %v", err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !bytes.Equal(got, line) {
+		t.Errorf("the terminal got %q, want %q", got, line)
 	}
 
 	// A failed write names the file.
@@ -100,4 +126,38 @@ func TestCommandsUseInterruptible(t *testing.T) {
 	if code := v.run("wait"); code != ExitOK || calls != 1 || stops != 1 {
 		t.Errorf("wait: exit %d, Interruptible called %d time(s), ended %d; want 0, 1, 1 (stderr %q)", code, calls, stops, v.errOut)
 	}
+}
+
+// openPTY opens a pseudo-terminal without echo or output processing: its
+// master end, and the terminal a program would write to.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open a pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ICANON
+	if err := unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	return master, tty
 }

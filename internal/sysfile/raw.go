@@ -27,7 +27,8 @@ import (
 // file on disk, whose read could hold every goroutine for as long as the
 // disk takes. RawWrite is the exception: klp's own output when it is a
 // regular file, whose write goes to the page cache and waits for no other
-// process (cli's fileOutput says why).
+// process, or a terminal, which klp waits for either way (cli's rawOutput
+// says why).
 
 // RawOpenat opens path relative to the directory descriptor dirfd. path is
 // a byte slice without a terminating NUL (RawOpenat appends one, in path's
