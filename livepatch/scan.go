@@ -388,6 +388,13 @@ func newScanner(root string, procfd int, file string, processes bool, visit func
 func (s *scanner) scan(it workItem) {
 	if it.tids == nil {
 		for _, pid := range it.pids {
+			// A stopped scan reads no further process: the progress
+			// line's count is stopped when the wait ends, and each
+			// process is a few system calls (a millisecond under
+			// emulation) that the wait's return would wait for.
+			if s.ctx.Err() != nil {
+				return
+			}
 			s.scanPID(int(pid))
 		}
 		return
@@ -400,7 +407,7 @@ func (s *scanner) scan(it workItem) {
 		return
 	}
 	s.scanTIDs(taskfd, int(it.pid), it.tids)
-	unix.Close(taskfd)
+	sysfile.RawClose(taskfd)
 }
 
 func (s *scanner) scanPID(pid int) {
@@ -418,7 +425,7 @@ func (s *scanner) scanPID(pid int) {
 		s.fail(pid, 0, fmt.Sprintf("%d/task", pid), err)
 		return
 	}
-	defer unix.Close(taskfd)
+	defer sysfile.RawClose(taskfd)
 	// The threads are read as they are listed, so that a process with
 	// 100,000 threads costs no more memory than one with a thousand: a
 	// lone worker reads each listed batch itself; with others, every

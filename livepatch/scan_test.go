@@ -710,3 +710,47 @@ func TestScanListingStops(t *testing.T) {
 		}
 	}
 }
+
+// A stopped scan reads no further process of the batch in hand: the
+// progress line's count is stopped when the wait ends, and the wait's
+// return waits for it.
+func TestScanStopsBetweenProcesses(t *testing.T) {
+	t.Parallel()
+	proc := filepath.Join(memDir(t), "proc")
+	pids := []int32{100, 200, 300}
+	for _, pid := range pids {
+		dir := filepath.Join(proc, strconv.Itoa(int(pid)), "task", strconv.Itoa(int(pid)))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "patch_state"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(procfd)
+	for _, stop := range []bool{false, true} {
+		var read []int
+		var st ScanStats
+		ctx, cancel := context.WithCancel(context.Background())
+		s := newScanner(proc, procfd, "patch_state", false, func(ts TaskState) {
+			read = append(read, ts.PID)
+			if stop {
+				cancel()
+			}
+		}, &st, newWorkQueue(1))
+		s.ctx = ctx
+		s.scan(workItem{pids: pids})
+		cancel()
+		want := []int{100, 200, 300}
+		if stop {
+			want = want[:1]
+		}
+		if !slices.Equal(read, want) {
+			t.Errorf("stopped at the first task: %v; read the tasks of %v, want %v", stop, read, want)
+		}
+	}
+}
