@@ -131,8 +131,14 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	defer unix.Close(procfd)
 	// The running kernel's procfs holds only what the kernel made; a copied
 	// tree may hold a device where a patch_state file should be, so there
-	// each file's type is checked on its descriptor before it is read.
+	// each file's type is checked on its descriptor before it is read. The
+	// kernel's procfs is listed with raw calls, as its files are read; a
+	// copied tree is a directory on disk.
 	checkType := !fs.k.KernelFS()
+	getdents := unix.Getdents
+	if !checkType {
+		getdents = sysfile.RawGetdents
+	}
 
 	q := newWorkQueue(workers)
 	var pace *pacer
@@ -147,6 +153,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 			defer wg.Done()
 			s := newScanner(proc, procfd, file, opts.Processes, visit, st, q)
 			s.checkType = checkType
+			s.getdents = getdents
 			s.workers = workers
 			s.ctx = ctx
 			if pace != nil {
@@ -170,7 +177,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 		}(&results[w])
 	}
 
-	walkErr := forEachNumericEntry(procfd, 32, func(batch []int32) error {
+	walkErr := forEachNumericEntry(procfd, 32, getdents, func(batch []int32) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -359,7 +366,8 @@ type scanner struct {
 	processes bool
 	visit     func(TaskState)
 	checkType bool // fstat each file: the tree is not the kernel's procfs
-	workers   int  // the scan's workers: one reads a process's threads as they are listed
+	getdents  func(int, []byte) (int, error)
+	workers   int // the scan's workers: one reads a process's threads as they are listed
 	stats     *ScanStats
 	path      []byte // NUL-terminated relative path, reused
 	val       [32]byte
@@ -381,7 +389,7 @@ func newScanner(root string, procfd int, file string, processes bool, visit func
 		// getdents64 call on /proc/<pid>/task walks the thread list from
 		// the start to find its position.
 		path: make([]byte, 0, 64), dirents: make([]byte, 64<<10), batch: make([]int32, 0, 64<<10/24), queue: q,
-		ctx: context.Background(),
+		ctx: context.Background(), getdents: unix.Getdents,
 	}
 }
 
@@ -431,7 +439,7 @@ func (s *scanner) scanPID(pid int) {
 	// lone worker reads each listed batch itself; with others, every
 	// threadChunk listed threads go to them and the rest is read here.
 	s.tids = s.tids[:0]
-	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, func(batch []int32) error {
+	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, s.getdents, func(batch []int32) error {
 		if s.workers <= 1 && s.pause == nil {
 			s.scanTIDs(taskfd, pid, batch)
 		} else if s.workers <= 1 {
@@ -576,19 +584,20 @@ func appendInt(b []byte, n int) []byte {
 }
 
 // forEachNumericEntry streams the numeric entries of a directory (pids or
-// tids) in batches of up to batchSize; an error from fn stops it and is
-// returned.
-func forEachNumericEntry(dirfd, batchSize int, fn func([]int32) error) error {
-	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), make([]int32, 0, batchSize), batchSize, fn)
+// tids), listed with getdents (unix.Getdents, or sysfile.RawGetdents for
+// the kernel's procfs), in batches of up to batchSize; an error from fn
+// stops it and is returned.
+func forEachNumericEntry(dirfd, batchSize int, getdents func(int, []byte) (int, error), fn func([]int32) error) error {
+	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), make([]int32, 0, batchSize), batchSize, getdents, fn)
 }
 
 // forEachNumericEntryBuf is forEachNumericEntry with the caller's buffers,
 // so that a worker reading 100,000 task directories allocates nothing; a
 // batchSize of 0 delivers each getdents64 buffer's worth at once.
-func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, fn func([]int32) error) error {
+func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, getdents func(int, []byte) (int, error), fn func([]int32) error) error {
 	batch = batch[:0]
 	for {
-		n, err := unix.Getdents(dirfd, buf)
+		n, err := getdents(dirfd, buf)
 		if err == unix.EINTR {
 			continue
 		}

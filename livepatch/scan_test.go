@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/klp-project/klp/internal/fakefs"
+	"github.com/klp-project/klp/internal/sysfile"
 )
 
 // collect runs ScanTasks and returns what visit saw, sorted.
@@ -546,10 +547,11 @@ func TestForEachNumericEntry(t *testing.T) {
 		}
 		return sizes
 	}
-	batched := func(fd int, fn func([]int32) error) error { return forEachNumericEntry(fd, 32, fn) }
-	// A 256-byte buffer holds about ten entries.
+	batched := func(fd int, fn func([]int32) error) error { return forEachNumericEntry(fd, 32, unix.Getdents, fn) }
+	// A 256-byte buffer holds about ten entries; the raw listing, the
+	// kernel procfs's, lists the same.
 	perBuffer := func(fd int, fn func([]int32) error) error {
-		return forEachNumericEntryBuf(fd, make([]byte, 256), make([]int32, 0, 8), 0, fn)
+		return forEachNumericEntryBuf(fd, make([]byte, 256), make([]int32, 0, 8), 0, sysfile.RawGetdents, fn)
 	}
 	if sizes, want := read(t, dir, want, batched), []int{32, 32, 32, 4}; !cmp.Equal(want, sizes) {
 		t.Errorf("batches of %v, want %v", sizes, want)

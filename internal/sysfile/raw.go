@@ -83,6 +83,22 @@ func RawWrite(fd int, b []byte) (int, error) {
 	return n, nil
 }
 
+// RawGetdents reads directory entries (getdents64) into buf, which must not
+// be empty. It is for the running kernel's procfs, whose listings never
+// wait for a disk: a paced task count lists a directory per process.
+func RawGetdents(fd int, buf []byte) (int, error) {
+	for {
+		n, _, errno := syscall.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
 // RawClose closes fd. A close of a pseudo-file's descriptor cannot fail in
 // a way that loses data, so its error is not reported.
 func RawClose(fd int) {
