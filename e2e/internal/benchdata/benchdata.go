@@ -100,5 +100,8 @@ type GuestEnv struct {
 	// Clocksource is the kernel's clock source: the latency relates the
 	// kernel log's clock to CLOCK_MONOTONIC, which it drives.
 	Clocksource string `json:"clocksource"`
-	Bash        string `json:"bash_version"`
+	// THP is the guest's transparent huge page setting, as the kernel
+	// shows it ("always [madvise] never").
+	THP  string `json:"transparent_hugepage"`
+	Bash string `json:"bash_version"`
 }

@@ -81,7 +81,7 @@ func FuzzParseConsole(f *testing.F) {
 
 // run builds a guest with scans and waits at two thread counts.
 func run(cpus int) *Guest {
-	g := &Guest{Env: &GuestEnv{CPUs: cpus}, Done: true}
+	g := &Guest{Env: &GuestEnv{CPUs: cpus, THP: "always [madvise] never"}, Done: true}
 	scan := func(n int, cmd string, wall float64, rss int64) {
 		g.Samples = append(g.Samples, Sample{Threads: n, Command: cmd, Kind: KindScan, Wall: wall, MaxRSS: rss})
 	}
@@ -179,6 +179,7 @@ func TestReport(t *testing.T) {
 		"| klp metrics / klp blocking | 1.50 | 1.50 |",
 		"| klp wait (terminal): times put on a CPU (schedstat) | 10.0/s | 300/s |",
 		"| C log reader (floor): returns after completion | 3.00 ms | 3.00 ms |",
+		"; transparent huge pages: always [madvise] never.",
 		"returns 4.0 ms (median) after the kernel completes the transition (target: within 10 ms on one vCPU; the C log reader (floor) returns after 3.0 ms)"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("Markdown lacks %q:\n%s", s, md)

@@ -121,7 +121,11 @@ func (r *Report) Markdown() string {
 	if s := NewStat(r.Host.LoadSamples); s != nil {
 		fmt.Fprintf(&b, ", 1-minute load %.2f–%.2f during the run", s.Min, s.Max)
 	}
-	fmt.Fprintf(&b, "; other QEMU guests running: up to %d. %d runs per scan, %d per wait (%s stall).\n\n", r.Host.OtherQEMU, r.Guest.Reps, r.Guest.WaitReps, Seconds(r.Guest.Stall))
+	fmt.Fprintf(&b, "; other QEMU guests running: up to %d. %d runs per scan, %d per wait (%s stall)", r.Host.OtherQEMU, r.Guest.Reps, r.Guest.WaitReps, Seconds(r.Guest.Stall))
+	if r.Guest.THP != "" {
+		fmt.Fprintf(&b, "; transparent huge pages: %s", r.Guest.THP)
+	}
+	b.WriteString(".\n\n")
 
 	b.WriteString("Scan of every task (wall time, median (min–max)):\n\n")
 	t := table{head: r.threadHead("command")}
