@@ -365,9 +365,9 @@ type scanner struct {
 	file      string
 	processes bool
 	visit     func(TaskState)
-	checkType bool // fstat each file: the tree is not the kernel's procfs
-	getdents  func(int, []byte) (int, error)
-	workers   int // the scan's workers: one reads a process's threads as they are listed
+	checkType bool                           // fstat each file: the tree is not the kernel's procfs
+	getdents  func(int, []byte) (int, error) // raw for the kernel's procfs
+	workers   int                            // the scan's workers: one reads a process's threads as they are listed
 	stats     *ScanStats
 	path      []byte // NUL-terminated relative path, reused
 	val       [32]byte
