@@ -661,22 +661,12 @@ func TestScanTasksUnreadableSorted(t *testing.T) {
 // its pace after every paceChunk, and queues nothing.
 func TestScanListingStops(t *testing.T) {
 	t.Parallel()
-	proc := filepath.Join(memDir(t), "proc")
 	const threads = 6000 // three batches of the 64 KiB buffer
+	var tasks [][2]int
 	for tid := 1000; tid < 1000+threads; tid++ {
-		dir := filepath.Join(proc, "1000", "task", strconv.Itoa(tid))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "patch_state"), []byte("1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		tasks = append(tasks, [2]int{1000, tid})
 	}
-	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(procfd)
+	proc, procfd := patchedTasks(t, tasks)
 	for _, workers := range []int{1, 2} {
 		for _, stop := range []bool{false, true} {
 			read, pauses := 0, 0
@@ -718,22 +708,8 @@ func TestScanListingStops(t *testing.T) {
 // return waits for it.
 func TestScanStopsBetweenProcesses(t *testing.T) {
 	t.Parallel()
-	proc := filepath.Join(memDir(t), "proc")
 	pids := []int32{100, 200, 300}
-	for _, pid := range pids {
-		dir := filepath.Join(proc, strconv.Itoa(int(pid)), "task", strconv.Itoa(int(pid)))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "patch_state"), []byte("1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(procfd)
+	proc, procfd := patchedTasks(t, [][2]int{{100, 100}, {200, 200}, {300, 300}})
 	for _, stop := range []bool{false, true} {
 		var read []int
 		var st ScanStats
@@ -755,4 +731,27 @@ func TestScanStopsBetweenProcesses(t *testing.T) {
 			t.Errorf("stopped at the first task: %v; read the tasks of %v, want %v", stop, read, want)
 		}
 	}
+}
+
+// patchedTasks makes a procfs tree on tmpfs whose tasks (PID, TID) are all
+// patched, and opens its root for a scanner: the root's path and
+// descriptor, closed at the test's end.
+func patchedTasks(t *testing.T, tasks [][2]int) (string, int) {
+	t.Helper()
+	proc := filepath.Join(memDir(t), "proc")
+	for _, task := range tasks {
+		dir := filepath.Join(proc, strconv.Itoa(task[0]), "task", strconv.Itoa(task[1]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "patch_state"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procfd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(procfd) })
+	return proc, procfd
 }

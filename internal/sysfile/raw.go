@@ -29,6 +29,11 @@ import (
 // regular file, whose write goes to the page cache and waits for no other
 // process, or a terminal, which klp waits for either way (cli's rawOutput
 // says why).
+//
+// Each function spells out its own syscall.RawSyscall and retry loop: a
+// pointer converted to uintptr is kept alive and in place only in the
+// argument list of that call itself, not through a helper of ours (whose
+// stack growth could move a buffer on the goroutine's stack).
 
 // RawOpenat opens path relative to the directory descriptor dirfd. path is
 // a byte slice without a terminating NUL (RawOpenat appends one, in path's
