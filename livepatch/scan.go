@@ -135,7 +135,7 @@ func (fs FS) ScanTasks(opts ScanOptions, visit func(TaskState)) (ScanStats, erro
 	// kernel's procfs is listed with raw calls, as its files are read; a
 	// copied tree is a directory on disk.
 	checkType := !fs.k.KernelFS()
-	getdents := unix.Getdents
+	var getdents getdentsFunc = unix.Getdents
 	if !checkType {
 		getdents = sysfile.RawGetdents
 	}
@@ -365,9 +365,9 @@ type scanner struct {
 	file      string
 	processes bool
 	visit     func(TaskState)
-	checkType bool                           // fstat each file: the tree is not the kernel's procfs
-	getdents  func(int, []byte) (int, error) // raw for the kernel's procfs
-	workers   int                            // the scan's workers: one reads a process's threads as they are listed
+	checkType bool         // fstat each file: the tree is not the kernel's procfs
+	getdents  getdentsFunc // raw for the kernel's procfs
+	workers   int          // the scan's workers: one reads a process's threads as they are listed
 	stats     *ScanStats
 	path      []byte // NUL-terminated relative path, reused
 	val       [32]byte
@@ -440,12 +440,10 @@ func (s *scanner) scanPID(pid int) {
 	// threadChunk listed threads go to them and the rest is read here.
 	s.tids = s.tids[:0]
 	err = forEachNumericEntryBuf(taskfd, s.dirents, s.batch, 0, s.getdents, func(batch []int32) error {
-		if s.workers <= 1 && s.pause == nil {
-			s.scanTIDs(taskfd, pid, batch)
-		} else if s.workers <= 1 {
+		if s.workers <= 1 {
 			// A paced scan looks at its pace after every paceChunk
 			// threads read: a listed batch holds up to 2,730.
-			for len(batch) > paceChunk {
+			for s.pause != nil && len(batch) > paceChunk {
 				s.scanTIDs(taskfd, pid, batch[:paceChunk])
 				batch = batch[paceChunk:]
 				s.pause()
@@ -583,18 +581,21 @@ func appendInt(b []byte, n int) []byte {
 	return append(b, tmp[i:]...)
 }
 
+// getdentsFunc lists a directory into a buffer: unix.Getdents, or
+// sysfile.RawGetdents for the kernel's procfs.
+type getdentsFunc func(fd int, buf []byte) (int, error)
+
 // forEachNumericEntry streams the numeric entries of a directory (pids or
-// tids), listed with getdents (unix.Getdents, or sysfile.RawGetdents for
-// the kernel's procfs), in batches of up to batchSize; an error from fn
-// stops it and is returned.
-func forEachNumericEntry(dirfd, batchSize int, getdents func(int, []byte) (int, error), fn func([]int32) error) error {
+// tids), listed with getdents, in batches of up to batchSize; an error
+// from fn stops it and is returned.
+func forEachNumericEntry(dirfd, batchSize int, getdents getdentsFunc, fn func([]int32) error) error {
 	return forEachNumericEntryBuf(dirfd, make([]byte, 32<<10), make([]int32, 0, batchSize), batchSize, getdents, fn)
 }
 
 // forEachNumericEntryBuf is forEachNumericEntry with the caller's buffers,
 // so that a worker reading 100,000 task directories allocates nothing; a
 // batchSize of 0 delivers each getdents64 buffer's worth at once.
-func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, getdents func(int, []byte) (int, error), fn func([]int32) error) error {
+func forEachNumericEntryBuf(dirfd int, buf []byte, batch []int32, batchSize int, getdents getdentsFunc, fn func([]int32) error) error {
 	batch = batch[:0]
 	for {
 		n, err := getdents(dirfd, buf)

@@ -391,8 +391,7 @@ type running struct {
 	proc *os.Process // bench/c/measure
 	done chan result // the waiter's result, once it returned
 	mu   sync.Mutex
-	out  bytes.Buffer // the end of what it printed, for errors
-	file *os.File     // where it printed (a terminal's reader copies there)
+	file *os.File // where it printed (a terminal's reader copies there)
 }
 
 // startWaiter starts w under bench/c/measure with its output to a file,
@@ -544,13 +543,12 @@ func (r *running) kill() {
 func (r *running) output() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var out string
 	if r.file != nil {
 		b := make([]byte, 64*1024)
 		n, _ := r.file.ReadAt(b, 0)
-		r.out.Reset()
-		r.out.Write(b[:n])
+		out = string(b[:n])
 	}
-	out := r.out.String()
 	if len(out) > 300 {
 		out = "..." + out[len(out)-300:]
 	}
